@@ -1,0 +1,11 @@
+"""imbalance: how weight decay makes softmax models neglect rare tokens.
+
+Exact equilibria (``imbalance.theory``), symbolic derivations
+(``imbalance.symbolic``), torch simulations (``imbalance.sim``) and metrics.
+"""
+
+from .zipf import frequency_buckets, zipf_pmf
+
+__version__ = "0.1.0"
+
+__all__ = ["zipf_pmf", "frequency_buckets", "__version__"]

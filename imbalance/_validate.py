@@ -1,0 +1,144 @@
+"""Input checks shared by every public function.
+
+Each check raises ``ValueError`` naming the parameter and the offending value, so a
+caller never sees a NaN or a traceback from deep inside numpy.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = [
+    "as_lams",
+    "as_distribution",
+    "as_positive",
+    "as_count_matrix",
+    "as_choice",
+    "as_positive_int",
+]
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def as_lams(lam, name: str = "lam") -> tuple[np.ndarray, bool]:
+    """Return (1-D float64 array of weight decays, is_scalar).
+
+    A scalar gives a length-1 array and ``is_scalar=True``; results then drop the
+    leading λ axis. Every value must be finite and > 0.
+    """
+    if isinstance(lam, (bool, np.bool_)):
+        raise ValueError(f"{name} must be a positive number or 1-D array, got {lam!r}")
+    try:
+        arr = np.asarray(lam, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive number or 1-D array, got {_short(lam)}") from None
+    if arr.ndim > 1:
+        raise ValueError(f"{name} must be a scalar or a 1-D array, got shape {arr.shape}")
+    scalar = arr.ndim == 0
+    arr = np.atleast_1d(arr)
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty")
+    bad = ~np.isfinite(arr) | (arr <= 0)
+    if bad.any():
+        raise ValueError(f"{name} must be finite and > 0, got {name}={arr[bad][0]!r}")
+    return arr, scalar
+
+
+def as_distribution(pi, name: str = "pi", min_size: int = 2, atol: float = 1e-9) -> np.ndarray:
+    """A finite, non-negative 1-D float64 vector summing to 1 (within ``atol``)."""
+    try:
+        arr = np.asarray(pi, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a 1-D array of probabilities, got {_short(pi)}") from None
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    if arr.size < min_size:
+        raise ValueError(f"{name} needs at least {min_size} classes, got {arr.size}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite, got {name}[{int(np.flatnonzero(~np.isfinite(arr))[0])}]="
+                         f"{arr[~np.isfinite(arr)][0]!r}")
+    if (arr < 0).any():
+        i = int(np.flatnonzero(arr < 0)[0])
+        raise ValueError(f"{name} must be non-negative, got {name}[{i}]={arr[i]!r}")
+    total = float(arr.sum())
+    if abs(total - 1.0) > atol:
+        raise ValueError(f"{name} must sum to 1 (within {atol:g}), got sum={total!r}")
+    return arr
+
+
+def as_positive(value, name: str) -> float:
+    """A finite scalar > 0."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise ValueError(f"{name} must be a positive number, got {_short(value)}")
+    value = float(value)
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be finite and > 0, got {name}={value!r}")
+    return value
+
+
+def as_nonnegative(value, name: str) -> float:
+    """A finite scalar >= 0."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise ValueError(f"{name} must be a non-negative number, got {_short(value)}")
+    value = float(value)
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be finite and >= 0, got {name}={value!r}")
+    return value
+
+
+def as_positive_int(value, name: str, minimum: int = 1) -> int:
+    """An integer >= ``minimum`` (bools refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            value = int(value)
+        else:
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {_short(value)}")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {name}={value}")
+    return value
+
+
+def as_choice(value, name: str, choices) -> str:
+    if not isinstance(value, str) or value.lower() not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices)}, got {name}={_short(value)}")
+    return value.lower()
+
+
+def as_count_matrix(counts, name: str = "counts", min_vocab: int = 2) -> sp.csr_matrix:
+    """A (contexts × vocabulary) matrix of finite, non-negative counts as float64 CSR.
+
+    Explicit zeros are dropped and indices sorted; dense input is converted without
+    densifying anything else.
+    """
+    if sp.issparse(counts):
+        mat = sp.csr_matrix(counts, dtype=np.float64, copy=True)
+    else:
+        try:
+            arr = np.asarray(counts, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a 2-D array or scipy.sparse matrix, got {_short(counts)}") from None
+        if arr.ndim != 2:
+            raise ValueError(f"{name} must be 2-D (contexts × vocabulary), got shape {arr.shape}")
+        mat = sp.csr_matrix(arr)
+    if mat.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {mat.shape}")
+    if mat.shape[1] < min_vocab:
+        raise ValueError(f"{name} needs a vocabulary of at least {min_vocab} tokens, got shape {mat.shape}")
+    data = mat.data
+    if not np.isfinite(data).all():
+        raise ValueError(f"{name} must be finite, got a value {data[~np.isfinite(data)][0]!r}")
+    if (data < 0).any():
+        raise ValueError(f"{name} must be non-negative, got a value {data[data < 0][0]!r}")
+    mat.eliminate_zeros()
+    mat.sum_duplicates()
+    mat.sort_indices()
+    if mat.nnz == 0:
+        raise ValueError(f"{name} must contain at least one positive count")
+    return mat
