@@ -1,0 +1,1 @@
+"""Exact equilibria of imbalanced softmax models (numpy/scipy; never imports sim)."""
