@@ -1,0 +1,76 @@
+"""Simulation next to theory: the only module of ``imbalance.sim`` that imports ``imbalance.theory``.
+
+Each helper runs (or takes) a sweep and returns the prediction, the simulation and the
+per-token relative error |sim − theory| / theory, with λ leading.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.optimize
+import torch
+
+__all__ = ["feature_lbfgs", "deterministic_margins", "Comparison"]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``theory`` (L, V); ``sim`` (L, S, V) per seed; ``rel_error`` = |mean_seed(sim) − theory|/|theory|
+    (L, V); ``sem`` (L, V): standard error of the seed mean (NaN with one seed)."""
+
+    lams: np.ndarray
+    theory: np.ndarray
+    sim: np.ndarray
+    rel_error: np.ndarray
+    sem: np.ndarray
+
+
+def _compare(lams, theory, sim) -> Comparison:
+    theory = np.asarray(theory, dtype=np.float64).reshape(len(lams), -1)
+    sim = np.asarray(sim, dtype=np.float64)
+    mean = sim.mean(1)
+    S = sim.shape[1]
+    sem = sim.std(1, ddof=1) / np.sqrt(S) if S > 1 else np.full_like(mean, np.nan)
+    return Comparison(np.asarray(lams), theory, sim, np.abs(mean - theory) / np.abs(theory), sem)
+
+
+def deterministic_margins(W: torch.Tensor | np.ndarray, r: float = 1.0) -> np.ndarray:
+    """Margins m_k = z_kk − mean_{j≠k} z_kj of a (..., K, K) logit table with logits z = r W."""
+    W = np.asarray(W, dtype=np.float64)
+    K = W.shape[-1]
+    diag = np.diagonal(W, axis1=-2, axis2=-1)
+    return r * (diag - (W.sum(-1) - diag) / (K - 1))
+
+
+def feature_lbfgs(task, lam: float, bias: bool = True, gtol: float = 1e-12):
+    """L-BFGS (scipy, float64) minimiser of mean CE + (λ/2)‖W‖² on a FeatureTask's points.
+
+    Returns (W (K, D), b (K,) or None, loss_per_token (K,)). The bias is undecayed and
+    defined up to a constant shift; it is returned centred (mean 0).
+    """
+    H = task.features.numpy()
+    y = task.labels.numpy()
+    K, D, n = task.K, H.shape[1], y.size
+    Y = np.eye(K)[y]
+
+    def fg(theta):
+        W = theta[:K * D].reshape(K, D)
+        b = theta[K * D:] if bias else 0.0
+        z = H @ W.T + b
+        z = z - z.max(1, keepdims=True)
+        lp = z - np.log(np.exp(z).sum(1, keepdims=True))
+        G = (np.exp(lp) - Y) / n
+        grad = [(G.T @ H + lam * W).ravel()] + ([G.sum(0)] if bias else [])
+        return -(Y * lp).sum() / n + 0.5 * lam * (W ** 2).sum(), np.concatenate(grad)
+
+    res = scipy.optimize.minimize(fg, np.zeros(K * D + (K if bias else 0)), jac=True, method="L-BFGS-B",
+                                  options=dict(gtol=gtol, ftol=1e-16, maxiter=20000))
+    W = res.x[:K * D].reshape(K, D)
+    b = res.x[K * D:] - res.x[K * D:].mean() if bias else None
+    z = H @ W.T + (b if bias else 0.0)
+    lp = z - scipy.special.logsumexp(z, axis=1, keepdims=True)
+    ce = -lp[np.arange(n), y]
+    lpt = np.bincount(y, weights=ce, minlength=K) / np.bincount(y, minlength=K)
+    return W, b, lpt
