@@ -51,6 +51,44 @@ class BigramTable:
     def eval_logp(self, params, task):
         return torch.log_softmax(task.r * params["W"], dim=-1)  # (M, C, V)
 
+    def loss_and_grads(self, params, ctx, tgt, task, weights=None):
+        """Minibatch loss (M,) and exact gradient without autograd, touching only the rows
+        present in the batch: ∂/∂W[x] = (r/B) (n_x softmax(r W[x]) − t_x), with n_x the
+        (weighted) count of context x in the batch and t_x its target counts.
+
+        The dense gradient buffer is reused: only last step's rows are cleared.
+        """
+        W = params["W"]  # (M, C, V)
+        M, C, V = W.shape
+        B = ctx.shape[1]
+        r = task.r
+        key = (torch.arange(M, device=W.device).unsqueeze(1) * C + ctx).reshape(-1)  # (M·B,)
+        rows, inv = torch.unique(key, return_inverse=True)  # (K,), (M·B,)
+        w = weights[tgt].reshape(-1) if weights is not None else torch.ones_like(key, dtype=W.dtype)  # (M·B,)
+        n = torch.zeros(rows.numel(), dtype=W.dtype, device=W.device).index_add_(0, inv, w)  # (K,)
+        z = W.view(M * C, V)[rows]  # (K, V)
+        if r != 1.0:
+            z = r * z
+        p = torch.softmax(z, dim=-1)  # (K, V)
+        hit = p[inv, tgt.reshape(-1)].log()  # (M·B,) log p(y_i | x_i)
+        low = hit < -600.0  # p near underflow: take the exact log-softmax for these samples
+        if low.any():
+            k = inv[low]
+            hit[low] = z[k, tgt.reshape(-1)[low]] - torch.logsumexp(z[k], dim=-1)
+        loss = -(w * hit).view(M, B).sum(1) / B  # (M,)
+        g_rows = p.mul_((r / B) * n.unsqueeze(1))  # (K, V) (r/B) n_x softmax
+        g_rows.index_put_((inv, tgt.reshape(-1)), (-r / B) * w, accumulate=True)  # − (r/B) t_x
+        G, last = self._buffer
+        if G is None or G.shape != W.shape or G.dtype != W.dtype or G.device != W.device:
+            G = torch.zeros_like(W)
+        else:
+            G.view(M * C, V)[last] = 0.0
+        G.view(M * C, V).index_copy_(0, rows, g_rows)  # (M, C, V)
+        self._buffer = (G, rows)
+        return loss, {"W": G}
+
+    _buffer = (None, None)
+
 
 class FactoredBigram:
     """T7: logits z = W E[x] (unembedding W (V, d), context embedding E (C, d)).

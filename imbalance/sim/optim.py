@@ -93,8 +93,10 @@ class BatchedSGD(_Batched):
 class BatchedAdamW(_Batched):
     """AdamW with decoupled decay, same operations as ``torch.optim.AdamW`` (amsgrad off)."""
 
-    def __init__(self, params, lams, *, lr, betas=(0.9, 0.999), eps=1e-8, decayed=None, decay_scale=None):
+    def __init__(self, params, lams, *, lr, betas=(0.9, 0.999), eps=1e-8, decayed=None, decay_scale=None,
+                 fused=False):
         super().__init__(params, lams, lr=lr, decayed=decayed, decay_scale=decay_scale)
+        self.fused = bool(fused)
         b1, b2 = (float(b) for b in betas)
         for nm, b in (("betas[0]", b1), ("betas[1]", b2)):
             if not 0.0 <= b < 1.0:
@@ -116,21 +118,49 @@ class BatchedAdamW(_Batched):
         bc2_sqrt = math.sqrt(1.0 - b2 ** self.step_count)
         for name, p in self.params.items():
             g = grads[name]
+            m, v = self.exp_avg[name], self.exp_avg_sq[name]
+            if self.fused:
+                # one pass over memory; hyper-parameters as 0-d tensors so the kernel compiles once
+                hp = torch.tensor([-self.lr / bc1, bc2_sqrt, b1, b2, self.eps], dtype=p.dtype, device=p.device)
+                _fused_adamw()(p, g, m, v, self.shrink.get(name, _ONE.to(p)), hp)
+                continue
             if name in self.shrink:
                 p.mul_(self.shrink[name])
-            m, v = self.exp_avg[name], self.exp_avg_sq[name]
             m.lerp_(g, 1.0 - b1)
             v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
             denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
             p.addcdiv_(m, denom, value=-self.lr / bc1)
 
 
-def make_optimizer(name: str, params, lams, *, lr, decayed=None, decay_scale=None, betas=(0.9, 0.999), eps=1e-8):
-    """``name`` in {"sgd", "adamw"}."""
+_ONE = torch.ones(())
+_FUSED = None
+
+
+def _adamw_update(p, g, m, v, shrink, hp):
+    """The AdamW step of ``BatchedAdamW.step`` written as one expression for torch.compile."""
+    step, bc2_sqrt, b1, b2, eps = hp.unbind()
+    m_new = m + (1.0 - b1) * (g - m)  # lerp
+    v_new = v * b2 + (1.0 - b2) * g * g
+    p.copy_(p * shrink + step * m_new / (v_new.sqrt() / bc2_sqrt + eps))
+    m.copy_(m_new)
+    v.copy_(v_new)
+
+
+def _fused_adamw():
+    global _FUSED
+    if _FUSED is None:
+        _FUSED = torch.compile(_adamw_update, dynamic=False, fullgraph=True)
+    return _FUSED
+
+
+def make_optimizer(name: str, params, lams, *, lr, decayed=None, decay_scale=None, betas=(0.9, 0.999), eps=1e-8,
+                   fused=False):
+    """``name`` in {"sgd", "adamw"}; ``fused`` compiles the AdamW update into one pass (torch.compile)."""
     name = as_choice(name, "optimizer", {"sgd", "adamw"})
     if name == "sgd":
         return BatchedSGD(params, lams, lr=lr, decayed=decayed, decay_scale=decay_scale)
-    return BatchedAdamW(params, lams, lr=lr, betas=betas, eps=eps, decayed=decayed, decay_scale=decay_scale)
+    return BatchedAdamW(params, lams, lr=lr, betas=betas, eps=eps, decayed=decayed, decay_scale=decay_scale,
+                        fused=fused)
 
 
 def frequency_decay_scale(freq, optimizer: str = "sgd", batch_size: int | None = None) -> np.ndarray:
