@@ -12,7 +12,7 @@ import numpy as np
 import scipy.optimize
 import torch
 
-__all__ = ["feature_lbfgs", "deterministic_margins", "Comparison"]
+__all__ = ["feature_lbfgs", "deterministic_margins", "Comparison", "compare_margins", "compare_bigram"]
 
 
 @dataclass(frozen=True)
@@ -74,3 +74,44 @@ def feature_lbfgs(task, lam: float, bias: bool = True, gtol: float = 1e-12):
     ce = -lp[np.arange(n), y]
     lpt = np.bincount(y, weights=ce, minlength=K) / np.bincount(y, minlength=K)
     return W, b, lpt
+
+
+def _opt_args(result, eps):
+    kw = {"optimizer": result.optimizer}
+    if result.optimizer == "adamw":
+        kw.update(batch_size=result.batch_size, eps=eps)
+    return kw
+
+
+def _lams_for_theory(result):
+    lams = np.asarray(result.lams, dtype=np.float64)
+    if (lams <= 0).any():
+        raise ValueError(f"theory needs λ > 0, the sweep has lams={lams.tolist()}")
+    return lams
+
+
+def compare_margins(result, task, *, eps: float = 1e-8, averaged: bool = True) -> Comparison:
+    """Deterministic bigram (context k → token k): sweep margins vs ``margin_law`` (T2 SGD, T3 AdamW).
+
+    Uses the iterate average over the sweep's last ``average_last`` steps when available
+    (the AdamW equilibrium is a noisy stationary state, DESIGN T3).
+    """
+    from ..theory import margin_law
+
+    J = task.joint
+    if J.shape[0] != J.shape[1] or np.count_nonzero(J - np.diag(np.diag(J))):
+        raise ValueError("compare_margins needs a deterministic bigram task (diagonal counts)")
+    lams = _lams_for_theory(result)
+    params = result.params_avg if (averaged and result.params_avg is not None) else result.params
+    theory = margin_law(np.diag(J), lams, r=task.r, **_opt_args(result, eps)).margins
+    return _compare(lams, theory, deterministic_margins(params["W"].numpy(), task.r))
+
+
+def compare_bigram(result, task, *, eps: float = 1e-8, averaged: bool = True) -> Comparison:
+    """Any bigram task: sweep per-token loss vs ``bigram_equilibrium`` (SGD or AdamW)."""
+    from ..theory import bigram_equilibrium
+
+    lams = _lams_for_theory(result)
+    sim = result.loss_per_token_avg if (averaged and result.loss_per_token_avg is not None) else result.loss_per_token
+    eq = bigram_equilibrium(task.counts, lams, r=task.r, **_opt_args(result, eps))
+    return _compare(lams, eq.loss_per_token, sim)
