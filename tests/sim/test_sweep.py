@@ -164,3 +164,23 @@ def test_bigram_analytic_loss_survives_underflow():
     loss, _ = BigramTable().loss_and_grads({"W": W}, torch.tensor([[0]]), torch.tensor([[0]]), task)
     ref = -torch.log_softmax(W[0, 0], -1)[0]
     assert torch.isfinite(loss).all() and torch.allclose(loss[0], ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_factored_bigram_logits_and_training(tied):
+    """Factored model: logits = r E[x] Wᵀ (checked by hand), and a short SGD run lowers the loss."""
+    from imbalance.sim import FactoredBigram
+    task = BigramTask.stochastic_zipf(10, 1.0, 0.8, r=1.5)
+    model = FactoredBigram(width=6, tied=tied, init_scale=0.3)
+    params = model.init(task, [torch.Generator().manual_seed(0)], torch.float64)
+    E = params["E"][0]
+    W = E if tied else params["W"][0]
+    ctx = torch.tensor([[3, 0, 9]])
+    assert torch.allclose(model.logits(params, ctx, task)[0], 1.5 * E[ctx[0]] @ W.T, rtol=1e-13)
+    assert torch.allclose(model.eval_logp(params, task)[0], torch.log_softmax(1.5 * E @ W.T, -1), rtol=1e-13)
+    res = sweep(task, [1e-3], model=model, optimizer="sgd", steps=300, batch_size=64, lr=0.5, progress=False)
+    pi = task.token_probs
+    first, last = (np.nansum(res.curve_loss_per_token[i] * pi, -1).item() for i in (0, -1))
+    assert last < first - 0.3
+    if tied:
+        assert set(res.params) == {"E"}
