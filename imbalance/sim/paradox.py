@@ -47,8 +47,9 @@ class ParadoxResult:
 def _summarise(res: SweepResult, tokens_per_batch: int, scheme: str) -> ParadoxResult:
     pi = res.token_probs
     held = res.heldout_loss_per_token  # (L, S, V)
-    if np.isnan(held[..., pi > 0]).any():  # a type absent from the held-out split: use what is there
-        held = np.where(np.isnan(held), np.nanmean(held, axis=-1, keepdims=True), held)
+    absent = np.isnan(held).all(axis=(0, 1)) & (pi > 0)  # (V,) a type that never occurs in the held-out split
+    if absent.any():
+        pi = np.where(absent, 0.0, pi)  # bucket and average over the types that were measured
     ids, bl = metrics.bucket_loss(held, pi, scheme=scheme)  # (L, S, n_b)
     per = {"bucket_loss": bl, "aggregate": metrics.aggregate_loss(held, pi),
            "token_balanced": metrics.token_balanced_loss(held, pi), "gap": bl[..., -1] - bl[..., 0]}
