@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from .._validate import as_positive, as_positive_int
+from .optim import RowGrad
 
 __all__ = ["BigramTable", "FactoredBigram", "LinearSoftmax"]
 
@@ -56,7 +57,7 @@ class BigramTable:
         present in the batch: ∂/∂W[x] = (r/B) (n_x softmax(r W[x]) − t_x), with n_x the
         (weighted) count of context x in the batch and t_x its target counts.
 
-        The dense gradient buffer is reused: only last step's rows are cleared.
+        The gradient is returned as a ``RowGrad`` (rows of W viewed as (M·C, V)).
         """
         W = params["W"]  # (M, C, V)
         M, C, V = W.shape
@@ -78,16 +79,7 @@ class BigramTable:
         loss = -(w * hit).view(M, B).sum(1) / B  # (M,)
         g_rows = p.mul_((r / B) * n.unsqueeze(1))  # (K, V) (r/B) n_x softmax
         g_rows.index_put_((inv, tgt.reshape(-1)), (-r / B) * w, accumulate=True)  # − (r/B) t_x
-        G, last = self._buffer
-        if G is None or G.shape != W.shape or G.dtype != W.dtype or G.device != W.device:
-            G = torch.zeros_like(W)
-        else:
-            G.view(M * C, V)[last] = 0.0
-        G.view(M * C, V).index_copy_(0, rows, g_rows)  # (M, C, V)
-        self._buffer = (G, rows)
-        return loss, {"W": G}
-
-    _buffer = (None, None)
+        return loss, {"W": RowGrad(rows, g_rows)}
 
 
 class FactoredBigram:

@@ -19,7 +19,21 @@ import torch
 
 from .._validate import as_choice, as_nonnegative, as_positive
 
-__all__ = ["BatchedSGD", "BatchedAdamW", "make_optimizer", "frequency_decay_scale"]
+__all__ = ["BatchedSGD", "BatchedAdamW", "RowGrad", "make_optimizer", "frequency_decay_scale"]
+
+
+class RowGrad:
+    """A gradient that is zero except on some rows: ``values`` (K, V) at ``rows`` (K,) of the
+    parameter viewed as (M·C, V). Rows are distinct. The optimisers apply it without a dense
+    gradient tensor (the bigram table touches only the contexts in the batch)."""
+
+    def __init__(self, rows: torch.Tensor, values: torch.Tensor):
+        self.rows, self.values = rows, values
+
+    def dense(self, like: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros_like(like)
+        out.view(-1, like.shape[-1]).index_copy_(0, self.rows, self.values)
+        return out
 
 
 def _decay_factors(params, lams, decayed, decay_scale):
@@ -85,6 +99,11 @@ class BatchedSGD(_Batched):
         self.step_count += 1
         for name, p in self.params.items():
             g = grads[name]
+            if isinstance(g, RowGrad):  # w ← w (1 − lr λ) − lr G, G zero off the rows
+                if name in self.lam:
+                    p.mul_(1.0 - self.lr * self.lam[name])
+                p.view(-1, p.shape[-1]).index_add_(0, g.rows, g.values, alpha=-self.lr)
+                continue
             if name in self.lam:
                 g = g.add(self.lam[name] * p)  # (M, ...) coupled L2: ∇(λ/2)‖w‖² = λ w
             p.add_(g, alpha=-self.lr)
@@ -119,6 +138,14 @@ class BatchedAdamW(_Batched):
         for name, p in self.params.items():
             g = grads[name]
             m, v = self.exp_avg[name], self.exp_avg_sq[name]
+            if isinstance(g, RowGrad):
+                if b1 > 0 and b2 > 0:
+                    # β m + (1−β) g = β (m + g (1−β)/β): add the rows, then a gradient-free dense pass
+                    m.view(-1, m.shape[-1]).index_add_(0, g.rows, g.values, alpha=(1.0 - b1) / b1)
+                    v.view(-1, v.shape[-1]).index_add_(0, g.rows, g.values * g.values, alpha=(1.0 - b2) / b2)
+                    g = _ZERO.to(p)
+                else:
+                    g = g.dense(p)
             if self.fused:
                 # one pass over memory; hyper-parameters as 0-d tensors so the kernel compiles once
                 hp = torch.tensor([-self.lr / bc1, bc2_sqrt, b1, b2, self.eps], dtype=p.dtype, device=p.device)
@@ -133,6 +160,7 @@ class BatchedAdamW(_Batched):
 
 
 _ONE = torch.ones(())
+_ZERO = torch.zeros(())
 _FUSED = None
 
 
