@@ -12,7 +12,8 @@ import numpy as np
 import scipy.optimize
 import torch
 
-__all__ = ["feature_lbfgs", "deterministic_margins", "Comparison", "compare_margins", "compare_bigram"]
+__all__ = ["feature_lbfgs", "deterministic_margins", "Comparison", "compare_margins", "compare_bigram",
+           "compare_factored"]
 
 
 @dataclass(frozen=True)
@@ -114,4 +115,23 @@ def compare_bigram(result, task, *, eps: float = 1e-8, averaged: bool = True) ->
     lams = _lams_for_theory(result)
     sim = result.loss_per_token_avg if (averaged and result.loss_per_token_avg is not None) else result.loss_per_token
     eq = bigram_equilibrium(task.counts, lams, r=task.r, **_opt_args(result, eps))
+    return _compare(lams, eq.loss_per_token, sim)
+
+
+def compare_factored(result, task, *, tied: bool = False, averaged: bool = True) -> Comparison:
+    """Factored bigram (E, W both decayed by λ): sweep per-token loss vs the T7 convex optimum.
+
+    Untied: λ_W = λ_E = λ, penalty λ‖Z‖_*. Tied (one matrix E decayed by λ, W = E):
+    (λ/2)‖E‖² = ((λ_W + λ_E)/2) tr Z with λ_W = λ_E = λ/2. The theory is the L2 optimum,
+    so it predicts SGD; for AdamW the comparison measures how far decoupled decay lands.
+    Needs ``imbalance.theory.factored_bigram_equilibrium`` and r = 1.
+    """
+    from ..theory import factored_bigram_equilibrium
+
+    if task.r != 1.0:
+        raise ValueError(f"compare_factored needs r = 1 (T7 has no input norm), got r={task.r}")
+    lams = _lams_for_theory(result)
+    lam_each = lams / 2 if tied else lams
+    eq = factored_bigram_equilibrium(task.counts, lam_each, lam_each, tied=tied)
+    sim = result.loss_per_token_avg if (averaged and result.loss_per_token_avg is not None) else result.loss_per_token
     return _compare(lams, eq.loss_per_token, sim)
