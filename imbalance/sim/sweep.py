@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,6 +117,8 @@ def sweep(task, lams, *, model, optimizer, steps, batch_size, lr, seeds=(0,), de
         raise ValueError(f"model {type(model).__name__} (kind {model.kind!r}) does not fit task "
                          f"{type(task).__name__} (kind {task.kind!r})")
     dev = resolve_device(device)
+    if dev.type == "mps" and dtype == torch.float64:
+        raise ValueError("dtype=torch.float64 is not supported on device 'mps'; use torch.float32 or device='cpu'")
     L, S = lam_arr.size, len(seeds)
     M = L * S
 
@@ -199,6 +202,11 @@ def sweep(task, lams, *, model, optimizer, steps, batch_size, lr, seeds=(0,), de
                     avg[k].add_(params[k])
             if (step + 1) % eval_every == 0 or step + 1 == steps:
                 curves.append((step + 1, evaluate(model, params, task, L, S)))
+                bad = ~torch.isfinite(train_loss[step])
+                if bad.any():
+                    m = int(bad.nonzero()[0])
+                    warnings.warn(f"sweep: training loss is not finite at step {step + 1} for λ={lam_arr[m // S]}, "
+                                  f"seed={seeds[m % S]} (diverged? lower lr)", UserWarning, stacklevel=2)
                 save(step + 1)
             bar.update(1)
             if callback is not None:

@@ -184,3 +184,9 @@ def test_factored_bigram_logits_and_training(tied):
     assert last < first - 0.3
     if tied:
         assert set(res.params) == {"E"}
+
+
+def test_divergence_is_reported():
+    with pytest.warns(UserWarning, match="not finite"):
+        sweep(FeatureTask(K=3, dim=2, n=30), [1e200], model=LinearSoftmax(), optimizer="sgd", lr=1e200, steps=5,
+              batch_size=8, progress=False)
