@@ -26,7 +26,7 @@ TASK = BigramTask.stochastic_zipf(12, 1.1, 0.6)
 
 def _same(a, b):
     for f in ("loss_per_token", "loss_per_token_avg", "curve_loss_per_token", "train_loss", "curve_steps"):
-        assert np.array_equal(getattr(a, f), getattr(b, f)), f
+        assert np.array_equal(getattr(a, f), getattr(b, f), equal_nan=True), f
     for k in a.params:
         assert torch.equal(a.params[k], b.params[k])
 
@@ -190,3 +190,23 @@ def test_divergence_is_reported():
     with pytest.warns(UserWarning, match="not finite"):
         sweep(FeatureTask(K=3, dim=2, n=30), [1e200], model=LinearSoftmax(), optimizer="sgd", lr=1e200, steps=5,
               batch_size=8, progress=False)
+
+
+def test_transformer_resume_after_kill_is_identical(tmp_path):
+    """Resume also restores every transformer parameter, its AdamW state and the held-out curves."""
+    from imbalance.sim import SequenceTask
+    from imbalance.sim.transformer import Transformer
+    task = SequenceTask(V=10, lag=2, seq_len=6, n_train=64, n_heldout=32)
+    kw = dict(model=Transformer(n_layer=1, n_head=2, d_model=8), optimizer="adamw", steps=12, batch_size=4,
+              lr=1e-2, seeds=(0, 1), eval_every=4, progress=False, average_last=3)
+    ref = sweep(task, [0.0, 0.5], **kw)
+
+    def die(step):
+        if step == 6:
+            raise Killed
+
+    with pytest.raises(Killed):
+        sweep(task, [0.0, 0.5], out=tmp_path, callback=die, **kw)
+    again = sweep(task, [0.0, 0.5], out=tmp_path, **kw)
+    _same(ref, again)
+    assert np.array_equal(ref.curve_heldout, again.curve_heldout, equal_nan=True)
