@@ -30,7 +30,9 @@ import scipy.sparse as sp
 from scipy.linalg import eigh
 from scipy.sparse.linalg import eigsh, svds
 
-__all__ = ["NuclearSolution", "solve_nuclear_softmax"]
+from .._validate import as_lams
+
+__all__ = ["NuclearSolution", "solve_nuclear_softmax", "solve_path", "broadcast_lams"]
 
 BENCHMARK_NOTE = (
     "UFM K=1000 Zipf and factored bigram V=2000: see bench_factored.py output in the "
@@ -312,3 +314,29 @@ def solve_nuclear_softmax(target, mu, *, row_scale=None, psd=False, bias=False, 
         logits=Z, bias=b.copy(), left=A, right=B, singular_values=S, objective=primal, dual_value=dual,
         gap=gap, rel_gap=gap / abs(primal), dual_ratio=ratio, bias_residual=bias_res, n_iter=n_iter,
     )
+
+
+def broadcast_lams(lam_a, name_a: str, lam_b, name_b: str):
+    """Validate two weight decays (scalar or 1-D) and broadcast them to one λ path.
+
+    Returns (a, b, is_scalar) with a, b 1-D float64 of equal length.
+    """
+    a, sa = as_lams(lam_a, name_a)
+    b, sb = as_lams(lam_b, name_b)
+    if a.size != b.size and min(a.size, b.size) != 1:
+        raise ValueError(f"{name_a} and {name_b} must have the same length or be scalars, "
+                         f"got lengths {a.size} and {b.size}")
+    L = max(a.size, b.size)
+    return np.broadcast_to(a, (L,)).copy(), np.broadcast_to(b, (L,)).copy(), sa and sb
+
+
+def solve_path(target, mus, **kwargs) -> list[NuclearSolution]:
+    """Solve for every μ in ``mus``, from the largest to the smallest (low rank first),
+    warm-starting each solve from the previous one; results in the input order."""
+    order = np.argsort(-np.asarray(mus), kind="stable")
+    out: list = [None] * len(mus)
+    warm = None
+    for i in order:
+        warm = solve_nuclear_softmax(target, float(mus[i]), warm=warm, **kwargs)
+        out[i] = warm
+    return out
