@@ -117,6 +117,23 @@ class _Problem:
             parts.append(G.sum(axis=0))
         return f + pen, np.concatenate(parts)
 
+    def curvature(self, x, r):
+        """Diagonal of the Gauss–Newton Hessian of the factored objective (plus μ): the
+        L-BFGS initial metric. Row weights P(x) span five decades on Zipfian text, and a
+        scalar initial metric left L-BFGS 1700 iterations on a V = 500 bigram."""
+        A, B, b = self.unpack(x, r)
+        _, P, _ = self.loss_grad(self.logits(A, B, b))
+        wt = (self.w * self.inv_s ** 2)[:, None]
+        Pv = wt * P * (1 - P)  # (n, V)
+        dA = wt * (P @ (B * B) - (P @ B) ** 2)
+        dB = Pv.T @ (A * A)
+        if self.psd:
+            return (dA + dB + 2 * self.mu).ravel()
+        parts = [(dA + self.mu).ravel(), (dB + self.mu).ravel()]
+        if self.bias:
+            parts.append((self.w[:, None] * P * (1 - P)).sum(axis=0) + 1e-12 * self.w.sum())
+        return np.concatenate(parts)
+
     def entropy_dual(self, P, theta):
         """Σ_x w_x H(θ p_x + (1−θ) q_x): the dual objective −f*(θ∇f) (f* is negative entropy)."""
         Pm = theta * P[self.seen]
@@ -127,7 +144,7 @@ class _Problem:
         return float(self.w[self.seen] @ H)
 
 
-def _lbfgs(fun, x, m):
+def _lbfgs(fun, x, m, metric):
     """L-BFGS (two-loop recursion, Armijo backtracking) as a generator yielding the iterate
     after every step, so the caller can test the certificate without losing the memory.
     Returns when the line search cannot decrease f any more (rounding level).
@@ -142,15 +159,18 @@ def _lbfgs(fun, x, m):
             a = r_ * (s_ @ q)
             q -= a * y_
             alpha.append(a)
+        D = metric[0]  # diagonal curvature estimate, refreshed by the caller
+        q /= D
         if S:
-            q *= (S[-1] @ Yk[-1]) / (Yk[-1] @ Yk[-1])
+            q *= (S[-1] @ Yk[-1]) / (Yk[-1] @ (Yk[-1] / D))
         for (s_, y_, r_), a in zip(zip(S, Yk, rho), reversed(alpha)):
             q += (a - r_ * (y_ @ q)) * s_
         gd = g @ q
         if not gd < 0:
             S, Yk, rho = [], [], []
-            q, gd = -g, -(g @ g)
-        t = 1.0 if S else 1.0 / max(np.sqrt(-gd), 1e-300)
+            q = -g / D
+            gd = g @ q
+        t = 1.0
         while True:
             fn, gn = fun(x + t * q)
             if fn <= f + 1e-4 * t * gd:
@@ -279,25 +299,27 @@ def solve_nuclear_softmax(target, mu, *, row_scale=None, psd=False, bias=False, 
             print(n_iter, A.shape[1], ratio - 1, gap / abs(primal), steps is None)
         if (gap <= rtol * abs(primal) and bias_res <= rtol * prob.w.sum()) or n_iter >= max_iter:
             break
-        grew = False
         if steps is None or (ratio > 1 + 1e-3 and n_iter - last_growth >= 3 * check_every):
             last_growth = n_iter
-            A, B, _ = _balance(prob, A, B)
             k = min(n, V) if min(n, V) <= _FULL_SVD_MAX else min(k_dirs, min(n, V) - 1)
             vals, U, Vv = _growth_directions(prob, Gy, A, B, k, rng)
             grow = vals > prob.mu
             if grow.any():  # escape along −∇f: decrease ≥ Σ (σ_i − μ)²/(2L) (descent lemma)
+                A, B, _ = _balance(prob, A, B)
                 t = np.sqrt((vals[grow] - prob.mu) / Lcurv)
                 A = np.hstack([A, (U[:, grow] if psd else -U[:, grow]) * t])
                 B = A if psd else np.hstack([B, Vv[:, grow] * t])
                 k_dirs = min(2 * k_dirs, 512) if grow.all() else k_dirs
-                stalled, grew = False, True
+                stalled, steps = False, None  # new variables: restart the quasi-Newton memory
             elif stalled:
                 break  # rounding level reached and no direction left to add
-            steps = None  # the factors were rebalanced: restart the quasi-Newton memory
         if steps is None:
             r = A.shape[1]
-            steps = _lbfgs(lambda v, r=r: prob.fun(v, r), prob.pack(A, B, b), memory)
+            x0 = prob.pack(A, B, b)
+            metric = [prob.curvature(x0, r)]
+            steps = _lbfgs(lambda v, r=r: prob.fun(v, r), x0, memory, metric)
+        else:
+            metric[0] = prob.curvature(prob.pack(A, B, b), r)
         x = None
         for x in steps:
             n_iter += 1
