@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .._validate import as_distribution
+from .._validate import as_distribution, as_positive, as_positive_int
 from .nuclear import broadcast_lams, solve_path
 
-__all__ = ["UFMEquilibrium", "ufm_equilibrium", "two_group_pi"]
+__all__ = ["UFMEquilibrium", "ufm_equilibrium", "two_group_pi", "minority_cosine", "minority_collapse_threshold"]
 
 
 @dataclass(frozen=True)
@@ -116,8 +116,6 @@ def ufm_equilibrium(pi, lam_w, lam_h, *, bias: bool = False, rtol: float = 1e-9)
 def two_group_pi(k_major: int, k_minor: int, ratio: float) -> np.ndarray:
     """Two-group frequencies (Fang et al. 2021, §3): ``k_major`` classes with mass ∝ ``ratio``
     and ``k_minor`` classes with mass ∝ 1 (imbalance ratio R = ``ratio`` ≥ 1)."""
-    from .._validate import as_positive, as_positive_int
-
     ka = as_positive_int(k_major, "k_major")
     kb = as_positive_int(k_minor, "k_minor")
     R = as_positive(ratio, "ratio")
@@ -125,3 +123,48 @@ def two_group_pi(k_major: int, k_minor: int, ratio: float) -> np.ndarray:
         raise ValueError(f"ratio must be >= 1, got ratio={R!r}")
     w = np.concatenate([np.full(ka, R), np.ones(kb)])
     return w / w.sum()
+
+
+def minority_cosine(k_major: int, k_minor: int, ratio, lam_w, lam_h, *, rtol: float = 1e-9):
+    """Cosine between two minority classifiers and the minority/majority classifier norms
+    at the UFM optimum of the two-group family (Fang et al. 2021, minority collapse).
+
+    ``ratio`` scalar or 1-D; returns (cosine, minority_norm, majority_norm), each shaped
+    like ``ratio`` (λ scalars only). By symmetry of the family every minority pair has the
+    same cosine at the (unique) optimum; the pair (K_A, K_A + 1) is reported."""
+    if as_positive_int(k_minor, "k_minor") < 2:
+        raise ValueError(f"k_minor must be >= 2 to define a minority cosine, got k_minor={k_minor}")
+    R = np.atleast_1d(np.asarray(ratio, dtype=np.float64))
+    cos, nmin, nmaj = [], [], []
+    for r in R:
+        eq = ufm_equilibrium(two_group_pi(k_major, k_minor, float(r)), lam_w, lam_h, rtol=rtol)
+        cos.append(eq.classifier_cosine[k_major, k_major + 1])
+        nmin.append(eq.classifier_norms[k_major])
+        nmaj.append(eq.classifier_norms[0])
+    shape = np.shape(ratio)
+    return tuple(np.asarray(v).reshape(shape) for v in (cos, nmin, nmaj))
+
+
+def minority_collapse_threshold(k_major: int, k_minor: int, lam_w, lam_h, *, tol: float = 1e-6,
+                                ratio_max: float = 1e8, rel_precision: float = 1e-3) -> float:
+    """Smallest imbalance ratio R at which the minority classifiers merge (cosine ≥ 1 − tol).
+
+    Bisection on log R over [1, ratio_max] to relative precision ``rel_precision``; returns
+    ``inf`` if no collapse happens below ``ratio_max``. With weight decay the collapse is
+    exact at a finite R (the minority rows of Z coincide), unlike the limit R → ∞ of the
+    norm-constrained model of Fang et al. (2021, Thm 5). ``tol`` is well above the cosine
+    error of a solve at rtol = 1e-10."""
+    as_positive(lam_w, "lam_w"), as_positive(lam_h, "lam_h"), as_positive(tol, "tol")
+
+    def collapsed(r):
+        return minority_cosine(k_major, k_minor, r, lam_w, lam_h, rtol=1e-10)[0] >= 1 - tol
+
+    lo, hi = 1.0, float(ratio_max)
+    if collapsed(lo):
+        return 1.0
+    if not collapsed(hi):
+        return float("inf")
+    while hi / lo > 1 + rel_precision:
+        mid = np.sqrt(lo * hi)
+        lo, hi = (lo, mid) if collapsed(mid) else (mid, hi)
+    return hi
