@@ -126,7 +126,7 @@ def compare_factored(result, task, *, tied: bool = False, averaged: bool = True)
     so it predicts SGD; for AdamW the comparison measures how far decoupled decay lands.
     Needs ``imbalance.theory.factored_bigram_equilibrium`` and r = 1.
     """
-    from ..theory import factored_bigram_equilibrium
+    from ..theory.factored_bigram import factored_bigram_equilibrium
 
     if task.r != 1.0:
         raise ValueError(f"compare_factored needs r = 1 (T7 has no input norm), got r={task.r}")
