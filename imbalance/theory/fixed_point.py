@@ -312,10 +312,13 @@ def solve(layout: Layout, response, *, maxiter: int = 200) -> Solution:
         scale = np.maximum(1.0, np.abs(sa))
         # Gerr bounds the rounding error of G: once |G| is at that floor (or near it and
         # no longer halving), s is as good as float64 allows
+        # Gerr is the worst case (n ulps for n terms); rounding errors of a sum typically
+        # grow like √n, so iteration goes on until |G| reaches that typical floor or stalls
         floor = Gerr[act]
+        typical = floor / np.sqrt(layout.counts[act] + 4.0)
         stalled = (np.abs(Ga) <= 8 * floor) & (np.abs(Ga) > 0.5 * prev_G[act])
         prev_G[act] = np.abs(Ga)
-        done = (np.abs(Ga) <= floor) | stalled | (np.abs(s_new - sa) <= 4 * EPS * scale) \
+        done = (np.abs(Ga) <= typical) | stalled | (np.abs(s_new - sa) <= 4 * EPS * scale) \
             | (hi[act] - lo[act] <= 4 * EPS * scale)
         # a finished segment keeps the s it was last evaluated at, so p, log p stored
         # for it are exact for that s; only unfinished segments are evaluated again.
