@@ -1,60 +1,21 @@
-"""The reproduction behind ``imbalance reproduce``: each part is a function that returns
-a :class:`Section` (narrative, tidy rows, figures) and its :class:`Check` s, so the CLI,
-the notebooks and the tests call the same code."""
+"""Report sections computed exactly, without training: T1 unigram, T2/T3 margin laws and
+the bigram model of a token stream."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import log_softmax, softmax
 
-from . import plot
-from .corpus import bigram_counts, tokenize_words, zipf_markov_stream
-from .theory import bigram_equilibrium, margin_law, unigram_equilibrium
-from .zipf import frequency_buckets, zipf_pmf
+from .. import plot
+from ..corpus import bigram_counts, tokenize_words, zipf_markov_stream
+from ..theory import bigram_equilibrium, margin_law, unigram_equilibrium
+from ..zipf import frequency_buckets, zipf_pmf
+from .report import Check, Section, Settings
 
-__all__ = ["Check", "Section", "Settings", "unigram_section", "margin_section", "bigram_section", "run",
-           "write_report"]
-
-
-@dataclass(frozen=True)
-class Check:
-    """One theory-vs-independent-computation comparison: passes when error <= tolerance."""
-
-    theorem: str
-    what: str
-    error: float
-    tolerance: float
-
-    @property
-    def passed(self) -> bool:
-        return bool(np.isfinite(self.error) and self.error <= self.tolerance)
-
-
-@dataclass
-class Section:
-    key: str
-    title: str
-    text: str
-    rows: list[dict] = field(default_factory=list)
-    figures: dict = field(default_factory=dict)   # name -> matplotlib Figure
-    checks: list[Check] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Settings:
-    fast: bool = False
-    seeds: int = 3
-    device: str = "auto"
-    text: Path | None = None
-
-    @property
-    def lams(self) -> np.ndarray:
-        return np.array([1e-3, 1e-2, 1e-1, 1.0]) if self.fast else np.array([1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0])
+__all__ = ["unigram_section", "margin_section", "bigram_section", "bucket_means"]
 
 
 def bucket_means(loss: np.ndarray, freq: np.ndarray) -> np.ndarray:
@@ -165,37 +126,3 @@ def bigram_section(st: Settings) -> Section:
     return Section("bigram", "T2/T3 — the bigram model of a token stream", text, rows, {"bigram": fig})
 
 
-def run(st: Settings) -> list[Section]:
-    return [unigram_section(st), margin_section(st), bigram_section(st)]
-
-
-def _md_table(rows: list[dict]) -> str:
-    if not rows:
-        return ""
-    keys = list(rows[0])
-    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def write_report(sections: list[Section], out: Path) -> Path:
-    """report.md, figures as PNG and SVG, and results.jsonl (one tidy row per line)."""
-    out.mkdir(parents=True, exist_ok=True)
-    md = ["# imbalance — reproduction report", ""]
-    checks = [c for s in sections for c in s.checks]
-    if checks:
-        md += ["## Checks", "", _md_table([dict(theorem=c.theorem, check=c.what, error=c.error, tolerance=c.tolerance,
-                                                 passed=c.passed) for c in checks]), ""]
-    with open(out / "results.jsonl", "w") as fh:
-        for s in sections:
-            md += [f"## {s.title}", "", s.text, ""]
-            for name, fig in s.figures.items():
-                fig.savefig(out / f"{name}.png")
-                fig.savefig(out / f"{name}.svg")
-                md += [f"![{name}]({name}.png)", ""]
-            md += [_md_table(s.rows), ""]
-            for r in s.rows:
-                fh.write(json.dumps({"section": s.key, **r}) + "\n")
-    (out / "report.md").write_text("\n".join(md), encoding="utf-8")
-    return out / "report.md"
