@@ -1,0 +1,167 @@
+"""T2 and T3: the bigram model (one-hot contexts, decayed output matrix, no bias).
+
+Context x, with probability P(x), enters as a one-hot vector of norm r; its logits are
+z_x = r w_x. Under L2 (what SGD/GD with coupled weight decay converges to) each
+context is an independent unigram problem with κ_x = P(x) r²/λ (T2):
+p(·|x) = softmax(κ_x (q(·|x) − p(·|x))). Under AdamW with decoupled decay, minibatches
+of B i.i.d. pairs and a long β2 window, each weight settles where
+E[g]/(√E[g²] + ε) = −λ w (T3). Both are solved exactly, in O(nnz) time and memory:
+tokens absent from a context (q = 0) obey the same scalar equation and share one
+probability, so they are one item with a multiplicity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from .._validate import as_choice, as_count_matrix, as_lams, as_nonnegative, as_positive, as_positive_int
+from . import fixed_point
+from .fixed_point import AdamWResponse, L2Response, Layout, exact_defect
+
+__all__ = ["BigramEquilibrium", "bigram_equilibrium"]
+
+
+@dataclass(frozen=True)
+class BigramEquilibrium:
+    """Equilibrium of the bigram model for one or several weight decays.
+
+    Array fields have λ as leading axis when ``lam`` was an array. Probabilities and
+    logits are stored sparsely: ``probs_nz``/``logits_nz`` follow ``counts.data``
+    (CSR order), ``probs_absent``/``logits_absent`` hold the shared value of the tokens
+    a context never saw (contexts never seen predict uniformly: w = 0). Use
+    :meth:`probs` and :meth:`logits` for dense rows.
+    """
+
+    lam: np.ndarray | float
+    optimizer: str
+    r: float
+    batch_size: int | None
+    eps: float
+    counts: sp.csr_matrix
+    context_prob: np.ndarray       # P(x), (n_ctx,)
+    probs_nz: np.ndarray           # (..., nnz)
+    probs_absent: np.ndarray       # (..., n_ctx)
+    logits_nz: np.ndarray          # (..., nnz)
+    logits_absent: np.ndarray      # (..., n_ctx)
+    loss_per_token: np.ndarray     # (..., V): mean CE over occurrences of v as target, NaN if none
+    context_loss: np.ndarray       # (..., n_ctx): CE(q(·|x), p(·|x)), NaN for unseen contexts
+    aggregate_loss: np.ndarray | float
+    token_balanced_loss: np.ndarray | float
+
+    def _dense(self, nz, absent, contexts):
+        scalar = np.ndim(self.lam) == 0
+        nz, absent = np.atleast_2d(nz), np.atleast_2d(absent)
+        n_ctx, V = self.counts.shape
+        rows = np.arange(n_ctx) if contexts is None else np.atleast_1d(np.asarray(contexts))
+        if rows.ndim != 1 or rows.size and (rows.min() < -n_ctx or rows.max() >= n_ctx):
+            raise ValueError(f"contexts must be indices in [0, {n_ctx}), got {contexts!r}")
+        rows = rows % n_ctx
+        out = np.repeat(absent[:, rows, None], V, axis=2)  # (L, n_rows, V)
+        indptr, indices = self.counts.indptr, self.counts.indices
+        for i, x in enumerate(rows):
+            a, b = indptr[x], indptr[x + 1]
+            out[:, i, indices[a:b]] = nz[:, a:b]
+        return out[0] if scalar else out
+
+    def probs(self, contexts=None) -> np.ndarray:
+        """Dense predicted distributions p(·|x), shape (..., n_rows, V)."""
+        return self._dense(self.probs_nz, self.probs_absent, contexts)
+
+    def logits(self, contexts=None) -> np.ndarray:
+        """Dense logits z_x = r w_x, shape (..., n_rows, V)."""
+        return self._dense(self.logits_nz, self.logits_absent, contexts)
+
+
+def bigram_equilibrium(counts, lam, *, r=1.0, optimizer="sgd", batch_size=None, eps=1e-8) -> BigramEquilibrium:
+    """Exact equilibrium of the bigram model for a (contexts × vocabulary) count matrix.
+
+    ``optimizer="sgd"``: the minimiser of Σ_x P(x) CE(q(·|x), r w_x) + (λ/2)‖W‖² (T2).
+    ``optimizer="adamw"``: the decoupled-decay equilibrium of T3 for minibatches of
+    ``batch_size`` i.i.d. (context, token) pairs and Adam's ``eps``: per coordinate
+    λ w = −E[g]/(√E[g²] + ε) with E[g] = P r (p − q) and
+    E[g²] = r² (P σ² + P(1−P)(p − q)² + B P² (p − q)²)/B, σ² = q(1 − q).
+    See ``proofs/T2_bigram.md`` and ``proofs/T3_adamw.md``.
+
+    ``counts`` may be a dense array or any scipy.sparse matrix; time and memory are
+    O(n_λ · (nnz + contexts)).
+    """
+    C = as_count_matrix(counts, "counts")
+    lams, scalar = as_lams(lam)
+    r = as_positive(r, "r")
+    optimizer = as_choice(optimizer, "optimizer", {"sgd", "adamw"})
+    if optimizer == "adamw":
+        if batch_size is None:
+            raise ValueError("batch_size is required for optimizer='adamw' (minibatch size B), got batch_size=None")
+        batch_size = as_positive_int(batch_size, "batch_size")
+        eps = as_nonnegative(eps, "eps")
+    else:
+        if batch_size is not None:
+            batch_size = as_positive_int(batch_size, "batch_size")
+        eps = as_nonnegative(eps, "eps")
+    n_ctx, V = C.shape
+    L = lams.size
+    row_n = np.asarray(C.sum(axis=1)).ravel()
+    P_all = row_n / row_n.sum()
+    active = np.flatnonzero(row_n > 0)
+    G = active.size
+    nnz_row = np.diff(C.indptr)[active]
+    # items of one λ: each active context's observed tokens, then its absent-token item
+    ctx_of_nz = np.repeat(np.arange(G), nnz_row)
+    q_nz = C.data / row_n[np.repeat(np.arange(n_ctx), np.diff(C.indptr))]
+    starts = np.concatenate([[0], np.cumsum(nnz_row + 1)[:-1]])
+    n1 = int(nnz_row.sum()) + G
+    pos_nz = np.arange(C.nnz) + ctx_of_nz          # position of each nonzero among the items
+    pos_abs = starts + nnz_row                     # position of each absent item
+    q1 = np.zeros(n1)
+    q1[pos_nz] = q_nz
+    m1 = np.ones(n1)
+    m1[pos_abs] = V - nnz_row
+    seg1 = np.repeat(np.arange(G), nnz_row + 1)
+    defect = exact_defect(q1, m1, starts)
+    P_item = P_all[active][seg1]
+
+    layout = Layout(seg=(np.arange(L)[:, None] * G + seg1).ravel(), q=np.tile(q1, L),
+                    mult=np.tile(m1, L), n_seg=L * G, defect=np.tile(defect, L))
+    inv_lam = np.repeat(1.0 / lams, n1)
+    P_rep = np.tile(P_item, L)
+    if optimizer == "sgd":
+        response = L2Response(P_rep * r * r * inv_lam, layout.q)
+    else:
+        B = float(batch_size)
+        qq = layout.q
+        response = AdamWResponse(c=r * r * P_rep * inv_lam, q=qq, A=P_rep * qq * (1 - qq) / B,
+                                 beta=(P_rep * (1 - P_rep) + B * P_rep * P_rep) / B, r=r, eps=eps)
+    sol = fixed_point.solve(layout, response)
+
+    p = sol.p.reshape(L, n1)
+    logp = sol.logp.reshape(L, n1)
+    z = sol.logits.reshape(L, n1)
+    probs_nz, logits_nz = p[:, pos_nz], z[:, pos_nz]
+    probs_absent = np.full((L, n_ctx), 1.0 / V)
+    logits_absent = np.zeros((L, n_ctx))
+    probs_absent[:, active] = p[:, pos_abs]
+    logits_absent[:, active] = z[:, pos_abs]
+
+    # per-token loss: Σ_x c_xv (−log p_v|x) / Σ_x c_xv
+    nll_nz = -logp[:, pos_nz]                                   # (L, nnz)
+    target_n = np.bincount(C.indices, weights=C.data, minlength=V)
+    loss_tok = np.full((L, V), np.nan)
+    seen = target_n > 0
+    ctx_loss = np.full((L, n_ctx), np.nan)
+    row_of_nz = np.repeat(np.arange(n_ctx), np.diff(C.indptr))
+    for i in range(L):
+        w = C.data * nll_nz[i]
+        loss_tok[i, seen] = np.bincount(C.indices, weights=w, minlength=V)[seen] / target_n[seen]
+        ctx_loss[i, active] = np.bincount(row_of_nz, weights=w, minlength=n_ctx)[active] / row_n[active]
+    agg = (nll_nz @ C.data) / row_n.sum()
+    balanced = np.nanmean(loss_tok, axis=1)
+
+    fields = dict(probs_nz=probs_nz, probs_absent=probs_absent, logits_nz=logits_nz, logits_absent=logits_absent,
+                  loss_per_token=loss_tok, context_loss=ctx_loss, aggregate_loss=agg, token_balanced_loss=balanced)
+    if scalar:
+        fields = {k: (float(v[0]) if v.ndim == 1 else v[0]) for k, v in fields.items()}
+    return BigramEquilibrium(lam=float(lams[0]) if scalar else lams, optimizer=optimizer, r=r,
+                             batch_size=batch_size, eps=eps, counts=C, context_prob=P_all, **fields)
