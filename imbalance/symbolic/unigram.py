@@ -25,8 +25,8 @@ eps = sp.Symbol("epsilon", positive=True)  # 1/λ in the large-λ expansion
 
 
 def unigram_symbols(K: int):
-    """(π_1..π_K positive, b_1..b_K real, λ positive)."""
-    K = check_size(K)
+    """(π_1..π_K positive, b_1..b_K real, λ positive); closed forms accept K ≤ 256."""
+    K = check_size(K, maximum=256)
     pi = sp.symbols(f"pi1:{K + 1}", positive=True)
     b = sp.symbols(f"b1:{K + 1}", real=True)
     return pi, b, lam
@@ -81,7 +81,7 @@ def unigram_omega_solution(K: int) -> dict:
     b = [(pk - qk) / lam for pk, qk in zip(pi, p)]
     # p = softmax(b) iff b_k − log p_k is the same for every k (it is then log Σ e^b).
     shift = [omega_log_rule(sp.expand_log(bk - sp.log(qk), force=True)) for bk, qk in zip(b, p)]
-    gaps = [sp.simplify(s - shift[0]) for s in shift[1:]]
+    gaps = [sp.expand(s - shift[0]) for s in shift[1:]]
     return {"p": p, "b": b, "t": t, "normalisation": sp.Add(*p) - 1, "log_odds_gap": gaps}
 
 
@@ -108,7 +108,7 @@ def unigram_first_order_shift(K: int) -> list[sp.Expr]:
     J(b⁰) = diag(π) − π πᵀ is singular along 1, and Σ b = 0 for every λ adds
     Σ b' = 0. The system is solved with π_K = 1 − Σ_{k<K} π_k substituted.
     """
-    pi, b, _ = unigram_symbols(K)
+    pi, b, _ = unigram_symbols(check_size(K, maximum=6))
     b0 = unigram_small_lam_limit(K)
     p = softmax(b)
     J = sp.Matrix(K, K, lambda i, j: sp.diff(p[i], b[j]))

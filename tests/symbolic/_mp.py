@@ -6,6 +6,8 @@ imbalance.symbolic at 50 digits, so rounding never limits an asymptotic check.
 
 from __future__ import annotations
 
+import functools
+
 import mpmath as mp
 import sympy as sp
 
@@ -18,13 +20,18 @@ def _omega(x):
     return mp.lambertw(mp.exp(x)).real
 
 
-def unigram_mp(pi, lam, dps: int = DPS):
-    """(b, p) of the T1 minimiser from the Wright-omega form, t found by bisection-safe root."""
-    K = len(pi)
+@functools.lru_cache(maxsize=None)
+def _omega_probs(K):
     sol = U.unigram_omega_solution(K)
     pis, _, lam_s = U.unigram_symbols(K)
+    return sp.lambdify([pis, lam_s, U.t], sol["p"], modules=[{"wright_omega": _omega}, "mpmath"])
+
+
+def unigram_mp(pi, lam, dps: int = DPS):
+    """(b, p, π) of the T1 minimiser from the Wright-omega form, at ``dps`` digits."""
+    K = len(pi)
+    f_p = _omega_probs(K)
     with mp.workdps(dps):
-        f_p = sp.lambdify([pis, lam_s, U.t], sol["p"], modules=[{"wright_omega": _omega}, "mpmath"])
         pi_mp = [mp.mpf(float(x)) for x in pi]
         total = mp.fsum(pi_mp)
         pi_mp = [x / total for x in pi_mp]
