@@ -96,14 +96,18 @@ def weight_decays(min_value: float = 1e-4, max_value: float = 10.0):
 
 @st.composite
 def bigram_counts(draw, max_contexts: int = 12, max_vocab: int = 12, max_count: int = 1000,
-                  density: float | None = None, sparse: bool | None = None):
+                  density: float | None = None, sparse: bool | None = None, square: bool = False):
     """Nonnegative integer counts (contexts × vocabulary); every row has a positive count.
 
     ``sparse=None`` draws dense ``np.ndarray`` or ``scipy.sparse.csr_matrix``;
-    ``density`` (fraction of nonzero cells, drawn when None) makes sparse patterns.
+    ``density`` (fraction of nonzero cells, drawn when None) makes sparse patterns;
+    ``square=True`` makes contexts = vocabulary (a token predicts the next token).
     """
-    n_ctx = draw(st.integers(1, as_positive_int(max_contexts, "max_contexts")))
     V = draw(st.integers(2, as_positive_int(max_vocab, "max_vocab", minimum=2)))
+    if square:
+        n_ctx = V
+    else:
+        n_ctx = draw(st.integers(1, as_positive_int(max_contexts, "max_contexts")))
     max_count = as_positive_int(max_count, "max_count")
     if density is None:
         density = draw(_floats(0.05, 1.0))
