@@ -32,8 +32,7 @@ def _normalise(logw: np.ndarray) -> np.ndarray:
     return w / w.sum()
 
 
-@st.composite
-def zipf_vectors(draw, min_size: int = 2, max_size: int = 64, max_exponent: float = 3.0,
+def zipf_vectors(min_size: int = 2, max_size: int = 64, max_exponent: float = 3.0,
                  max_offset: float = 10.0, sort: bool = True):
     """Zipf–Mandelbrot π_k ∝ (k + q)^(−s), s ∈ [0, max_exponent], q ∈ [0, max_offset].
 
@@ -41,6 +40,12 @@ def zipf_vectors(draw, min_size: int = 2, max_size: int = 64, max_exponent: floa
     """
     min_size, max_size = _sizes(min_size, max_size)
     as_positive(max_exponent, "max_exponent")
+    as_positive(max_offset, "max_offset")
+    return _zipf_vectors(min_size, max_size, max_exponent, max_offset, sort)
+
+
+@st.composite
+def _zipf_vectors(draw, min_size, max_size, max_exponent, max_offset, sort):
     K = draw(st.integers(min_size, max_size))
     s = draw(_floats(0.0, float(max_exponent)))
     q = draw(_floats(0.0, float(max_offset)))
@@ -50,14 +55,13 @@ def zipf_vectors(draw, min_size: int = 2, max_size: int = 64, max_exponent: floa
     return pi
 
 
-@st.composite
-def frequency_vectors(draw, min_size: int = 2, max_size: int = 64, max_ratio: float = 1e6,
-                      kind: str = "any"):
+def frequency_vectors(min_size: int = 2, max_size: int = 64, max_ratio: float = 1e6, kind: str = "any"):
     """A probability vector with all entries > 0 and π_max/π_min ≤ ``max_ratio``.
 
     kind: "arbitrary" (log-weights uniform in [−log max_ratio, 0], with optional ties
     and a single dominant class), "zipf" (``zipf_vectors`` clipped to the ratio), or
     "any" (either). ``max_ratio`` up to 1e12 gives extreme imbalance without subnormals.
+    Arguments are checked when the strategy is built (ValueError naming the parameter).
     """
     min_size, max_size = _sizes(min_size, max_size)
     max_ratio = as_positive(max_ratio, "max_ratio")
@@ -65,6 +69,11 @@ def frequency_vectors(draw, min_size: int = 2, max_size: int = 64, max_ratio: fl
         raise ValueError(f"max_ratio must be in [1, 1e12], got max_ratio={max_ratio!r}")
     if kind not in ("any", "arbitrary", "zipf"):
         raise ValueError(f"kind must be 'any', 'arbitrary' or 'zipf', got kind={kind!r}")
+    return _frequency_vectors(min_size, max_size, max_ratio, kind)
+
+
+@st.composite
+def _frequency_vectors(draw, min_size, max_size, max_ratio, kind):
     if kind == "any":
         kind = draw(st.sampled_from(["arbitrary", "zipf"]))
     span = float(np.log(max_ratio))
@@ -94,8 +103,7 @@ def weight_decays(min_value: float = 1e-4, max_value: float = 10.0):
     return _floats(float(np.log(lo)), float(np.log(hi))).map(lambda x: float(min(max(np.exp(x), lo), hi)))
 
 
-@st.composite
-def bigram_counts(draw, max_contexts: int = 12, max_vocab: int = 12, max_count: int = 1000,
+def bigram_counts(max_contexts: int = 12, max_vocab: int = 12, max_count: int = 1000,
                   density: float | None = None, sparse: bool | None = None, square: bool = False):
     """Nonnegative integer counts (contexts × vocabulary); every row has a positive count.
 
@@ -103,16 +111,20 @@ def bigram_counts(draw, max_contexts: int = 12, max_vocab: int = 12, max_count: 
     ``density`` (fraction of nonzero cells, drawn when None) makes sparse patterns;
     ``square=True`` makes contexts = vocabulary (a token predicts the next token).
     """
-    V = draw(st.integers(2, as_positive_int(max_vocab, "max_vocab", minimum=2)))
-    if square:
-        n_ctx = V
-    else:
-        n_ctx = draw(st.integers(1, as_positive_int(max_contexts, "max_contexts")))
+    max_contexts = as_positive_int(max_contexts, "max_contexts")
+    max_vocab = as_positive_int(max_vocab, "max_vocab", minimum=2)
     max_count = as_positive_int(max_count, "max_count")
+    if density is not None and not 0.0 < float(density) <= 1.0:
+        raise ValueError(f"density must be in (0, 1], got density={density!r}")
+    return _bigram_counts(max_contexts, max_vocab, max_count, density, sparse, bool(square))
+
+
+@st.composite
+def _bigram_counts(draw, max_contexts, max_vocab, max_count, density, sparse, square):
+    V = draw(st.integers(2, max_vocab))
+    n_ctx = V if square else draw(st.integers(1, max_contexts))
     if density is None:
         density = draw(_floats(0.05, 1.0))
-    elif not 0.0 < float(density) <= 1.0:
-        raise ValueError(f"density must be in (0, 1], got density={density!r}")
     mask = np.array(draw(st.lists(st.booleans().map(lambda _: True) if density >= 1.0 else
                                   _floats(0.0, 1.0).map(lambda u: u < density),
                                   min_size=n_ctx * V, max_size=n_ctx * V))).reshape(n_ctx, V)
@@ -128,13 +140,20 @@ def bigram_counts(draw, max_contexts: int = 12, max_vocab: int = 12, max_count: 
     return sp.csr_matrix(counts) if sparse else counts
 
 
-@st.composite
-def feature_sets(draw, max_samples: int = 40, max_dim: int = 6, R: float | None = None,
-                 min_samples: int = 2):
+def feature_sets(max_samples: int = 40, max_dim: int = 6, R: float | None = None, min_samples: int = 2):
     """(H, R): H of shape (n, d) with every row norm ≤ R (R drawn in [0.1, 10] if None)."""
-    n = draw(st.integers(as_positive_int(min_samples, "min_samples"), as_positive_int(max_samples, "max_samples")))
-    d = draw(st.integers(1, as_positive_int(max_dim, "max_dim")))
-    R = draw(_floats(0.1, 10.0)) if R is None else as_positive(R, "R")
+    min_samples = as_positive_int(min_samples, "min_samples")
+    max_samples = as_positive_int(max_samples, "max_samples", minimum=min_samples)
+    max_dim = as_positive_int(max_dim, "max_dim")
+    R = None if R is None else as_positive(R, "R")
+    return _feature_sets(max_samples, max_dim, R, min_samples)
+
+
+@st.composite
+def _feature_sets(draw, max_samples, max_dim, R, min_samples):
+    n = draw(st.integers(min_samples, max_samples))
+    d = draw(st.integers(1, max_dim))
+    R = draw(_floats(0.1, 10.0)) if R is None else R
     raw = np.array(draw(st.lists(_floats(-1.0, 1.0), min_size=n * d, max_size=n * d))).reshape(n, d)
     norms = np.linalg.norm(raw, axis=1, keepdims=True)
     scale = np.array(draw(st.lists(_floats(0.0, 1.0), min_size=n, max_size=n)))[:, None]
