@@ -23,7 +23,9 @@ _BOUND = sp.lambdify([sp.Symbol("pi_c", positive=True), T4.R, T4.lam], T4.norm_b
 
 
 def _fit(H, y, K, lam, bias=True):
+    """L-BFGS on mean CE + Σ_c (λ_c/2)‖w_c‖²; ``lam`` is a scalar or one decay per class row."""
     n, d = H.shape
+    lam = np.broadcast_to(np.asarray(lam, dtype=np.float64), (K,))[:, None]
     Y = np.eye(K)[y]
 
     def unpack(x):
@@ -37,7 +39,7 @@ def _fit(H, y, K, lam, bias=True):
         R = np.exp(logp) - Y  # (n, K)
         gW = R.T @ H / n + lam * W
         grad = np.concatenate([gW.ravel(), R.mean(0)]) if bias else gW.ravel()
-        return -(logp * Y).sum() / n + lam / 2 * (W * W).sum(), grad
+        return -(logp * Y).sum() / n + (lam / 2 * W * W).sum(), grad
 
     x0 = np.zeros(K * d + (K if bias else 0))
     res = minimize(f, x0, jac=True, method="L-BFGS-B",
@@ -81,3 +83,19 @@ def test_bound_fails_without_bias():
     pi1 = 0.1
     # even after removing the residual ‖g_W‖/λ the bound is violated by a wide margin
     assert np.linalg.norm(W[1]) - np.linalg.norm(gW[1]) / lam > 1.5 * _BOUND(pi1, R, lam)
+
+
+@given(labelled_features(max_samples=40, max_dim=5, max_classes=5), weight_decays(1e-2, 10.0))
+def test_frequency_scaled_row_decay_gives_frequency_free_bound(data, lam0):
+    # T6 corollary: with λ_c = λ₀ π_c on row c, stationarity gives λ_c w_c = E[(1{y=c} − p_c) h],
+    # so ‖w_c‖ ≤ 2 π_c R/λ_c = 2R/λ₀ for every class, rare or not
+    H, y, R = data
+    K = int(y.max()) + 1
+    n = H.shape[0]
+    pi = np.bincount(y, minlength=K) / n
+    lam = lam0 * pi
+    W, b, gW, gb = _fit(H, y, K, lam)
+    assert np.abs(gW).max() <= 1e-7 and np.abs(gb).max() <= 1e-7
+    norms = np.linalg.norm(W, axis=1)
+    slack = (R * np.abs(gb) + np.linalg.norm(gW, axis=1)) / lam
+    assert np.all(norms <= 2 * R / lam0 + slack + 64 * EPS * (norms + 2 * R / lam0))
