@@ -48,8 +48,12 @@ def frequency_buckets(freq, scheme: str = "log3", n_groups: int = 10) -> np.ndar
     pos = arr > 0
     if scheme == "log3":
         rel = arr[pos] / arr.max()
-        # floor(-log3(rel)), with a relative guard so exact powers of 3 land in the upper bin
-        out[pos] = np.floor(-np.log(rel) / np.log(3.0) * (1 - 1e-12)).astype(np.int64)
+        b = np.floor(-np.log(rel) / np.log(3.0)).astype(np.int64)
+        # the logarithm can land an ulp on the wrong side of a power of 3: settle the
+        # boundary by the comparisons that define the bin, 3^-(b+1) < rel <= 3^-b
+        b = np.where(rel > 3.0 ** -b.astype(np.float64), b - 1, b)
+        b = np.where(rel <= 3.0 ** -(b + 1).astype(np.float64), b + 1, b)
+        out[pos] = b
         return out
     n_groups = as_positive_int(n_groups, "n_groups")
     order = np.argsort(-arr, kind="stable")

@@ -10,7 +10,9 @@ EPS = np.finfo(np.float64).eps
 def increasing_root(fun, lo, hi, x0=None, *, rtol=4 * EPS, atol=0.0, maxiter=300):
     """Solve f_i(x_i) = 0 for increasing f_i, one per element, with a bracket.
 
-    ``fun(x, idx)`` returns ``(f, df)`` for the elements ``idx`` at points ``x``.
+    ``fun(x, idx)`` returns ``(f, df)`` or ``(f, df, fscale)`` for the elements ``idx``
+    at points ``x``; with ``fscale`` (the magnitude of the terms that make up f), an
+    element whose |f| is at the rounding floor 4·eps·fscale is done.
     ``lo``/``hi`` must bracket every root (f(lo) <= 0 <= f(hi)); a Newton step that
     leaves the bracket, or fails to halve |f|, is replaced by bisection, so the
     iteration converges even for stiff or discontinuous f (then to the generalised
@@ -27,7 +29,9 @@ def increasing_root(fun, lo, hi, x0=None, *, rtol=4 * EPS, atol=0.0, maxiter=300
         if active.size == 0:
             return x
         xa = x[active]
-        f, df = fun(xa, active)
+        out = fun(xa, active)
+        f, df = out[0], out[1]
+        at_floor = np.abs(f) <= 4 * EPS * out[2] if len(out) > 2 else np.zeros(f.shape, dtype=bool)
         lo_a = np.where(f <= 0, xa, lo[active])
         hi_a = np.where(f >= 0, xa, hi[active])
         lo[active], hi[active] = lo_a, hi_a
@@ -38,7 +42,7 @@ def increasing_root(fun, lo, hi, x0=None, *, rtol=4 * EPS, atol=0.0, maxiter=300
         xn = np.where(good, newton, 0.5 * (lo_a + hi_a))
         fprev[active] = np.abs(f)
         scale = np.maximum(np.abs(xn), np.abs(xa))
-        done = (f == 0) | (np.abs(xn - xa) <= rtol * scale + atol) | (hi_a - lo_a <= rtol * scale + atol)
-        x[active] = np.where(f == 0, xa, xn)
+        done = (f == 0) | at_floor | (np.abs(xn - xa) <= rtol * scale + atol) | (hi_a - lo_a <= rtol * scale + atol)
+        x[active] = np.where((f == 0) | at_floor, xa, xn)
         active = active[~done]
     raise RuntimeError(f"increasing_root did not converge for {active.size} of {n} equations in {maxiter} iterations")

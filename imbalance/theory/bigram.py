@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from .._validate import as_choice, as_count_matrix, as_lams, as_nonnegative, as_positive, as_positive_int
 from . import fixed_point
-from .fixed_point import AdamWResponse, L2Response, Layout, exact_defect
+from .fixed_point import AdamWResponse, L2Response, Layout, ratio_defect
 
 __all__ = ["BigramEquilibrium", "bigram_equilibrium"]
 
@@ -120,7 +120,9 @@ def bigram_equilibrium(counts, lam, *, r=1.0, optimizer="sgd", batch_size=None, 
     m1 = np.ones(n1)
     m1[pos_abs] = V - nnz_row
     seg1 = np.repeat(np.arange(G), nnz_row + 1)
-    defect = exact_defect(q1, m1, starts)
+    c1 = np.zeros(n1)
+    c1[pos_nz] = C.data
+    defect = ratio_defect(c1, q1, row_n[active][seg1], seg1, G)
     P_item = P_all[active][seg1]
 
     layout = Layout(seg=(np.arange(L)[:, None] * G + seg1).ravel(), q=np.tile(q1, L),

@@ -1,0 +1,98 @@
+"""Figures. Every function takes a matplotlib Axes, draws on it and returns it; nothing
+here calls ``plt.show()``. ``use_style()`` sets the one shared style."""
+
+from __future__ import annotations
+
+import matplotlib as mpl
+import numpy as np
+
+from .theory import margin_law, unigram_equilibrium
+
+__all__ = ["use_style", "loss_vs_frequency", "aggregate_vs_balanced", "unigram_bias_shift", "margin_collapse"]
+
+STYLE = {
+    "figure.dpi": 110, "savefig.dpi": 150, "font.size": 10, "axes.titlesize": 10,
+    "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
+    "legend.frameon": False, "lines.linewidth": 1.6,
+}
+
+
+def use_style() -> None:
+    """Apply the toolkit's matplotlib style (call once, before making figures)."""
+    mpl.rcParams.update(STYLE)
+
+
+def _lam_colors(n):
+    return mpl.colormaps["viridis"](np.linspace(0.05, 0.85, n))
+
+
+def loss_vs_frequency(ax, freq, loss, lams, *, sim_loss=None, sim_err=None, label="theory"):
+    """Per-token loss against token frequency (log x axis), one line per λ.
+
+    ``loss``: (n_λ, V) theory; ``sim_loss``: optional (n_λ, V) simulation points drawn
+    over the lines (with ``sim_err`` error bars).
+    """
+    freq = np.asarray(freq, dtype=float)
+    loss = np.atleast_2d(loss)
+    order = np.argsort(-freq)
+    for i, (lam, c) in enumerate(zip(np.atleast_1d(lams), _lam_colors(len(loss)))):
+        ax.plot(freq[order], loss[i, order], color=c, label=f"λ = {lam:g} ({label})")
+        if sim_loss is not None:
+            yerr = None if sim_err is None else np.atleast_2d(sim_err)[i]
+            ax.errorbar(freq, np.atleast_2d(sim_loss)[i], yerr=yerr, fmt="o", ms=3, color=c, alpha=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("token frequency π")
+    ax.set_ylabel("per-token loss (nats)")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def aggregate_vs_balanced(ax, lams, aggregate, balanced, *, label=""):
+    """Aggregate (frequency-weighted) and token-balanced loss against λ."""
+    lams = np.atleast_1d(lams)
+    ax.plot(lams, aggregate, "o-", label=f"aggregate {label}".strip())
+    ax.plot(lams, balanced, "s--", label=f"token-balanced {label}".strip())
+    ax.set_xscale("log")
+    ax.set_xlabel("weight decay λ")
+    ax.set_ylabel("loss (nats)")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def unigram_bias_shift(ax, pi, lams, tokens=(0, -1)):
+    """Unigram logits b_k(λ) (T1) with the first-order small-λ line
+    b⁰_k + λ ∂b_k/∂λ|₀ and the large-λ asymptote (π_k − 1/K)/λ."""
+    pi = np.asarray(pi, dtype=float)
+    lams = np.atleast_1d(lams)
+    eq = unigram_equilibrium(pi, lams)
+    b0 = np.log(pi) - np.log(pi).mean()
+    slope = -b0 / pi + np.mean(b0 / pi)
+    K = pi.size
+    for k, c in zip(tokens, _lam_colors(len(tokens))):
+        kk = k % K
+        ax.plot(lams, eq.logits[:, kk], color=c, label=f"token rank {kk + 1} (exact)")
+        small = lams < 0.5 * pi[kk] / (1 + abs(slope[kk]))
+        ax.plot(lams[small], b0[kk] + lams[small] * slope[kk], ":", color=c, label="first order in λ")
+        big = lams > 1.0
+        ax.plot(lams[big], (pi[kk] - 1 / K) / lams[big], "--", color=c, label="(π − 1/K)/λ")
+    ax.set_xscale("log")
+    ax.set_xlabel("weight decay λ")
+    ax.set_ylabel("logit b_k")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def margin_collapse(ax, pi, lams, *, r=1.0, optimizer="sgd", batch_size=None, eps=1e-8):
+    """Per-class loss of the deterministic bigram against its scaling variable, for
+    several λ: π r²/λ under SGD (T2: the curves coincide) and rρ/λ under AdamW (T3)."""
+    pi = np.asarray(pi, dtype=float)
+    for lam, c in zip(np.atleast_1d(lams), _lam_colors(len(np.atleast_1d(lams)))):
+        ml = margin_law(pi, lam, r=r, optimizer=optimizer, batch_size=batch_size, eps=eps)
+        x = pi * r * r / lam if optimizer == "sgd" else r * ml.rho / lam
+        ax.plot(x, ml.loss_per_token, "o", ms=3, color=c, label=f"λ = {lam:g}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("π r²/λ" if optimizer == "sgd" else "r ρ/λ")
+    ax.set_ylabel("per-class loss")
+    ax.legend(fontsize=8)
+    return ax
