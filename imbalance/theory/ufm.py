@@ -1,0 +1,170 @@
+"""Unconstrained-features model (UFM) with weight decay, solved exactly (T5).
+
+    min_{W, H, b}  Σ_k π_k CE(W h_k + b, k) + (λ_W/2)‖W‖² + (λ_H/2) Σ_k π_k ‖h_k‖²
+
+(Fang et al. 2021, PNAS, eq. 2 with weight decay; Dang et al. 2024, ICML; the
+proposition of Pinto et al. 2024 is stated in this model). Features of one class collapse
+to their mean (proofs/T5_unconstrained_features.md, step 1), and by the variational
+identity min_{WH=Z} (λ_W/2)‖W‖² + (λ_H/2)‖H diag(π)^{1/2}‖² = √(λ_Wλ_H)‖Z diag(π)^{1/2}‖_*
+the problem equals the convex program solved by :mod:`imbalance.theory.nuclear`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from .._validate import as_distribution, as_positive, as_positive_int
+from .nuclear import broadcast_lams, solve_path
+
+__all__ = ["UFMEquilibrium", "ufm_equilibrium", "two_group_pi", "minority_cosine", "minority_collapse_threshold"]
+
+
+@dataclass(frozen=True)
+class UFMEquilibrium:
+    """Global minimiser of the UFM (T5). With a 1-D λ path every array gains a leading λ axis.
+
+    ``logits[k]`` = W h_k + b (logits seen by a sample of class k); ``W`` (K × K) has the
+    classifiers as rows, ``H`` (K × K) the collapsed features as columns, factored in the
+    balanced way that attains the variational identity (unique up to a rotation, so norms
+    and cosines are unique). ``classifier_cosine[c, c']`` is NaN where a classifier is 0.
+    ``gap`` bounds objective − optimum (Fenchel duality); ``dual_ratio`` = ‖∇‖₂/μ ≤ 1 + rtol-ish.
+    """
+
+    pi: np.ndarray
+    lam_w: np.ndarray | float
+    lam_h: np.ndarray | float
+    logits: np.ndarray
+    bias: np.ndarray
+    W: np.ndarray
+    H: np.ndarray
+    loss_per_token: np.ndarray
+    aggregate_loss: np.ndarray | float
+    token_balanced_loss: np.ndarray | float
+    classifier_norms: np.ndarray
+    feature_norms: np.ndarray
+    classifier_cosine: np.ndarray
+    objective: np.ndarray | float
+    gap: np.ndarray | float
+    rel_gap: np.ndarray | float
+    dual_ratio: np.ndarray | float
+
+
+def _cosine(W):
+    nrm = np.linalg.norm(W, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        C = (W @ W.T) / np.outer(nrm, nrm)
+    C[(nrm == 0)[:, None] | (nrm == 0)[None, :]] = np.nan
+    return np.clip(C, -1.0, 1.0)
+
+
+def ufm_equilibrium(pi, lam_w, lam_h, *, bias: bool = False, rtol: float = 1e-9) -> UFMEquilibrium:
+    """Exact global minimiser of the weight-decayed UFM for class frequencies ``pi`` (T5).
+
+    Solves min_Z Σ_k π_k CE(z_k + b, k) + √(λ_Wλ_H) ‖diag(π)^{1/2} Z‖_* (rows z_k = W h_k)
+    to a relative duality gap ``rtol`` and returns the balanced factorisation
+    W = c B, H = c⁻¹ Aᵀ diag(π)^{-1/2}, c = (λ_H/λ_W)^{1/4}, where diag(π)^{1/2} Z = A Bᵀ is
+    balanced (proofs/T5_unconstrained_features.md, Theorem T5). Every π_k must be > 0.
+    ``lam_w``, ``lam_h``: scalars or 1-D arrays (broadcast; λ becomes the leading axis).
+    """
+    pi = as_distribution(pi, "pi")
+    if (pi <= 0).any():
+        i = int(np.flatnonzero(pi <= 0)[0])
+        raise ValueError(f"pi must be > 0 for every class (a class without samples has no feature), "
+                         f"got pi[{i}]={pi[i]!r}")
+    if not isinstance(bias, (bool, np.bool_)):
+        raise ValueError(f"bias must be True or False, got bias={bias!r}")
+    lw, lh, scalar = broadcast_lams(lam_w, "lam_w", lam_h, "lam_h")
+    K = pi.size
+    mus = np.sqrt(lw * lh)
+    sols = solve_path(sp.diags(pi).tocsr(), mus, row_scale=np.sqrt(pi), bias=bool(bias), rtol=rtol)
+    fields: dict[str, list] = {k: [] for k in (
+        "logits", "bias", "W", "H", "loss_per_token", "aggregate_loss", "token_balanced_loss",
+        "classifier_norms", "feature_norms", "classifier_cosine", "objective", "gap", "rel_gap",
+        "dual_ratio")}
+    for sol, a, h in zip(sols, lw, lh):
+        Z = sol.logits  # (K, K): row k = logits of class-k features, bias included
+        m = Z.max(axis=1)
+        lse = m + np.log(np.exp(Z - m[:, None]).sum(axis=1))
+        loss = lse - np.diag(Z)
+        c = (h / a) ** 0.25
+        r = sol.left.shape[1]
+        W = np.zeros((K, K))
+        H = np.zeros((K, K))
+        W[:, :r] = c * sol.right  # (K, r) classifiers as rows
+        H[:r, :] = (sol.left / (c * np.sqrt(pi)[:, None])).T  # (r, K) features as columns
+        fields["logits"].append(Z)
+        fields["bias"].append(sol.bias)
+        fields["W"].append(W)
+        fields["H"].append(H)
+        fields["loss_per_token"].append(loss)
+        fields["aggregate_loss"].append(float(pi @ loss))
+        fields["token_balanced_loss"].append(float(loss.mean()))
+        fields["classifier_norms"].append(np.linalg.norm(W, axis=1))
+        fields["feature_norms"].append(np.linalg.norm(H, axis=0))
+        fields["classifier_cosine"].append(_cosine(W))
+        fields["objective"].append(sol.objective)
+        fields["gap"].append(sol.gap)
+        fields["rel_gap"].append(sol.rel_gap)
+        fields["dual_ratio"].append(sol.dual_ratio)
+    out = {k: (v[0] if scalar else np.asarray(v)) for k, v in fields.items()}
+    return UFMEquilibrium(pi=pi, lam_w=float(lw[0]) if scalar else lw, lam_h=float(lh[0]) if scalar else lh, **out)
+
+
+def two_group_pi(k_major: int, k_minor: int, ratio: float) -> np.ndarray:
+    """Two-group frequencies (Fang et al. 2021, §3): ``k_major`` classes with mass ∝ ``ratio``
+    and ``k_minor`` classes with mass ∝ 1 (imbalance ratio R = ``ratio`` ≥ 1)."""
+    ka = as_positive_int(k_major, "k_major")
+    kb = as_positive_int(k_minor, "k_minor")
+    R = as_positive(ratio, "ratio")
+    if R < 1:
+        raise ValueError(f"ratio must be >= 1, got ratio={R!r}")
+    w = np.concatenate([np.full(ka, R), np.ones(kb)])
+    return w / w.sum()
+
+
+def minority_cosine(k_major: int, k_minor: int, ratio, lam_w, lam_h, *, rtol: float = 1e-9):
+    """Cosine between two minority classifiers and the minority/majority classifier norms
+    at the UFM optimum of the two-group family (Fang et al. 2021, minority collapse).
+
+    ``ratio`` scalar or 1-D; returns (cosine, minority_norm, majority_norm), each shaped
+    like ``ratio`` (λ scalars only). By symmetry of the family every minority pair has the
+    same cosine at the (unique) optimum; the pair (K_A, K_A + 1) is reported."""
+    if as_positive_int(k_minor, "k_minor") < 2:
+        raise ValueError(f"k_minor must be >= 2 to define a minority cosine, got k_minor={k_minor}")
+    R = np.atleast_1d(np.asarray(ratio, dtype=np.float64))
+    cos, nmin, nmaj = [], [], []
+    for r in R:
+        eq = ufm_equilibrium(two_group_pi(k_major, k_minor, float(r)), lam_w, lam_h, rtol=rtol)
+        cos.append(eq.classifier_cosine[k_major, k_major + 1])
+        nmin.append(eq.classifier_norms[k_major])
+        nmaj.append(eq.classifier_norms[0])
+    shape = np.shape(ratio)
+    return tuple(np.asarray(v).reshape(shape) for v in (cos, nmin, nmaj))
+
+
+def minority_collapse_threshold(k_major: int, k_minor: int, lam_w, lam_h, *, tol: float = 1e-6,
+                                ratio_max: float = 1e8, rel_precision: float = 1e-3) -> float:
+    """Smallest imbalance ratio R at which the minority classifiers merge (cosine ≥ 1 − tol).
+
+    Bisection on log R over [1, ratio_max] to relative precision ``rel_precision``; returns
+    ``inf`` if no collapse happens below ``ratio_max``. With weight decay the collapse is
+    exact at a finite R (the minority rows of Z coincide), unlike the limit R → ∞ of the
+    norm-constrained model of Fang et al. (2021, Thm 5). ``tol`` is well above the cosine
+    error of a solve at rtol = 1e-10."""
+    as_positive(lam_w, "lam_w"), as_positive(lam_h, "lam_h"), as_positive(tol, "tol")
+
+    def collapsed(r):
+        return minority_cosine(k_major, k_minor, r, lam_w, lam_h, rtol=1e-10)[0] >= 1 - tol
+
+    lo, hi = 1.0, float(ratio_max)
+    if collapsed(lo):
+        return 1.0
+    if not collapsed(hi):
+        return float("inf")
+    while hi / lo > 1 + rel_precision:
+        mid = np.sqrt(lo * hi)
+        lo, hi = (lo, mid) if collapsed(mid) else (mid, hi)
+    return hi
