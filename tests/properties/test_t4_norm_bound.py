@@ -99,3 +99,17 @@ def test_frequency_scaled_row_decay_gives_frequency_free_bound(data, lam0):
     norms = np.linalg.norm(W, axis=1)
     slack = (R * np.abs(gb) + np.linalg.norm(gW, axis=1)) / lam
     assert np.all(norms <= 2 * R / lam0 + slack + 64 * EPS * (norms + 2 * R / lam0))
+
+
+def test_bound_is_nearly_attained():
+    # The factor 2 is needed: with h = +R e₁ on class c and −R e₁ elsewhere the residual
+    # 1{y=c} − p_c is aligned with h, so λ‖w_c‖ = R E|1{y=c} − p_c| = 2R(π_c − E[1{y=c} p_c]),
+    # and for large λ (p_c → π_c) the ratio to 2π_c R/λ tends to 1 − π_c. Here K = 5,
+    # π_c = 0.075, λ = 10: the ratio must exceed ½, i.e. a bound π_c R/λ would be false.
+    K, lam, R, c = 5, 10.0, 1.0, 4
+    y = np.array([0] * 140 + [1, 2, 3] * 15 + [c] * 15)
+    H = np.where((y == c)[:, None], [[R, 0.0]], [[-R, 0.0]])
+    W, _, gW, gb = _fit(H, y, K, lam)
+    pi_c = np.mean(y == c)
+    ratio = (np.linalg.norm(W[c]) - np.linalg.norm(gW[c]) / lam) / _BOUND(pi_c, R, lam)
+    assert 0.5 < ratio <= 1.0 + 64 * EPS
