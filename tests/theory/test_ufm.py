@@ -181,3 +181,16 @@ def test_loss_increases_with_lambda_faster_for_rarer(pi, lam):
     order = np.argsort(pi)
     strictly = np.diff(pi[order]) > 1e-9
     assert (np.diff(inc[order])[strictly] <= TIE).all()
+
+
+def test_counterexample_rarer_not_faster_once_rare_classes_saturate():
+    """Where claim 3 fails (proofs/T5, "Regime"): once μ = √(λ_Wλ_H) approaches the value
+    ‖∇f(0)‖₂ at which Z = 0, the rare classes are already near log K and their loss can
+    only rise by what is left, while frequent classes catch up. Measured: π = (.5,.3,.15,.05),
+    λ 0.3 → 0.5 raises the rarest loss by ~0.04 and the most frequent one by ~0.44."""
+    pi = np.array([0.5, 0.3, 0.15, 0.05])
+    eq = ufm_equilibrium(pi, [0.3, 0.5], [0.3, 0.5], rtol=1e-11)
+    inc = eq.loss_per_token[1] - eq.loss_per_token[0]
+    assert (inc >= -TIE).all()  # claim 2 still holds
+    assert inc[3] < inc[0] - 0.1  # claim 3 fails by far more than any solver error
+    assert (eq.loss_per_token[1] <= np.log(4) + 1e-9).all()

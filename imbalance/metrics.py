@@ -1,0 +1,114 @@
+"""Per-token metrics (DESIGN, "Metrics"). Token axis last; any leading axes (λ, seed, step).
+
+ℓ_v: mean cross-entropy over occurrences of v as target. Buckets: ``frequency_buckets``
+(powers of 3 as Pinto et al. 2024, or equal mass as Kunstner et al. 2024).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.stats
+
+from .zipf import frequency_buckets
+
+__all__ = ["per_token_loss", "aggregate_loss", "token_balanced_loss", "bucket_loss", "fairness_gap",
+           "fraction_learned", "learning_speed", "mean_ci"]
+
+
+def _freq(freq, V):
+    freq = np.asarray(freq, dtype=np.float64)
+    if freq.shape != (V,):
+        raise ValueError(f"freq must have shape ({V},) to match the token axis, got shape {freq.shape}")
+    if not np.isfinite(freq).all() or (freq < 0).any() or freq.sum() <= 0:
+        raise ValueError("freq must be finite, non-negative, with a positive sum")
+    return freq / freq.sum()
+
+
+def per_token_loss(ce, targets, vocab_size: int) -> np.ndarray:
+    """ℓ_v from per-occurrence losses ``ce`` (N,) and their targets (N,) → (V,); unseen → NaN."""
+    ce = np.asarray(ce, dtype=np.float64).ravel()
+    targets = np.asarray(targets).ravel()
+    if ce.shape != targets.shape:
+        raise ValueError(f"ce and targets must have the same size, got {ce.shape} and {targets.shape}")
+    if targets.size and (targets.min() < 0 or targets.max() >= vocab_size):
+        raise ValueError(f"targets must lie in [0, vocab_size={vocab_size})")
+    tot = np.bincount(targets, weights=ce, minlength=vocab_size)
+    cnt = np.bincount(targets, minlength=vocab_size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(cnt > 0, tot / np.maximum(cnt, 1), np.nan)
+
+
+def aggregate_loss(loss_per_token, freq) -> np.ndarray:
+    """Σ_v π_v ℓ_v (the usual average loss)."""
+    lpt = np.asarray(loss_per_token, dtype=np.float64)
+    pi = _freq(freq, lpt.shape[-1])
+    seen = pi > 0
+    return (lpt[..., seen] * pi[seen]).sum(-1)
+
+
+def token_balanced_loss(loss_per_token, freq) -> np.ndarray:
+    """(1/|{v: π_v > 0}|) Σ_v ℓ_v: every token type counts once."""
+    lpt = np.asarray(loss_per_token, dtype=np.float64)
+    seen = _freq(freq, lpt.shape[-1]) > 0
+    return lpt[..., seen].mean(-1)
+
+
+def bucket_loss(loss_per_token, freq, scheme: str = "log3", n_groups: int = 10, weighting: str = "mass"):
+    """(bucket ids (n_b,), per-bucket loss (..., n_b)).
+
+    ``weighting="mass"``: mean CE over occurrences in the bucket (Σ π ℓ / Σ π);
+    ``"types"``: plain mean over the bucket's token types.
+    """
+    lpt = np.asarray(loss_per_token, dtype=np.float64)
+    pi = _freq(freq, lpt.shape[-1])
+    if weighting not in ("mass", "types"):
+        raise ValueError(f"weighting must be 'mass' or 'types', got weighting={weighting!r}")
+    ids = frequency_buckets(pi, scheme=scheme, n_groups=n_groups)
+    buckets = np.unique(ids[ids >= 0])
+    out = []
+    for b in buckets:
+        sel = ids == b
+        w = pi[sel] if weighting == "mass" else np.ones(sel.sum())
+        out.append((lpt[..., sel] * w).sum(-1) / w.sum())
+    return buckets, np.stack(out, -1)
+
+
+def fairness_gap(loss_per_token, freq, scheme: str = "log3", n_groups: int = 10) -> np.ndarray:
+    """Tail-bucket minus head-bucket loss (> 0: rare tokens are predicted worse)."""
+    _, bl = bucket_loss(loss_per_token, freq, scheme=scheme, n_groups=n_groups)
+    return bl[..., -1] - bl[..., 0]
+
+
+def fraction_learned(loss_per_token, freq, threshold: float = float(np.log(2.0))) -> np.ndarray:
+    """Fraction of token types (π_v > 0) with ℓ_v ≤ threshold (default log 2 ⇔ p ≥ ½ on average)."""
+    lpt = np.asarray(loss_per_token, dtype=np.float64)
+    seen = _freq(freq, lpt.shape[-1]) > 0
+    return (lpt[..., seen] <= threshold).mean(-1)
+
+
+def learning_speed(steps, curve) -> np.ndarray:
+    """Normalised area under each token's loss curve: (1/T)∫ ℓ_v(t)/ℓ_v(0) dt (trapezoid).
+
+    ``steps`` (n,) increasing from the first evaluation, ``curve`` (n, ..., V) → (..., V).
+    1 = never moved from the initial loss, → 0 = learned at once.
+    """
+    steps = np.asarray(steps, dtype=np.float64)
+    curve = np.asarray(curve, dtype=np.float64)
+    if steps.ndim != 1 or steps.size < 2 or curve.shape[0] != steps.size or (np.diff(steps) <= 0).any():
+        raise ValueError(f"steps must be increasing (n >= 2) and match curve's first axis, got "
+                         f"steps shape {steps.shape}, curve shape {curve.shape}")
+    rel = curve / curve[0]
+    area = (0.5 * (rel[1:] + rel[:-1]) * np.diff(steps).reshape((-1,) + (1,) * (curve.ndim - 1))).sum(0)
+    return area / (steps[-1] - steps[0])
+
+
+def mean_ci(x, axis: int = 0, level: float = 0.95):
+    """(mean, half-width) of a Student-t confidence interval along ``axis`` (e.g. seeds)."""
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[axis]
+    if n < 2:
+        raise ValueError(f"mean_ci needs at least 2 samples along axis {axis}, got {n}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got level={level!r}")
+    half = scipy.stats.t.ppf(0.5 + level / 2, n - 1) * x.std(axis, ddof=1) / np.sqrt(n)
+    return x.mean(axis), half

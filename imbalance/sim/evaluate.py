@@ -1,0 +1,49 @@
+"""Exact (bigram, feature) or corpus (sequence) per-token losses of stacked models."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["evaluate", "summarise", "sequence_loss_per_token"]
+
+
+@torch.no_grad()
+def sequence_loss_per_token(model, params, task, data, batch: int = 64) -> torch.Tensor:
+    """Mean CE per target token over a corpus ``data`` (n, T+1) for all M models → (M, V)."""
+    M = next(iter(params.values())).shape[0]
+    dev = next(iter(params.values())).device
+    dtype = next(iter(params.values())).dtype
+    tot = torch.zeros(M, task.vocab_size, dtype=dtype, device=dev)  # (M, V)
+    cnt = torch.zeros(task.vocab_size, dtype=dtype, device=dev)  # (V,)
+    for i in range(0, data.shape[0], batch):
+        x = data[i:i + batch].to(dev)  # (b, T+1)
+        inp, tgt = x[:, :-1], x[:, 1:]
+        logp = torch.log_softmax(model.logits(params, inp.expand(M, *inp.shape), task), dim=-1)  # (M, b, T, V)
+        ce = -logp.gather(-1, tgt.expand(M, *tgt.shape).unsqueeze(-1)).squeeze(-1)  # (M, b, T)
+        tot.index_add_(1, tgt.reshape(-1), ce.reshape(M, -1))
+        cnt.index_add_(0, tgt.reshape(-1), torch.ones(tgt.numel(), dtype=dtype, device=dev))
+    return tot / torch.where(cnt > 0, cnt, torch.full_like(cnt, float("nan")))
+
+
+@torch.no_grad()
+def evaluate(model, params, task, L, S) -> dict:
+    """{"train": (L, S, V) per-token loss[, "heldout": (L, S, V)]} on CPU, float64."""
+    if task.kind == "sequence":
+        out = {"train": sequence_loss_per_token(model, params, task, task.train[: task.n_heldout]),
+               "heldout": sequence_loss_per_token(model, params, task, task.heldout)}
+    else:
+        out = {"train": task.loss_per_token(model.eval_logp(params, task))}
+    return {k: v.detach().to("cpu", torch.float64).reshape(L, S, -1) for k, v in out.items()}
+
+
+def summarise(step, ev, pi, lams, seeds) -> dict:
+    """One JSON line: aggregate Σ π_v ℓ_v and token-balanced mean_v ℓ_v per (λ, seed)."""
+    pi = np.asarray(pi)
+    rec = {"step": int(step), "lams": list(map(float, lams)), "seeds": list(seeds)}
+    for key, lpt in ev.items():
+        lpt = lpt.numpy()
+        seen = pi > 0
+        rec[f"{key}_aggregate"] = np.nansum(lpt[..., seen] * pi[seen], -1).tolist()
+        rec[f"{key}_token_balanced"] = np.nanmean(lpt[..., seen], -1).tolist()
+    return rec

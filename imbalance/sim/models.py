@@ -1,0 +1,147 @@
+"""Stacked models: every parameter carries a leading axis M (one slice per (λ, seed)).
+
+A model says which parameters are decayed (``decayed``, an explicit constructor
+argument: whether the bias or the unembedding is decayed *is* the theory here),
+how to initialise one slice per seed, and how to map inputs to logits for all M
+models at once. ``eval_logp`` gives the log-probabilities a task needs for its
+exact per-token loss.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .._validate import as_positive, as_positive_int
+from .optim import RowGrad
+
+__all__ = ["BigramTable", "FactoredBigram", "LinearSoftmax"]
+
+
+def _check_decayed(decayed, names):
+    decayed = tuple(decayed)
+    bad = [d for d in decayed if d not in names]
+    if bad:
+        raise ValueError(f"decayed must name parameters among {list(names)}, got decayed={decayed!r}")
+    return decayed
+
+
+def _rows(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """table (M, C, ...) and idx (M, B) → table[m, idx[m, b]] as (M, B, ...)."""
+    m = torch.arange(table.shape[0], device=table.device).unsqueeze(1)  # (M, 1)
+    return table[m, idx]
+
+
+class BigramTable:
+    """T2/T3: logits z = r W[x] for a one-hot context x of norm r; no bias; W decayed.
+
+    Zero initialisation (the objective is convex, so the seed only drives the batches).
+    """
+
+    kind = "bigram"
+    names = ("W",)
+
+    def __init__(self, decayed=("W",)):
+        self.decayed = _check_decayed(decayed, self.names)
+
+    def init(self, task, gens, dtype):
+        return {"W": torch.zeros(len(gens), task.n_contexts, task.vocab_size, dtype=dtype)}  # (S, C, V)
+
+    def logits(self, params, ctx, task):
+        return task.r * _rows(params["W"], ctx)  # (M, B, V)
+
+    def eval_logp(self, params, task):
+        return torch.log_softmax(task.r * params["W"], dim=-1)  # (M, C, V)
+
+    def loss_and_grads(self, params, ctx, tgt, task, weights=None):
+        """Minibatch loss (M,) and exact gradient without autograd, touching only the rows
+        present in the batch: ∂/∂W[x] = (r/B) (n_x softmax(r W[x]) − t_x), with n_x the
+        (weighted) count of context x in the batch and t_x its target counts.
+
+        The gradient is returned as a ``RowGrad`` (rows of W viewed as (M·C, V)).
+        """
+        W = params["W"]  # (M, C, V)
+        M, C, V = W.shape
+        B = ctx.shape[1]
+        r = task.r
+        key = (torch.arange(M, device=W.device).unsqueeze(1) * C + ctx).reshape(-1)  # (M·B,)
+        rows, inv = torch.unique(key, return_inverse=True)  # (K,), (M·B,)
+        w = weights[tgt].reshape(-1) if weights is not None else torch.ones_like(key, dtype=W.dtype)  # (M·B,)
+        n = torch.zeros(rows.numel(), dtype=W.dtype, device=W.device).index_add_(0, inv, w)  # (K,)
+        z = W.view(M * C, V)[rows]  # (K, V)
+        if r != 1.0:
+            z = r * z
+        p = torch.softmax(z, dim=-1)  # (K, V)
+        hit = p[inv, tgt.reshape(-1)].log()  # (M·B,) log p(y_i | x_i)
+        low = hit < -600.0  # p near underflow: take the exact log-softmax for these samples
+        if low.any():
+            k = inv[low]
+            hit[low] = z[k, tgt.reshape(-1)[low]] - torch.logsumexp(z[k], dim=-1)
+        loss = -(w * hit).view(M, B).sum(1) / B  # (M,)
+        g_rows = p.mul_((r / B) * n.unsqueeze(1))  # (K, V) (r/B) n_x softmax
+        g_rows.index_put_((inv, tgt.reshape(-1)), (-r / B) * w, accumulate=True)  # − (r/B) t_x
+        return loss, {"W": RowGrad(rows, g_rows)}
+
+
+class FactoredBigram:
+    """T7: logits z = W E[x] (unembedding W (V, d), context embedding E (C, d)).
+
+    ``tied=True`` uses W = E (needs contexts = vocabulary). Both decayed by default, so
+    the L2 objective is min_Z Σ_x P(x) CE + λ‖Z‖_* (untied) or λ tr Z, Z ⪰ 0 (tied).
+    Initialised i.i.d. N(0, init_scale²).
+    """
+
+    kind = "bigram"
+
+    def __init__(self, width: int, tied: bool = False, init_scale: float = 0.1, decayed=None):
+        self.width = as_positive_int(width, "width")
+        self.tied = bool(tied)
+        self.init_scale = as_positive(init_scale, "init_scale")
+        self.names = ("E",) if self.tied else ("E", "W")
+        self.decayed = _check_decayed(self.names if decayed is None else decayed, self.names)
+
+    def init(self, task, gens, dtype):
+        if self.tied and task.n_contexts != task.vocab_size:
+            raise ValueError(f"tied=True needs contexts = vocabulary, got counts shape "
+                             f"({task.n_contexts}, {task.vocab_size})")
+        out = {}
+        for name, rows in (("E", task.n_contexts), ("W", task.vocab_size)):
+            if name in self.names:
+                out[name] = torch.stack([self.init_scale * torch.randn(rows, self.width, generator=g, dtype=dtype)
+                                         for g in gens])  # (S, rows, d)
+        return out
+
+    def _unembed(self, params):
+        return params["E"] if self.tied else params["W"]  # (M, V, d)
+
+    def logits(self, params, ctx, task):
+        e = task.r * _rows(params["E"], ctx)  # (M, B, d)
+        return torch.bmm(e, self._unembed(params).transpose(1, 2))  # (M, B, V)
+
+    def eval_logp(self, params, task):
+        z = task.r * torch.bmm(params["E"], self._unembed(params).transpose(1, 2))  # (M, C, V)
+        return torch.log_softmax(z, dim=-1)
+
+
+class LinearSoftmax:
+    """T4: logits z = W h + b on fixed features h; W decayed, b (if any) not by default."""
+
+    kind = "feature"
+
+    def __init__(self, bias: bool = True, decayed=("W",)):
+        self.bias = bool(bias)
+        self.names = ("W", "b") if self.bias else ("W",)
+        self.decayed = _check_decayed(decayed, self.names)
+
+    def init(self, task, gens, dtype):
+        out = {"W": torch.zeros(len(gens), task.K, task.dim, dtype=dtype)}  # (S, K, D)
+        if self.bias:
+            out["b"] = torch.zeros(len(gens), task.K, dtype=dtype)  # (S, K)
+        return out
+
+    def logits(self, params, h, task):
+        z = torch.bmm(h, params["W"].transpose(1, 2))  # (M, B, K)
+        return z + params["b"].unsqueeze(1) if self.bias else z
+
+    def eval_logp(self, params, task):
+        h = task.features.to(params["W"]).expand(params["W"].shape[0], -1, -1)  # (M, n, D)
+        return torch.log_softmax(self.logits(params, h, task), dim=-1)  # (M, n, K)

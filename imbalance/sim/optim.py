@@ -1,0 +1,213 @@
+"""Batched optimisers over stacked parameters: leading axis M = one model per (λ, seed).
+
+Each model m has its own weight decay ``lams[m]``; a parameter may carry a per-row
+decay scale (T6a, frequency-scaled decay), so the decay of element (m, i, ...) is
+``lams[m] * decay_scale[i, ...]``. Undecayed parameters (e.g. a bias) are named in
+``decayed`` by omission. The update of one model never reads another model's numbers,
+so a batched run equals M separate runs (tested against ``torch.optim``).
+
+SGD: coupled L2, g ← g + λ w, w ← w − lr g  (``torch.optim.SGD(weight_decay=λ)``).
+AdamW: decoupled decay, w ← w (1 − lr λ) then the Adam step (``torch.optim.AdamW``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .._validate import as_choice, as_nonnegative, as_positive
+
+__all__ = ["BatchedSGD", "BatchedAdamW", "RowGrad", "make_optimizer", "frequency_decay_scale"]
+
+
+class RowGrad:
+    """A gradient that is zero except on some rows: ``values`` (K, V) at ``rows`` (K,) of the
+    parameter viewed as (M·C, V). Rows are distinct. The optimisers apply it without a dense
+    gradient tensor (the bigram table touches only the contexts in the batch)."""
+
+    def __init__(self, rows: torch.Tensor, values: torch.Tensor):
+        self.rows, self.values = rows, values
+
+    def dense(self, like: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros_like(like)
+        out.view(-1, like.shape[-1]).index_copy_(0, self.rows, self.values)
+        return out
+
+
+def _decay_factors(params, lams, decayed, decay_scale):
+    """Per-parameter tensor of λ per element, shaped (M, 1, ...) or (M, rows, 1, ...)."""
+    out = {}
+    for name, p in params.items():
+        if name not in decayed:
+            continue
+        lam = lams.to(device=p.device, dtype=p.dtype).reshape((-1,) + (1,) * (p.dim() - 1))  # (M, 1, ...)
+        scale = decay_scale.get(name)
+        if scale is not None:
+            scale = torch.as_tensor(scale, dtype=p.dtype, device=p.device)
+            if scale.dim() > p.dim() - 1:
+                raise ValueError(f"decay_scale[{name!r}] has shape {tuple(scale.shape)}, "
+                                 f"not broadcastable to one model's {tuple(p.shape[1:])}")
+            try:
+                torch.broadcast_shapes(scale.shape, p.shape[1:])
+            except RuntimeError:
+                raise ValueError(f"decay_scale[{name!r}] has shape {tuple(scale.shape)}, "
+                                 f"not broadcastable to one model's {tuple(p.shape[1:])}") from None
+            if not torch.isfinite(scale).all() or (scale < 0).any():
+                raise ValueError(f"decay_scale[{name!r}] must be finite and >= 0")
+            lam = lam * scale.reshape((1,) * (p.dim() - scale.dim()) + tuple(scale.shape))
+        out[name] = lam
+    return out
+
+
+class _Batched:
+    def __init__(self, params, lams, *, lr, decayed=None, decay_scale=None):
+        self.lr = as_positive(lr, "lr")
+        lams = torch.as_tensor(np.asarray(lams, dtype=np.float64))
+        if lams.dim() != 1 or not torch.isfinite(lams).all() or (lams < 0).any():
+            raise ValueError(f"lams must be a 1-D array of finite values >= 0, got {lams.tolist()}")
+        for name, p in params.items():
+            if p.shape[0] != lams.shape[0]:
+                raise ValueError(f"params[{name!r}] has {p.shape[0]} models on axis 0, lams has {lams.shape[0]}")
+        self.params = params
+        self.decayed = set(params) if decayed is None else set(decayed)
+        unknown = self.decayed - set(params)
+        if unknown:
+            raise ValueError(f"decayed names unknown parameters {sorted(unknown)}")
+        self.lam = _decay_factors(params, lams, self.decayed, decay_scale or {})
+        self.step_count = 0
+
+    def state_dict(self) -> dict:
+        return {"step": self.step_count, **{f"{k}.{n}": t for k, d in self._state().items() for n, t in d.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step_count = int(state["step"])
+        for k, d in self._state().items():
+            for n, t in d.items():
+                t.copy_(state[f"{k}.{n}"])
+
+    def _state(self) -> dict:
+        return {}
+
+
+class BatchedSGD(_Batched):
+    """Plain SGD with coupled L2 (``torch.optim.SGD(lr, weight_decay=λ)``, no momentum)."""
+
+    @torch.no_grad()
+    def step(self, grads: dict) -> None:
+        self.step_count += 1
+        for name, p in self.params.items():
+            g = grads[name]
+            if isinstance(g, RowGrad):  # w ← w (1 − lr λ) − lr G, G zero off the rows
+                if name in self.lam:
+                    p.mul_(1.0 - self.lr * self.lam[name])
+                p.view(-1, p.shape[-1]).index_add_(0, g.rows, g.values, alpha=-self.lr)
+                continue
+            if name in self.lam:
+                g = g.add(self.lam[name] * p)  # (M, ...) coupled L2: ∇(λ/2)‖w‖² = λ w
+            p.add_(g, alpha=-self.lr)
+
+
+class BatchedAdamW(_Batched):
+    """AdamW with decoupled decay, same operations as ``torch.optim.AdamW`` (amsgrad off)."""
+
+    def __init__(self, params, lams, *, lr, betas=(0.9, 0.999), eps=1e-8, decayed=None, decay_scale=None,
+                 fused=False):
+        super().__init__(params, lams, lr=lr, decayed=decayed, decay_scale=decay_scale)
+        self.fused = bool(fused)
+        b1, b2 = (float(b) for b in betas)
+        for nm, b in (("betas[0]", b1), ("betas[1]", b2)):
+            if not 0.0 <= b < 1.0:
+                raise ValueError(f"{nm} must be in [0, 1), got {nm}={b!r}")
+        self.betas = (b1, b2)
+        self.eps = as_nonnegative(eps, "eps")
+        self.exp_avg = {n: torch.zeros_like(p) for n, p in params.items()}
+        self.exp_avg_sq = {n: torch.zeros_like(p) for n, p in params.items()}
+        self.shrink = {n: 1.0 - self.lr * lam for n, lam in self.lam.items()}  # (M, ...) 1 − lr λ
+
+    def _state(self):
+        return {"exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq}
+
+    @torch.no_grad()
+    def step(self, grads: dict) -> None:
+        self.step_count += 1
+        b1, b2 = self.betas
+        bc1 = 1.0 - b1 ** self.step_count
+        bc2_sqrt = math.sqrt(1.0 - b2 ** self.step_count)
+        for name, p in self.params.items():
+            g = grads[name]
+            m, v = self.exp_avg[name], self.exp_avg_sq[name]
+            if isinstance(g, RowGrad):
+                if b1 > 0 and b2 > 0:
+                    # β m + (1−β) g = β (m + g (1−β)/β): add the rows, then a gradient-free dense pass
+                    m.view(-1, m.shape[-1]).index_add_(0, g.rows, g.values, alpha=(1.0 - b1) / b1)
+                    v.view(-1, v.shape[-1]).index_add_(0, g.rows, g.values * g.values, alpha=(1.0 - b2) / b2)
+                    g = _ZERO.to(p)
+                else:
+                    g = g.dense(p)
+            if self.fused:
+                # one pass over memory; hyper-parameters as 0-d tensors so the kernel compiles once
+                hp = torch.tensor([-self.lr / bc1, bc2_sqrt, b1, b2, self.eps], dtype=p.dtype, device=p.device)
+                _fused_adamw()(p, g, m, v, self.shrink.get(name, _ONE.to(p)), hp)
+                continue
+            if name in self.shrink:
+                p.mul_(self.shrink[name])
+            m.lerp_(g, 1.0 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
+            denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
+            p.addcdiv_(m, denom, value=-self.lr / bc1)
+
+
+_ONE = torch.ones(())
+_ZERO = torch.zeros(())
+_FUSED = None
+
+
+def _adamw_update(p, g, m, v, shrink, hp):
+    """The AdamW step of ``BatchedAdamW.step`` written as one expression for torch.compile."""
+    step, bc2_sqrt, b1, b2, eps = hp.unbind()
+    m_new = m + (1.0 - b1) * (g - m)  # lerp
+    v_new = v * b2 + (1.0 - b2) * g * g
+    p.copy_(p * shrink + step * m_new / (v_new.sqrt() / bc2_sqrt + eps))
+    m.copy_(m_new)
+    v.copy_(v_new)
+
+
+def _fused_adamw():
+    global _FUSED
+    if _FUSED is None:
+        _FUSED = torch.compile(_adamw_update, dynamic=False, fullgraph=True)
+    return _FUSED
+
+
+def make_optimizer(name: str, params, lams, *, lr, decayed=None, decay_scale=None, betas=(0.9, 0.999), eps=1e-8,
+                   fused=False):
+    """``name`` in {"sgd", "adamw"}; ``fused`` compiles the AdamW update into one pass (torch.compile)."""
+    name = as_choice(name, "optimizer", {"sgd", "adamw"})
+    if name == "sgd":
+        return BatchedSGD(params, lams, lr=lr, decayed=decayed, decay_scale=decay_scale)
+    return BatchedAdamW(params, lams, lr=lr, betas=betas, eps=eps, decayed=decayed, decay_scale=decay_scale,
+                        fused=fused)
+
+
+def frequency_decay_scale(freq, optimizer: str = "sgd", batch_size: int | None = None) -> np.ndarray:
+    """T6(a): per-row decay scale that equalises the equilibrium margin across rows.
+
+    L2/SGD: κ_x = P(x) r²/λ_x is equal for all rows when λ_x ∝ P(x).
+    AdamW (T3): the margin is 2 r ρ_x/λ_x with ρ_x = √(B P / (1 + (B−1) P)), so λ_x ∝ ρ_x.
+    Normalised to mean 1 over rows with positive frequency (so λ keeps its scale).
+    """
+    freq = np.asarray(freq, dtype=np.float64)
+    if freq.ndim != 1 or not np.isfinite(freq).all() or (freq < 0).any() or freq.sum() <= 0:
+        raise ValueError(f"freq must be a non-negative 1-D array with positive sum, got shape {freq.shape}")
+    P = freq / freq.sum()
+    optimizer = as_choice(optimizer, "optimizer", {"sgd", "adamw"})
+    if optimizer == "sgd":
+        w = P.copy()
+    else:
+        if batch_size is None:
+            raise ValueError("batch_size is required for optimizer='adamw', got batch_size=None")
+        B = float(batch_size)
+        w = np.sqrt(B * P / (1.0 + (B - 1.0) * P))
+    return w / w[P > 0].mean()

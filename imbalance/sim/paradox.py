@@ -1,0 +1,103 @@
+"""The fair-language-model paradox in a small LM (Pinto et al. 2024, Figure 1 / Table 1 shapes).
+
+``paradox_sweep`` trains a transformer on a SequenceTask for several weight decays and
+seeds and reports held-out loss per frequency bucket, aggregate vs token-balanced loss
+and the tail-minus-head gap, each as a seed mean with a Student-t confidence interval.
+``tokens_per_batch_sweep`` repeats it at one λ over batch sizes at a fixed token budget:
+T3 predicts that under AdamW the damage is confined to tokens with B·T·π < 1, so the
+gap should shrink as tokens per batch grow, while under SGD (set by π/λ) it should not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .. import metrics
+from .._validate import as_choice, as_positive_int
+from .optim import frequency_decay_scale
+from .sweep import SweepResult, sweep
+
+__all__ = ["ParadoxResult", "paradox_sweep", "tokens_per_batch_sweep"]
+
+
+@dataclass(frozen=True)
+class ParadoxResult:
+    """Seed means and 95 % CI half-widths (``*_ci``), λ leading; buckets: log3 ids, 0 = most frequent."""
+
+    lams: np.ndarray
+    buckets: np.ndarray
+    bucket_tokens: np.ndarray         # token types per bucket
+    bucket_loss: np.ndarray           # (L, n_b) held-out, mass-weighted within a bucket
+    bucket_loss_ci: np.ndarray
+    aggregate: np.ndarray             # (L,)
+    aggregate_ci: np.ndarray
+    token_balanced: np.ndarray
+    token_balanced_ci: np.ndarray
+    gap: np.ndarray                   # tail − head bucket
+    gap_ci: np.ndarray
+    train_aggregate: np.ndarray       # (L,) on the training split
+    tokens_per_batch: int
+    below_line: float                 # share of the vocabulary with (tokens per batch)·π < 1
+    sweep: SweepResult
+
+
+def _summarise(res: SweepResult, tokens_per_batch: int, scheme: str) -> ParadoxResult:
+    pi = res.token_probs
+    held = res.heldout_loss_per_token  # (L, S, V)
+    absent = np.isnan(held).all(axis=(0, 1)) & (pi > 0)  # (V,) a type that never occurs in the held-out split
+    if absent.any():
+        pi = np.where(absent, 0.0, pi)  # bucket and average over the types that were measured
+    ids, bl = metrics.bucket_loss(held, pi, scheme=scheme)  # (L, S, n_b)
+    per = {"bucket_loss": bl, "aggregate": metrics.aggregate_loss(held, pi),
+           "token_balanced": metrics.token_balanced_loss(held, pi), "gap": bl[..., -1] - bl[..., 0]}
+    out = {}
+    for k, v in per.items():
+        mean, half = metrics.mean_ci(v, axis=1) if v.shape[1] > 1 else (v[:, 0], np.full_like(v[:, 0], np.nan))
+        out[k], out[f"{k}_ci"] = mean, half
+    bucket_of = metrics.frequency_buckets(pi, scheme=scheme)
+    return ParadoxResult(
+        lams=res.lams, buckets=ids, bucket_tokens=np.array([(bucket_of == b).sum() for b in ids]),
+        train_aggregate=metrics.aggregate_loss(res.loss_per_token, pi).mean(1),
+        tokens_per_batch=int(tokens_per_batch), below_line=float((tokens_per_batch * pi < 1).mean()),
+        sweep=res, **out)
+
+
+def paradox_sweep(task, lams=(0.0, 0.1, 0.3, 1.0), *, model, steps, batch_size, lr, seeds=(0, 1, 2),
+                  optimizer="adamw", mitigation=None, scheme="log3", **sweep_kw) -> ParadoxResult:
+    """Held-out per-bucket loss vs λ for ``model`` (a Transformer) on a SequenceTask.
+
+    ``mitigation``: None, "reweight" (token-balanced CE, T6b) or "row_decay" (T6a: the
+    decay of each embedding/unembedding row scaled by its token's ρ under AdamW, π under SGD).
+    """
+    if getattr(task, "kind", None) != "sequence":
+        raise ValueError(f"task must be a SequenceTask, got {type(task).__name__}")
+    mitigation = None if mitigation is None else as_choice(mitigation, "mitigation", {"reweight", "row_decay"})
+    B = as_positive_int(batch_size, "batch_size")
+    tokens = B * task.seq_len
+    kw = dict(sweep_kw)
+    if mitigation == "reweight":
+        kw["reweight"] = True
+    elif mitigation == "row_decay":
+        # ρ with B = tokens per batch: a token's expected count per batch is what T3 uses
+        scale = frequency_decay_scale(task.token_probs, optimizer, batch_size=tokens)
+        rows = torch.as_tensor(scale).unsqueeze(1)  # (V, 1)
+        kw["decay_scale"] = {n: rows for n in ("tok_emb", "unembed") if n in model.decayed}
+    res = sweep(task, lams, model=model, optimizer=optimizer, steps=steps, batch_size=B, lr=lr, seeds=seeds, **kw)
+    return _summarise(res, tokens, scheme)
+
+
+def tokens_per_batch_sweep(task, lam, batch_sizes, *, model, token_budget, lr, seeds=(0, 1, 2),
+                           optimizer="adamw", scheme="log3", **sweep_kw) -> list[ParadoxResult]:
+    """One ``paradox_sweep`` at λ ∈ {0, lam} per batch size, each with the same number of
+    training tokens (steps = token_budget / (B · seq_len)); a loop over batch sizes, each
+    batched over (λ, seed)."""
+    out = []
+    for B in batch_sizes:
+        B = as_positive_int(B, "batch_sizes")
+        steps = max(1, int(token_budget) // (B * task.seq_len))
+        out.append(paradox_sweep(task, (0.0, float(lam)), model=model, steps=steps, batch_size=B, lr=lr,
+                                 seeds=seeds, optimizer=optimizer, scheme=scheme, **sweep_kw))
+    return out
