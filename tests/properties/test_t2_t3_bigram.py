@@ -112,11 +112,11 @@ def test_adamw_stationarity_with_symbolic_moments(counts, lam, r, B, eps):
     det = (q * (1 - q) == 0) & (eps == 0.0)
     g = np.where(det, -(2 * q - 1) * _sym("rho")(P, B), g)
     G = np.where(det, 0.0, G)
-    # the solver's p is good to 1e-9 relative (its documented accuracy), which the stiff map
-    # amplifies by |∂ratio/∂p|; for q ∈ {0, 1}, ε = 0 the exact answer is |λ w| = ρ and the
-    # solver's iterate carries the same 1e-9 relative accuracy (observed: 1.7e-11 relative at
-    # counts row [1, 0], P = 1/7, B = 368, r = 9); the rest is a few ulps of |λ w| ≤ 1
-    tol = G * 1e-9 * p + np.where(det, 1e-9, 64 * EPS) * (1 + np.abs(lam * w))
+    # the solver's p is good to 1e-9 relative (its documented accuracy; observed residuals reach
+    # 2.6e-13 at counts [[1, 2]], so a few ulps would be too strict), amplified by the stiff
+    # map's gain |∂ratio/∂p|; plus a few ulps of |λ w| ≤ 1 (for q ∈ {0, 1}, ε = 0 the exact
+    # answer is |λ w| = ρ, which the solver reproduces to rounding)
+    tol = G * 1e-9 * p + 64 * EPS * (1 + np.abs(lam * w))
     assert np.all(np.abs(lam * w + g) <= tol)
     # T4's AdamW analogue: |w| ≤ 1/λ (|E g| ≤ √E g²)
     assert np.all(np.abs(w) <= (1 + 64 * EPS) / lam)
