@@ -21,7 +21,7 @@ of full SVDs and stalled 6e-5 (relative) above the optimum (hand check in DESIGN
 T7); here a certificate costs one Gram matrix + Lanczos + Cholesky and is taken only
 when it costs ≤ ~20 % of the run. Measured on this shared 2-core machine, one thread,
 relative gap 1e-6 (tests/benchmarks/bench_factored.py): UFM K = 1000 Zipf classes
-50–57 s (full rank 999, ~200 L-BFGS steps); factored bigram V = 2000 from 1e6 tokens
+38–57 s (full rank 999, ~200 L-BFGS steps); factored bigram V = 2000 from 1e6 tokens
 107–121 s at load ≈ 3 (243 s once at load ≈ 4; rank 58, ~1000 steps); UFM K = 50 to a
 certified 7e-10: 0.09 s against 142 s for cvxpy/Clarabel (1500×).
 """
@@ -33,15 +33,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import blas, eigh
-from scipy.sparse.linalg import ArpackNoConvergence, eigsh, svds
-
 from .._validate import as_lams
+from ._lbfgs import lbfgs_steps
+from ._spectral import FULL_SVD_MAX, balance, dual_norm, growth_directions
 
 __all__ = ["NuclearSolution", "solve_nuclear_softmax", "solve_path", "broadcast_lams"]
 
 _TRACE = False  # debugging aid: print the certificate at every check
-_FULL_SVD_MAX = 1200  # below this min(n, V) a dense SVD/eigendecomposition is cheaper than ARPACK
 
 
 @dataclass(frozen=True)
@@ -160,146 +158,13 @@ class _Problem:
         return float(self.w[self.seen] @ H)
 
 
-def _lbfgs(fun, x, m, metric):
-    """L-BFGS (two-loop recursion, Armijo backtracking) as a generator yielding the iterate
-    after every step, so the caller can test the certificate without losing the memory.
-    Returns when the line search cannot decrease f any more (rounding level).
-    scipy's L-BFGS-B spent 75 % of the solve time in its bound-constrained bookkeeping on
-    2e5 unconstrained variables (UFM, K = 300)."""
-    f, g = fun(x)
-    S, Yk, rho = [], [], []
-    while True:
-        q = -g
-        alpha = []
-        for s_, y_, r_ in zip(reversed(S), reversed(Yk), reversed(rho)):
-            a = r_ * (s_ @ q)
-            q -= a * y_
-            alpha.append(a)
-        D = metric[0]  # diagonal curvature estimate, refreshed by the caller
-        q /= D
-        if S:
-            q *= (S[-1] @ Yk[-1]) / (Yk[-1] @ (Yk[-1] / D))
-        for (s_, y_, r_), a in zip(zip(S, Yk, rho), reversed(alpha)):
-            q += (a - r_ * (y_ @ q)) * s_
-        gd = g @ q
-        if not gd < 0:
-            S, Yk, rho = [], [], []
-            q = -g / D
-            gd = g @ q
-        t = 1.0
-        while True:
-            fn, gn = fun(x + t * q)
-            if fn <= f + 1e-4 * t * gd:
-                break
-            # approximate Wolfe (Hager & Zhang 2005, eq. 4.1): near the optimum f is flat to
-            # rounding, so accept a step the directional derivative vouches for
-            if fn <= f + 1e-12 * abs(f) and 0.9 * gd <= gn @ q <= -0.8 * gd:
-                break
-            t *= 0.25 if not fn <= f else 0.5
-            if t * np.sqrt(-gd) < 1e-16 * (1 + np.linalg.norm(x)):
-                return
-        s_, y_ = t * q, gn - g
-        sy = s_ @ y_
-        if sy > 1e-16 * np.sqrt((s_ @ s_) * (y_ @ y_)):
-            S.append(s_), Yk.append(y_), rho.append(1.0 / sy)
-            if len(S) > m:
-                S.pop(0), Yk.pop(0), rho.pop(0)
-        x, f, g = x + s_, fn, gn
-        yield x
-
-
-def _balance(prob, A, B):
-    """Balanced thin factors of Y = A Bᵀ (or A Aᵀ) and its singular values, tiny ones dropped."""
-    if A.shape[1] == 0:
-        return A, B, np.zeros(0)
-    if prob.psd:
-        Qa, Ra = np.linalg.qr(A)
-        S, U = np.linalg.eigh(Ra @ Ra.T)
-        S, U = np.clip(S[::-1], 0, None), U[:, ::-1]
-        keep = S > 1e-13 * max(S[0], 1e-300)
-        L = (Qa @ U[:, keep]) * np.sqrt(S[keep])
-        return L, L, S[keep]
-    Qa, Ra = np.linalg.qr(A)
-    Qb, Rb = np.linalg.qr(B)
-    U, S, Vt = np.linalg.svd(Ra @ Rb.T)
-    keep = S > 1e-13 * max(S[0], 1e-300)
-    rt = np.sqrt(S[keep])
-    return (Qa @ U[:, keep]) * rt, (Qb @ Vt[keep].T) * rt, S[keep]
-
-
-def _dual_norm(prob, Gy, rng, rtol):
-    """A rigorous upper bound on ‖∇_Y f‖₂ (untied) or max(0, −λ_min(sym ∇f)) (psd).
-
-    Lanczos Ritz values *under*-estimate the top of a clustered spectrum (at a full-rank
-    optimum every singular value of ∇f equals μ), which would make the dual point
-    infeasible. So a Lanczos estimate θ of λ_max(Gram) (resp. of λ_max(−sym ∇f)) is only
-    accepted once a Cholesky factorisation of (θ + δ|θ|) I − Gram succeeds, which proves the
-    bound, with δ ∈ {1e-12, 1e-10, 1e-8} and δ ≤ rtol/100; otherwise a dense symmetric
-    eigensolver gives the value."""
-    if prob.psd:
-        Mat = -(Gy + Gy.T) / 2
-    else:
-        # the smaller Gram matrix: GᵀG (V × V) if n ≥ V, else GGᵀ
-        Mat = blas.dsyrk(1.0, Gy, trans=1) if Gy.shape[0] >= Gy.shape[1] else blas.dsyrk(1.0, Gy, trans=0)
-        Mat = np.triu(Mat) + np.triu(Mat, 1).T
-    m = Mat.shape[0]
-    try:
-        theta = eigsh(Mat, k=1, which="LA", v0=rng.standard_normal(m), tol=1e-12,
-                      return_eigenvectors=False)[0]
-        # the Ritz value of a clustered top can sit a little below λ_max: widen the margin
-        # (each accepted margin still proves the bound) before paying for a dense eigensolver
-        # (46 s instead of 1 s at V = 2000 when that happened)
-        for delta in (1e-12, 1e-10, 1e-8):
-            if delta > max(rtol * 1e-2, 1e-12):
-                break
-            bound = theta + delta * abs(theta) + 1e-300
-            try:
-                np.linalg.cholesky(bound * np.eye(m) - Mat)
-            except np.linalg.LinAlgError:
-                continue
-            return max(bound, 0.0) if prob.psd else float(np.sqrt(max(bound, 0.0)))
-    except ArpackNoConvergence:
-        pass
-    top = eigh(Mat, eigvals_only=True, subset_by_index=[m - 1, m - 1])[0]
-    top = max(float(top), 0.0)
-    return top if prob.psd else float(np.sqrt(top))
-
-
-def _growth_directions(prob, Gy, A, B, k, rng):
-    """Top-k pairs of the part of the dual matrix outside the current factor spans, with
-    values in decreasing order: adding them is a descent direction of the convex problem
-    whenever their value exceeds μ (those inside the spans are handled by L-BFGS)."""
-    Qa = np.linalg.qr(A)[0] if A.shape[1] else np.zeros((prob.n, 0))
-    if prob.psd:
-        Sm = -(Gy + Gy.T) / 2
-        Sm = Sm - Qa @ (Qa.T @ Sm)
-        Sm = Sm - (Sm @ Qa) @ Qa.T
-        if min(Sm.shape) <= _FULL_SVD_MAX:
-            vals, vecs = np.linalg.eigh(Sm)
-            return vals[::-1][:k], vecs[:, ::-1][:, :k], vecs[:, ::-1][:, :k]
-        vals, vecs = eigsh(Sm, k=k, which="LA", v0=rng.standard_normal(Sm.shape[0]), tol=0)
-        o = np.argsort(-vals)
-        return vals[o], vecs[:, o], vecs[:, o]
-    Qb = np.linalg.qr(B)[0] if B.shape[1] else np.zeros((prob.V, 0))
-    Gp = Gy - Qa @ (Qa.T @ Gy)
-    Gp = Gp - (Gp @ Qb) @ Qb.T
-    if np.linalg.norm(Gp) <= prob.mu:  # ‖·‖₂ ≤ ‖·‖_F: nothing to add
-        return np.zeros(0), None, None
-    if min(Gp.shape) <= _FULL_SVD_MAX:
-        U, S, Vt = np.linalg.svd(Gp, full_matrices=False)
-        return S[:k], U[:, :k], Vt[:k].T
-    U, S, Vt = svds(Gp, k=k, v0=rng.standard_normal(min(Gp.shape)), tol=0)
-    o = np.argsort(-S)
-    return S[o], U[:, o], Vt[o].T
-
-
 def _certificate(prob, A, B, b, rng, rtol):
     """Primal value with the factor penalty (≥ P(Y)), and the dual value −f*(θ∇f) at
     θ = min(1, μ/‖∇f‖), a feasible dual point; their difference bounds primal − optimum."""
     Z = prob.logits(A, B, b)
     f, P, G = prob.loss_grad(Z)
     Gy = G * prob.inv_s[:, None]
-    top = _dual_norm(prob, Gy, rng, rtol)
+    top = dual_norm(prob, Gy, rng, rtol)
     theta = 1.0 if top <= prob.mu else prob.mu / top
     if prob.psd:
         primal = f + prob.mu * float(np.sum(A * A))
@@ -348,11 +213,11 @@ def solve_nuclear_softmax(target, mu, *, row_scale=None, psd=False, bias=False, 
         if steps is None or (ratio > 1 + 1e-3 and n_iter - last_growth >= 3 * check_every
                              and time.perf_counter() - t_growth_end >= 4 * t_growth):
             last_growth, t0 = n_iter, time.perf_counter()
-            k = min(n, V) if min(n, V) <= _FULL_SVD_MAX else min(k_dirs, min(n, V) - 1)
-            vals, U, Vv = _growth_directions(prob, Gy, A, B, k, rng)
+            k = min(n, V) if min(n, V) <= FULL_SVD_MAX else min(k_dirs, min(n, V) - 1)
+            vals, U, Vv = growth_directions(prob, Gy, A, B, k, rng)
             grow = vals > prob.mu
             if grow.any():  # escape along −∇f: decrease ≥ Σ (σ_i − μ)²/(2L) (descent lemma)
-                A, B, _ = _balance(prob, A, B)
+                A, B, _ = balance(prob, A, B)
                 t = np.sqrt((vals[grow] - prob.mu) / Lcurv)
                 A = np.hstack([A, (U[:, grow] if psd else -U[:, grow]) * t])
                 B = A if psd else np.hstack([B, Vv[:, grow] * t])
@@ -366,7 +231,7 @@ def solve_nuclear_softmax(target, mu, *, row_scale=None, psd=False, bias=False, 
             r = A.shape[1]
             x0 = prob.pack(A, B, b)
             metric = [prob.curvature(x0, r)]
-            steps = _lbfgs(lambda v, r=r: prob.fun(v, r), x0, memory, metric)
+            steps = lbfgs_steps(lambda v, r=r: prob.fun(v, r), x0, memory, metric)
         else:
             metric[0] = prob.curvature(prob.pack(A, B, b), r)
         # certify again after enough steps that certificates cost ≤ ~20 % of the time
@@ -382,7 +247,7 @@ def solve_nuclear_softmax(target, mu, *, row_scale=None, psd=False, bias=False, 
         A, B, b = prob.unpack(x, r)
         if psd:
             B = A
-    A, B, S = _balance(prob, A, B)
+    A, B, S = balance(prob, A, B)
     return NuclearSolution(
         logits=Z, bias=b.copy(), left=A, right=B, singular_values=S, objective=primal, dual_value=dual,
         gap=gap, rel_gap=gap / abs(primal), dual_ratio=ratio, bias_residual=bias_res, n_iter=n_iter,
