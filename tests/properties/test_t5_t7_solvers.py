@@ -9,7 +9,7 @@ REL (see test_t5_t7_nuclear.py for how REL is set).
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 
 from imbalance.testing import bigram_counts, frequency_vectors, weight_decays
 from imbalance.theory.factored_bigram import factored_bigram_equilibrium
@@ -25,11 +25,6 @@ def _scale(Z, w, mu, d_weights):
     # max|z_x| (+ log V), weighted by w_x, plus μ times a sum of singular values
     V = Z.shape[0]
     return (w * (np.abs(Z).max(0) + np.log(V))).sum() + mu * ref.nuclear(Z * np.sqrt(d_weights))
-
-
-def _all_rows_uniform(C):
-    # every q(·|x) uniform: Z = 0 is optimal and ∇f(0) = 0 (see the xfail tests below)
-    return bool(np.all(C == C[:, :1]))
 
 
 def _check(obj, gap, trained, lower, scale):
@@ -56,7 +51,6 @@ def test_factored_bigram_equilibrium_matches_trained_model(counts, lam_w, lam_e)
     C = C.astype(np.float64)
     Q, w = (C / C.sum(1, keepdims=True)).T, C.sum(1) / C.sum()
     V, n = Q.shape
-    assume(not _all_rows_uniform(C) and n >= 2)  # both excluded cases: xfail tests below
     eq = factored_bigram_equilibrium(counts, lam_w, lam_e)
     trained, Z = ref.fit_factored(Q, w, lam_w, lam_e, d_weights=np.ones(n), width=min(V, n) + 1)
     mu = np.sqrt(lam_w * lam_e)
@@ -69,7 +63,6 @@ def test_tied_factored_bigram_equilibrium_matches_trained_model(counts, lam_w, l
     C = counts.toarray() if hasattr(counts, "toarray") else np.asarray(counts)
     C = C.astype(np.float64)
     Q, w = (C / C.sum(1, keepdims=True)).T, C.sum(1) / C.sum()
-    assume(not _all_rows_uniform(C))
     eq = factored_bigram_equilibrium(counts, lam_w, lam_e, tied=True)
     trained, Z = ref.fit_tied(Q, w, lam_w, lam_e, width=Q.shape[0] + 1)
     lam_t = (lam_w + lam_e) / 2
@@ -77,23 +70,20 @@ def test_tied_factored_bigram_equilibrium_matches_trained_model(counts, lam_w, l
     _check(eq.objective, eq.gap, trained, lower, _scale(Z, w, lam_t, np.ones(Z.shape[1])))
 
 
-# Known failures of the nuclear solver on degenerate data (found by the properties above):
-# when every row of counts is uniform, the optimum is Z = 0 and the gradient there is 0,
-# which the solver passes to ARPACK as a starting vector. strict=True: these turn into
-# failures (to be removed) once the solver handles the case.
-@pytest.mark.xfail(strict=True, reason="ArpackError -9 (zero starting vector) in nuclear._dual_norm")
+# Degenerate data first found by the properties above (the solver used to crash on both):
+# when every row of counts is uniform the optimum is Z = 0 and the gradient there is 0;
+# a single context makes the dual-norm matrix 1 × 1.
 @pytest.mark.parametrize("tied", [False, True])
-def test_uniform_rows_known_failure(tied):
+def test_uniform_rows(tied):
     eq = factored_bigram_equilibrium(np.array([[1, 1], [1, 1]]), 1.0, 1.0, tied=tied)
     assert abs(eq.objective - np.log(2)) <= 64 * EPS  # Z = 0: CE of uniform predictions
 
 
-@pytest.mark.xfail(strict=True, reason="scipy eigsh RuntimeWarning 'k >= N' for any 1 × V count matrix, "
-                                       "an error under the project's filterwarnings")
-def test_single_context_known_failure():
+def test_single_context():
     import warnings
 
+    # μ = 0.5 exceeds ‖∇f(0)‖₂ = ‖p − q‖ = √(0.25² + 0.25²) ≈ 0.354, so Z = 0 is optimal
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         eq = factored_bigram_equilibrium(np.array([[1, 3]]), 0.5, 0.5)
-    assert np.isfinite(eq.objective)
+    assert abs(eq.objective - np.log(2)) <= 64 * EPS
