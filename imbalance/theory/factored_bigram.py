@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from .._validate import as_count_matrix
 from .nuclear import broadcast_lams, solve_path
 
-__all__ = ["FactoredBigramEquilibrium", "factored_bigram_equilibrium", "bigram_counts"]
+__all__ = ["FactoredBigramEquilibrium", "factored_bigram_equilibrium"]
 
 RANK_RTOL = 1e-6  # singular values below RANK_RTOL·σ₁ are counted as zero in ``rank``
 
@@ -54,23 +54,6 @@ class FactoredBigramEquilibrium:
     gap: np.ndarray | float
     rel_gap: np.ndarray | float
     dual_ratio: np.ndarray | float
-
-
-def bigram_counts(tokens, vocab_size: int) -> sp.csr_matrix:
-    """(V × V) CSR counts C[x, v] = #{t : tokens[t] = x, tokens[t+1] = v} of a token stream."""
-    from .._validate import as_positive_int
-
-    V = as_positive_int(vocab_size, "vocab_size", minimum=2)
-    tok = np.asarray(tokens)
-    if tok.ndim != 1 or tok.size < 2 or not np.issubdtype(tok.dtype, np.integer):
-        raise ValueError(f"tokens must be a 1-D integer array of length >= 2, got dtype {tok.dtype}, "
-                         f"shape {tok.shape}")
-    if tok.min() < 0 or tok.max() >= V:
-        bad = tok[(tok < 0) | (tok >= V)][0]
-        raise ValueError(f"tokens must lie in [0, vocab_size={V}), got a token {int(bad)}")
-    C = sp.coo_matrix((np.ones(tok.size - 1), (tok[:-1], tok[1:])), shape=(V, V)).tocsr()
-    C.sum_duplicates()
-    return C
 
 
 def factored_bigram_equilibrium(counts, lam_w, lam_e, *, tied: bool = False,

@@ -11,38 +11,36 @@ b is an optional unpenalised bias shared by all rows. With ``psd=True`` the prob
 min_{Z ⪰ 0} f(Z) + μ tr Z (tied embeddings).
 
 Method. Burer–Monteiro: Y = diag(s) Z = A Bᵀ with penalty (μ/2)(‖A‖² + ‖B‖²) (which
-equals μ‖Y‖_* at a balanced factorisation), minimised by L-BFGS in chunks; between
-chunks the factors are rebalanced by a thin SVD and the rank is grown along the top
-singular pairs of −∇f whenever ‖∇_Y f‖₂ > μ. The stopping rule is the Fenchel duality
+equals μ‖Y‖_* at a balanced factorisation), minimised by L-BFGS with a diagonal
+Gauss–Newton initial metric; the rank is grown (after rebalancing by a thin SVD) along the
+top singular pairs of the part of −∇f outside the current factor spans whenever their
+singular value exceeds μ (descent directions of the convex problem). The stopping rule is the Fenchel duality
 gap (see :func:`_certificate`), a bound on the distance to the optimal value that holds
 for any iterate. Why not proximal gradient: on a 500-token corpus it needed thousands
 of full SVDs and stalled 6e-5 (relative) above the optimum (hand check in DESIGN.md,
-T7); here one SVD per chunk of L-BFGS steps is enough. Measured on this 2-core machine
-(tests/benchmarks/bench_factored.py): see ``BENCHMARK_NOTE`` below.
+T7); here a certificate costs one Gram matrix + Lanczos + Cholesky and is taken only
+when it costs ≤ ~20 % of the run. Measured on this shared 2-core machine, one thread,
+relative gap 1e-6 (tests/benchmarks/bench_factored.py): UFM K = 1000 Zipf classes
+38–57 s (full rank 999, ~200 L-BFGS steps); factored bigram V = 2000 from 1e6 tokens
+107–121 s at load ≈ 3 (243 s once at load ≈ 4; rank 58, ~1000 steps); UFM K = 50 to a
+certified 7e-10: 0.09 s against 142 s for cvxpy/Clarabel (1500×).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import time
+import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import blas, eigh
-from scipy.sparse.linalg import ArpackNoConvergence, eigsh, svds
-
 from .._validate import as_lams
+from ._lbfgs import lbfgs_steps
+from ._spectral import FULL_SVD_MAX, balance, dual_norm, growth_directions
 
 __all__ = ["NuclearSolution", "solve_nuclear_softmax", "solve_path", "broadcast_lams"]
 
-BENCHMARK_NOTE = (
-    "UFM K=1000 Zipf and factored bigram V=2000: see bench_factored.py output in the "
-    "closing report of issue 5."
-)
-
 _TRACE = False  # debugging aid: print the certificate at every check
-_FULL_SVD_MAX = 1200  # below this min(n, V) a dense SVD/eigendecomposition is cheaper than ARPACK
 
 
 @dataclass(frozen=True)
@@ -75,6 +73,7 @@ class _Problem:
         self.n, self.V = M.shape
         self.rows, self.cols, self.data = M.row.astype(np.int64), M.col.astype(np.int64), M.data.astype(np.float64)
         self.w = np.bincount(self.rows, weights=self.data, minlength=self.n)
+        self.scaled = row_scale is not None
         self.inv_s = np.ones(self.n) if row_scale is None else 1.0 / np.asarray(row_scale, dtype=np.float64)
         self.mu, self.psd, self.bias = float(mu), psd, bias
         self.seen = self.w > 0
@@ -108,15 +107,29 @@ class _Problem:
         return f, P, G
 
     def fun(self, x, r):
+        """Factored objective and gradient; in-place on one (n, V) buffer (memory traffic,
+        not flops, bounds an evaluation on the two shared cores)."""
         A, B, b = self.unpack(x, r)
-        f, _, G = self.loss_grad(self.logits(A, B, b))
-        Gy = G * self.inv_s[:, None]
+        Z = A @ B.T  # (n, V), becomes Z, then exp(Z − m), then ∇_Y f
+        if self.scaled:
+            Z *= self.inv_s[:, None]
+        if self.bias:
+            Z += b[None, :]
+        lin = float(self.data @ Z[self.rows, self.cols])
+        m = Z.max(axis=1)
+        Z -= m[:, None]
+        np.exp(Z, out=Z)
+        tot = Z.sum(axis=1)
+        f = float(self.w @ (m + np.log(tot))) - lin
+        Z *= (self.w * self.inv_s / tot)[:, None]
+        Z[self.rows, self.cols] -= self.data * self.inv_s[self.rows]
+        Gy = Z
         if self.psd:
             return f + self.mu * float(np.sum(A * A)), ((Gy + Gy.T) @ A + 2 * self.mu * A).ravel()
         pen = 0.5 * self.mu * (float(np.sum(A * A)) + float(np.sum(B * B)))
         parts = [(Gy @ B + self.mu * A).ravel(), (Gy.T @ A + self.mu * B).ravel()]
         if self.bias:
-            parts.append(G.sum(axis=0))
+            parts.append((Gy * (1.0 / self.inv_s)[:, None]).sum(axis=0))
         return f + pen, np.concatenate(parts)
 
     def curvature(self, x, r):
@@ -146,135 +159,13 @@ class _Problem:
         return float(self.w[self.seen] @ H)
 
 
-def _lbfgs(fun, x, m, metric):
-    """L-BFGS (two-loop recursion, Armijo backtracking) as a generator yielding the iterate
-    after every step, so the caller can test the certificate without losing the memory.
-    Returns when the line search cannot decrease f any more (rounding level).
-    scipy's L-BFGS-B spent 75 % of the solve time in its bound-constrained bookkeeping on
-    2e5 unconstrained variables (UFM, K = 300)."""
-    f, g = fun(x)
-    S, Yk, rho = [], [], []
-    while True:
-        q = -g
-        alpha = []
-        for s_, y_, r_ in zip(reversed(S), reversed(Yk), reversed(rho)):
-            a = r_ * (s_ @ q)
-            q -= a * y_
-            alpha.append(a)
-        D = metric[0]  # diagonal curvature estimate, refreshed by the caller
-        q /= D
-        if S:
-            q *= (S[-1] @ Yk[-1]) / (Yk[-1] @ (Yk[-1] / D))
-        for (s_, y_, r_), a in zip(zip(S, Yk, rho), reversed(alpha)):
-            q += (a - r_ * (y_ @ q)) * s_
-        gd = g @ q
-        if not gd < 0:
-            S, Yk, rho = [], [], []
-            q = -g / D
-            gd = g @ q
-        t = 1.0
-        while True:
-            fn, gn = fun(x + t * q)
-            if fn <= f + 1e-4 * t * gd:
-                break
-            # approximate Wolfe (Hager & Zhang 2005, eq. 4.1): near the optimum f is flat to
-            # rounding, so accept a step the directional derivative vouches for
-            if fn <= f + 1e-12 * abs(f) and 0.9 * gd <= gn @ q <= -0.8 * gd:
-                break
-            t *= 0.25 if not fn <= f else 0.5
-            if t * np.sqrt(-gd) < 1e-16 * (1 + np.linalg.norm(x)):
-                return
-        s_, y_ = t * q, gn - g
-        sy = s_ @ y_
-        if sy > 1e-16 * np.sqrt((s_ @ s_) * (y_ @ y_)):
-            S.append(s_), Yk.append(y_), rho.append(1.0 / sy)
-            if len(S) > m:
-                S.pop(0), Yk.pop(0), rho.pop(0)
-        x, f, g = x + s_, fn, gn
-        yield x
-
-
-def _balance(prob, A, B):
-    """Balanced thin factors of Y = A Bᵀ (or A Aᵀ) and its singular values, tiny ones dropped."""
-    if A.shape[1] == 0:
-        return A, B, np.zeros(0)
-    if prob.psd:
-        Qa, Ra = np.linalg.qr(A)
-        S, U = np.linalg.eigh(Ra @ Ra.T)
-        S, U = np.clip(S[::-1], 0, None), U[:, ::-1]
-        keep = S > 1e-13 * max(S[0], 1e-300)
-        L = (Qa @ U[:, keep]) * np.sqrt(S[keep])
-        return L, L, S[keep]
-    Qa, Ra = np.linalg.qr(A)
-    Qb, Rb = np.linalg.qr(B)
-    U, S, Vt = np.linalg.svd(Ra @ Rb.T)
-    keep = S > 1e-13 * max(S[0], 1e-300)
-    rt = np.sqrt(S[keep])
-    return (Qa @ U[:, keep]) * rt, (Qb @ Vt[keep].T) * rt, S[keep]
-
-
-def _dual_norm(prob, Gy, rng):
-    """A rigorous upper bound on ‖∇_Y f‖₂ (untied) or max(0, −λ_min(sym ∇f)) (psd).
-
-    Lanczos Ritz values *under*-estimate the top of a clustered spectrum (at a full-rank
-    optimum every singular value of ∇f equals μ), which would make the dual point
-    infeasible. So a Lanczos estimate θ is only accepted once a Cholesky factorisation of
-    ((1+δ)θ)² I − Gram (resp. (1+δ)θ I + sym ∇f) succeeds, which proves the bound; otherwise
-    a dense symmetric eigensolver gives the value. δ = 1e-12 is far below the rtol in use."""
-    delta = 1e-12
-    if prob.psd:
-        Mat = -(Gy + Gy.T) / 2
-    else:
-        Mat = blas.dsyrk(1.0, Gy.T, trans=1) if Gy.shape[0] >= Gy.shape[1] else blas.dsyrk(1.0, Gy, trans=0)
-        Mat = np.triu(Mat) + np.triu(Mat, 1).T
-    m = Mat.shape[0]
-    try:
-        theta = eigsh(Mat, k=1, which="LA", v0=rng.standard_normal(m), tol=1e-12,
-                      return_eigenvectors=False)[0]
-        bound = theta + delta * abs(theta) + 1e-300
-        np.linalg.cholesky(bound * np.eye(m) - Mat)
-        top = bound
-    except (np.linalg.LinAlgError, ArpackNoConvergence):
-        top = eigh(Mat, eigvals_only=True, subset_by_index=[m - 1, m - 1])[0]
-    top = max(float(top), 0.0)
-    return top if prob.psd else float(np.sqrt(top))
-
-
-def _growth_directions(prob, Gy, A, B, k, rng):
-    """Top-k pairs of the part of the dual matrix outside the current factor spans, with
-    values in decreasing order: adding them is a descent direction of the convex problem
-    whenever their value exceeds μ (those inside the spans are handled by L-BFGS)."""
-    Qa = np.linalg.qr(A)[0] if A.shape[1] else np.zeros((prob.n, 0))
-    if prob.psd:
-        Sm = -(Gy + Gy.T) / 2
-        Sm = Sm - Qa @ (Qa.T @ Sm)
-        Sm = Sm - (Sm @ Qa) @ Qa.T
-        if min(Sm.shape) <= _FULL_SVD_MAX:
-            vals, vecs = np.linalg.eigh(Sm)
-            return vals[::-1][:k], vecs[:, ::-1][:, :k], vecs[:, ::-1][:, :k]
-        vals, vecs = eigsh(Sm, k=k, which="LA", v0=rng.standard_normal(Sm.shape[0]), tol=0)
-        o = np.argsort(-vals)
-        return vals[o], vecs[:, o], vecs[:, o]
-    Qb = np.linalg.qr(B)[0] if B.shape[1] else np.zeros((prob.V, 0))
-    Gp = Gy - Qa @ (Qa.T @ Gy)
-    Gp = Gp - (Gp @ Qb) @ Qb.T
-    if np.linalg.norm(Gp) <= prob.mu:  # ‖·‖₂ ≤ ‖·‖_F: nothing to add
-        return np.zeros(0), None, None
-    if min(Gp.shape) <= _FULL_SVD_MAX:
-        U, S, Vt = np.linalg.svd(Gp, full_matrices=False)
-        return S[:k], U[:, :k], Vt[:k].T
-    U, S, Vt = svds(Gp, k=k, v0=rng.standard_normal(min(Gp.shape)), tol=0)
-    o = np.argsort(-S)
-    return S[o], U[:, o], Vt[o].T
-
-
-def _certificate(prob, A, B, b, rng):
+def _certificate(prob, A, B, b, rng, rtol):
     """Primal value with the factor penalty (≥ P(Y)), and the dual value −f*(θ∇f) at
     θ = min(1, μ/‖∇f‖), a feasible dual point; their difference bounds primal − optimum."""
     Z = prob.logits(A, B, b)
     f, P, G = prob.loss_grad(Z)
     Gy = G * prob.inv_s[:, None]
-    top = _dual_norm(prob, Gy, rng)
+    top = dual_norm(prob, Gy, rng, rtol)
     theta = 1.0 if top <= prob.mu else prob.mu / top
     if prob.psd:
         primal = f + prob.mu * float(np.sum(A * A))
@@ -307,24 +198,27 @@ def solve_nuclear_softmax(target, mu, *, row_scale=None, psd=False, bias=False, 
     # curvature bound of f along a unit direction in Y coordinates: ‖diag(p) − ppᵀ‖ ≤ 1/2
     Lcurv = 0.5 * float(np.max(prob.w * prob.inv_s ** 2))
     k_dirs, n_iter, steps, r, stalled, last_growth = 16, 0, None, 0, False, -10**9
+    t_growth_end, t_growth = 0.0, 0.0
     while True:
         # the certificate uses the factor penalty (μ/2)(‖A‖² + ‖B‖²) ≥ μ‖ABᵀ‖_*, valid without
         # rebalancing (an O(r³) SVD, 2 s at K = 1000); L-BFGS balances the factors itself
         t0 = time.perf_counter()
-        Z, Gy, primal, dual, ratio, bias_res = _certificate(prob, A, B, b, rng)
+        Z, Gy, primal, dual, ratio, bias_res = _certificate(prob, A, B, b, rng, rtol)
         t_cert = time.perf_counter() - t0
         gap = primal - dual
         if _TRACE:
             print(n_iter, A.shape[1], ratio - 1, gap / abs(primal), steps is None, round(t_cert, 2), round(time.perf_counter() - _T0, 1))
         if (gap <= rtol * abs(primal) and bias_res <= rtol * prob.w.sum()) or n_iter >= max_iter:
             break
-        if steps is None or (ratio > 1 + 1e-3 and n_iter - last_growth >= 3 * check_every):
-            last_growth = n_iter
-            k = min(n, V) if min(n, V) <= _FULL_SVD_MAX else min(k_dirs, min(n, V) - 1)
-            vals, U, Vv = _growth_directions(prob, Gy, A, B, k, rng)
+        # growth checks (QR + partial SVD) are kept to ≤ ~20 % of the time, like certificates
+        if steps is None or (ratio > 1 + 1e-3 and n_iter - last_growth >= 3 * check_every
+                             and time.perf_counter() - t_growth_end >= 4 * t_growth):
+            last_growth, t0 = n_iter, time.perf_counter()
+            k = min(n, V) if min(n, V) <= FULL_SVD_MAX else min(k_dirs, min(n, V) - 1)
+            vals, U, Vv = growth_directions(prob, Gy, A, B, k, rng)
             grow = vals > prob.mu
             if grow.any():  # escape along −∇f: decrease ≥ Σ (σ_i − μ)²/(2L) (descent lemma)
-                A, B, _ = _balance(prob, A, B)
+                A, B, _ = balance(prob, A, B)
                 t = np.sqrt((vals[grow] - prob.mu) / Lcurv)
                 A = np.hstack([A, (U[:, grow] if psd else -U[:, grow]) * t])
                 B = A if psd else np.hstack([B, Vv[:, grow] * t])
@@ -332,11 +226,13 @@ def solve_nuclear_softmax(target, mu, *, row_scale=None, psd=False, bias=False, 
                 stalled, steps = False, None  # new variables: restart the quasi-Newton memory
             elif stalled:
                 break  # rounding level reached and no direction left to add
+            t_growth_end = time.perf_counter()
+            t_growth = t_growth_end - t0
         if steps is None:
             r = A.shape[1]
             x0 = prob.pack(A, B, b)
             metric = [prob.curvature(x0, r)]
-            steps = _lbfgs(lambda v, r=r: prob.fun(v, r), x0, memory, metric)
+            steps = lbfgs_steps(lambda v, r=r: prob.fun(v, r), x0, memory, metric)
         else:
             metric[0] = prob.curvature(prob.pack(A, B, b), r)
         # certify again after enough steps that certificates cost ≤ ~20 % of the time
@@ -344,7 +240,7 @@ def solve_nuclear_softmax(target, mu, *, row_scale=None, psd=False, bias=False, 
         for x in steps:
             n_iter += 1
             todo -= 1
-            if todo <= 0 and time.perf_counter() - t0 >= 4 * t_cert:
+            if (todo <= 0 and time.perf_counter() - t0 >= 4 * t_cert) or n_iter >= max_iter:
                 break
         if x is None:  # line search exhausted at this rank
             steps, stalled = None, True
@@ -352,7 +248,10 @@ def solve_nuclear_softmax(target, mu, *, row_scale=None, psd=False, bias=False, 
         A, B, b = prob.unpack(x, r)
         if psd:
             B = A
-    A, B, S = _balance(prob, A, B)
+    A, B, S = balance(prob, A, B)
+    if gap > rtol * abs(primal) or bias_res > rtol * prob.w.sum():
+        warnings.warn(f"nuclear solver stopped uncertified after {n_iter} steps: relative gap "
+                      f"{gap / abs(primal):.2e} > rtol={rtol:g}", RuntimeWarning, stacklevel=3)
     return NuclearSolution(
         logits=Z, bias=b.copy(), left=A, right=B, singular_values=S, objective=primal, dual_value=dual,
         gap=gap, rel_gap=gap / abs(primal), dual_ratio=ratio, bias_residual=bias_res, n_iter=n_iter,

@@ -6,7 +6,8 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imbalance.theory.factored_bigram import bigram_counts, factored_bigram_equilibrium
+from imbalance.corpus import bigram_counts
+from imbalance.theory.factored_bigram import factored_bigram_equilibrium
 from imbalance.zipf import frequency_buckets
 from tests.theory._direct import bigram_direct
 from tests.theory._streams import zipf_markov_stream

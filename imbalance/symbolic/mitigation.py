@@ -1,0 +1,58 @@
+"""T6, mitigations: frequency-scaled decay and loss reweighting equalise κ (hence margins).
+
+One-hot contexts (T2, T3): under L2 the per-context fixed point depends on P(x), r, λ
+only through κ_x = P(x) r²/λ_x; under AdamW (ε → 0, deterministic) the margin is
+m_x = 2 r ρ_x/λ_x. Choosing λ_x ∝ P(x) (L2) or λ_x ∝ ρ_x (AdamW) makes both the same
+for every context; reweighting the loss of context x by c_x multiplies κ_x by c_x.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from .adamw import deterministic_adamw_margin
+from .adamw import P as P_adamw
+from .adamw import lam as lam_adamw
+from .adamw import r as r_adamw
+
+__all__ = ["scaled_decay_kappa", "scaled_decay_adamw_margin", "reweighted_kappa"]
+
+P, r, lam0 = sp.symbols("P r lambda_0", positive=True)
+
+
+def scaled_decay_kappa() -> sp.Expr:
+    """κ_x with λ_x = λ₀ P(x): no P left.
+
+    >>> scaled_decay_kappa()
+    r**2/lambda_0
+    """
+    from .bigram import P as P_b, lam as lam_b, r as r_b, bigram_fixed_point
+
+    kappa = bigram_fixed_point(2)["kappa"]  # P r²/λ, derived from the gradient
+    return sp.simplify(kappa.subs({P_b: P, r_b: r}).subs(lam_b, lam0 * P))
+
+
+def scaled_decay_adamw_margin() -> sp.Expr:
+    """AdamW, ε → 0, λ_x = λ₀ ρ_x: m_x = 2 r/λ₀ for every context.
+
+    >>> scaled_decay_adamw_margin()
+    2*r/lambda_0
+    """
+    m = deterministic_adamw_margin()
+    rho = sp.sqrt(sp.Symbol("B", integer=True, positive=True) * P_adamw) / sp.sqrt(
+        sp.Symbol("B", integer=True, positive=True) * P_adamw - P_adamw + 1)
+    return sp.simplify(m.subs(lam_adamw, lam0 * rho).subs(r_adamw, r))
+
+
+def reweighted_kappa() -> sp.Expr:
+    """Loss of context x weighted by c_x = 1/P(x): the gradient P c r (p − q) + λ w gives κ = r²/λ₀.
+
+    >>> reweighted_kappa()
+    r**2/lambda_0
+    """
+    c = sp.Symbol("c", positive=True)
+    w, pj, qj = sp.symbols("w p q", real=True)
+    grad = P * c * r * (pj - qj) + lam0 * w
+    z = r * sp.solve(grad, w)[0]
+    kappa = sp.simplify(z / (qj - pj))
+    return sp.simplify(kappa.subs(c, 1 / P))
