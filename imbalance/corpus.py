@@ -12,7 +12,8 @@ import scipy.sparse as sp
 from ._validate import as_nonnegative, as_positive_int
 from .zipf import zipf_pmf
 
-__all__ = ["tokenize_words", "bigram_counts", "zipf_transition_matrix", "zipf_markov_stream"]
+__all__ = ["tokenize_words", "bigram_counts", "zipf_transition_matrix", "zipf_markov_stream",
+           "zipf_successor_stream"]
 
 UNK = "<unk>"
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")
@@ -102,3 +103,30 @@ def zipf_markov_stream(V: int, n_tokens: int, *, s: float = 1.1, sharpness: floa
         x = min(int(np.searchsorted(cum[x], u[t], side="right")), T.shape[0] - 1)
         ids[t] = x
     return ids
+
+
+def zipf_successor_stream(V: int, n_tokens: int, rng: np.random.Generator, *, s: float = 1.0,
+                          follow: float = 0.5, block: int = 8) -> np.ndarray:
+    """Tokens x_t: with probability ``follow`` the successor succ(x_{t−1}), otherwise a fresh
+    Zipf(s) draw. succ permutes ranks within blocks of ``block`` consecutive ranks, so the
+    marginal stays close to Zipf and every token, rare ones included, is predictable from
+    its context — what the paradox needs (a token can only lose what it had learned)."""
+    V = as_positive_int(V, "V", minimum=2)
+    n_tokens = as_positive_int(n_tokens, "n_tokens", minimum=2)
+    block = as_positive_int(block, "block")
+    if not 0.0 <= float(follow) <= 1.0:
+        raise ValueError(f"follow must be in [0, 1], got follow={follow!r}")
+    pmf = zipf_pmf(V, s)
+    fresh = rng.choice(V, size=n_tokens, p=pmf)
+    follow_mask = rng.random(n_tokens) < follow
+    follow_mask[0] = False
+    succ = np.arange(V)
+    for start in range(0, V, block):
+        stop = min(start + block, V)
+        succ[start:stop] = start + rng.permutation(stop - start)
+    x = fresh.copy()
+    while True:  # x_t = succ(x_{t−1}) on follow steps; runs are geometric, so few sweeps
+        new = np.where(follow_mask, np.concatenate([[x[0]], succ[x[:-1]]]), fresh)
+        if np.array_equal(new, x):
+            return x
+        x = new

@@ -8,7 +8,8 @@ import numpy as np
 
 from .theory import margin_law, unigram_equilibrium
 
-__all__ = ["use_style", "loss_vs_frequency", "aggregate_vs_balanced", "unigram_bias_shift", "margin_collapse"]
+__all__ = ["use_style", "loss_vs_frequency", "aggregate_vs_balanced", "unigram_bias_shift", "margin_collapse",
+           "bucket_loss_vs_lambda", "fairness_vs_aggregate"]
 
 STYLE = {
     "figure.dpi": 110, "savefig.dpi": 150, "font.size": 10, "axes.titlesize": 10,
@@ -26,7 +27,8 @@ def _lam_colors(n):
     return mpl.colormaps["viridis"](np.linspace(0.05, 0.85, n))
 
 
-def loss_vs_frequency(ax, freq, loss, lams, *, sim_loss=None, sim_err=None, label="theory"):
+def loss_vs_frequency(ax, freq, loss, lams, *, sim_loss=None, sim_err=None, label="theory",
+                      ylabel="per-token loss (nats)"):
     """Per-token loss against token frequency (log x axis), one line per λ.
 
     ``loss``: (n_λ, V) theory; ``sim_loss``: optional (n_λ, V) simulation points drawn
@@ -42,7 +44,7 @@ def loss_vs_frequency(ax, freq, loss, lams, *, sim_loss=None, sim_err=None, labe
             ax.errorbar(freq, np.atleast_2d(sim_loss)[i], yerr=yerr, fmt="o", ms=3, color=c, alpha=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("token frequency π")
-    ax.set_ylabel("per-token loss (nats)")
+    ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
     return ax
 
@@ -94,5 +96,37 @@ def margin_collapse(ax, pi, lams, *, r=1.0, optimizer="sgd", batch_size=None, ep
     ax.set_yscale("log")
     ax.set_xlabel("π r²/λ" if optimizer == "sgd" else "r ρ/λ")
     ax.set_ylabel("per-class loss")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def bucket_loss_vs_lambda(ax, lams, bucket_loss, bucket_ci=None, buckets=None):
+    """Loss per frequency bucket (0 = most frequent) against λ, with CI bands: the paper's
+    Figure 1 shape. ``bucket_loss`` is (n_λ, n_buckets); λ = 0 is drawn at the left edge."""
+    lams = np.asarray(lams, dtype=float)
+    bl = np.atleast_2d(bucket_loss)
+    buckets = np.arange(bl.shape[1]) if buckets is None else np.asarray(buckets)
+    x = np.arange(lams.size)
+    for j, c in zip(range(bl.shape[1]), mpl.colormaps["plasma"](np.linspace(0.0, 0.85, bl.shape[1]))):
+        ax.plot(x, bl[:, j], "o-", color=c, label=f"bucket {buckets[j]}")
+        if bucket_ci is not None:
+            ci = np.atleast_2d(bucket_ci)[:, j]
+            ax.fill_between(x, bl[:, j] - ci, bl[:, j] + ci, color=c, alpha=0.2)
+    ax.set_xticks(x, [f"{v:g}" for v in lams])
+    ax.set_xlabel("weight decay λ")
+    ax.set_ylabel("loss per bucket (nats)")
+    ax.legend(fontsize=7, ncol=2, title="frequency bucket (0 = head)", title_fontsize=7)
+    return ax
+
+
+def fairness_vs_aggregate(ax, runs: dict, lams):
+    """Tail-minus-head gap against aggregate loss, one curve per run (e.g. mitigations),
+    points labelled by λ: what a mitigation buys in fairness and costs in average loss."""
+    for (name, (agg, gap)), marker in zip(runs.items(), "osd^v"):
+        ax.plot(agg, gap, marker + "-", label=name)
+        for a, g, lam in zip(agg, gap, np.atleast_1d(lams)):
+            ax.annotate(f"{lam:g}", (a, g), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("aggregate loss (nats)")
+    ax.set_ylabel("tail − head bucket loss (nats)")
     ax.legend(fontsize=8)
     return ax

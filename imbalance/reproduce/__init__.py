@@ -3,12 +3,23 @@ a :class:`Section` (narrative, tidy rows, figures) with its :class:`Check` s, so
 the notebooks and the tests call the same code."""
 
 from .exact import bigram_section, bucket_means, margin_section, unigram_section
+from .factored import factored_section, ufm_section
 from .report import Check, Section, Settings, write_report
+from .simulated import bigram_sim_section, feature_section, lm_paradox_section, margin_sim_section
 
-__all__ = ["Check", "Section", "Settings", "write_report", "run", "unigram_section", "margin_section",
-           "bigram_section", "bucket_means"]
+__all__ = ["Check", "Section", "Settings", "write_report", "run", "SECTIONS", "unigram_section", "margin_section",
+           "margin_sim_section", "bigram_section", "bigram_sim_section", "feature_section", "ufm_section",
+           "factored_section", "lm_paradox_section", "bucket_means"]
+
+SECTIONS = (unigram_section, margin_section, margin_sim_section, bigram_section, bigram_sim_section,
+            feature_section, ufm_section, factored_section, lm_paradox_section)
 
 
-def run(st: Settings) -> list[Section]:
+def run(st: Settings, progress=print) -> list[Section]:
     """Every section, in the order of the report."""
-    return [unigram_section(st), margin_section(st), bigram_section(st)]
+    out = []
+    for make in SECTIONS:
+        if progress is not None:
+            progress(f"[reproduce] {make.__name__.removesuffix('_section')} ...")
+        out.append(make(st))
+    return out

@@ -17,7 +17,7 @@ from imbalance.corpus import bigram_counts
 from imbalance.theory.factored_bigram import factored_bigram_equilibrium
 from imbalance.theory.ufm import ufm_equilibrium
 from imbalance.zipf import zipf_pmf
-from tests.theory._streams import zipf_markov_stream
+from imbalance.corpus import zipf_successor_stream
 
 pytestmark = pytest.mark.benchmark
 
@@ -35,7 +35,7 @@ def test_ufm_k1000():
 
 def test_factored_bigram_v2000():
     V = 2000
-    tok = zipf_markov_stream(V, 1_000_000, np.random.default_rng(0))
+    tok = zipf_successor_stream(V, 1_000_000, np.random.default_rng(0))
     C = bigram_counts(tok, V)
     t0 = time.perf_counter()
     eq = factored_bigram_equilibrium(C, 1e-3, 1e-3, rtol=1e-6)

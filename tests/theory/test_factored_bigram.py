@@ -10,7 +10,7 @@ from imbalance.corpus import bigram_counts
 from imbalance.theory.factored_bigram import factored_bigram_equilibrium
 from imbalance.zipf import frequency_buckets
 from tests.theory._direct import bigram_direct
-from tests.theory._streams import zipf_markov_stream
+from imbalance.corpus import zipf_successor_stream
 
 REL = 1e-8  # issue 5; convex side certified to 1e-11, direct side to ~1e-14 (see test_ufm)
 
@@ -132,7 +132,7 @@ def test_paradox_on_zipfian_stream():
     """Exact per-bucket losses on a synthetic Zipfian stream (DESIGN.md T7): as λ grows the
     rare buckets lose most, and the token-balanced loss rises faster than the aggregate."""
     V = 100
-    tok = zipf_markov_stream(V, 100_000, np.random.default_rng(0))
+    tok = zipf_successor_stream(V, 100_000, np.random.default_rng(0))
     C = bigram_counts(tok, V)
     lams = np.array([3e-4, 1e-3, 3e-3])
     eq = factored_bigram_equilibrium(C, lams, lams, rtol=1e-7)
