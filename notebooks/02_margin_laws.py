@@ -27,7 +27,6 @@
 import os
 
 import matplotlib.pyplot as plt
-import numpy as np
 
 from imbalance import margin_law, plot, zipf_pmf
 

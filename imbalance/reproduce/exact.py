@@ -94,11 +94,19 @@ def margin_section(st: Settings) -> Section:
                    [Check("T2/T3", "margin_law vs bigram_equilibrium(diag(π)) (max rel. err of loss)", err, 1e-9)])
 
 
+def text_counts(st: Settings, vocab_size: int):
+    """Bigram counts of the user's corpus (``--text``), or None: word tokens, the
+    ``vocab_size − 1`` most frequent types kept, the rest mapped to ``<unk>``."""
+    if st.text is None:
+        return None
+    ids, vocab = tokenize_words(Path(st.text).read_text(encoding="utf-8", errors="replace"), vocab_size)
+    return bigram_counts(ids, len(vocab)), f"the user's text {Path(st.text).name} ({ids.size:,} tokens, V = {len(vocab)})"
+
+
 def _counts(st: Settings):
-    if st.text is not None:
-        V = 500 if st.fast else 2000
-        ids, vocab = tokenize_words(Path(st.text).read_text(encoding="utf-8", errors="replace"), V)
-        return bigram_counts(ids, len(vocab)), f"the user's text {Path(st.text).name} ({ids.size:,} tokens, V = {len(vocab)})"
+    user = text_counts(st, 500 if st.fast else 2000)
+    if user is not None:
+        return user
     V, n = (200, 100_000) if st.fast else (500, 1_000_000)
     ids = zipf_markov_stream(V, n, s=1.1, sharpness=3.0, seed=0)
     return bigram_counts(ids, V), f"a Zipfian Markov stream (V = {V}, {n:,} tokens, s = 1.1)"

@@ -3,15 +3,14 @@ bigram LM (T7) — the paradox without any training — and minority collapse in
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from .. import metrics, plot
-from ..corpus import bigram_counts, tokenize_words, zipf_successor_stream
+from ..corpus import bigram_counts, zipf_successor_stream
 from ..sim import BigramTask, FactoredBigram, sweep
 from ..sim.validate import compare_factored
 from ..theory import factored_bigram_equilibrium, minority_collapse_threshold, minority_cosine
+from .exact import text_counts
 from .report import Check, Section, Settings
 
 __all__ = ["factored_section", "ufm_section"]
@@ -24,10 +23,9 @@ def _plt():
 
 
 def _stream_counts(st: Settings):
-    if st.text is not None:
-        V = 200 if st.fast else 500
-        ids, vocab = tokenize_words(Path(st.text).read_text(encoding="utf-8", errors="replace"), V)
-        return bigram_counts(ids, len(vocab)), f"the user's text {Path(st.text).name} ({ids.size:,} tokens, V = {len(vocab)})"
+    user = text_counts(st, 200 if st.fast else 500)
+    if user is not None:
+        return user
     V, n = (100, 100_000) if st.fast else (200, 500_000)
     ids = zipf_successor_stream(V, n, np.random.default_rng(0))
     return bigram_counts(ids, V), f"a Zipfian successor stream (V = {V}, {n:,} tokens; every token predictable)"

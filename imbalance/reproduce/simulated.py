@@ -11,7 +11,6 @@ from ..sim import BigramTable, BigramTask, FeatureTask, LinearSoftmax, SequenceT
 from ..sim.paradox import paradox_sweep
 from ..sim.transformer import Transformer
 from ..sim.validate import compare_bigram, compare_margins, feature_lbfgs
-from ..theory import margin_law
 from .report import Check, Section, Settings
 
 __all__ = ["margin_sim_section", "bigram_sim_section", "feature_section", "lm_paradox_section"]

@@ -280,7 +280,7 @@ def solve(layout: Layout, response, *, maxiter: int = 200) -> Solution:
     Bracket: every logit lies in [−H, H] with H the segment's bound, so with M the
     segment's total multiplicity, log M − H <= s <= log M + H.
     """
-    seg, mult, q, n_seg = layout.seg, layout.mult, layout.q, layout.n_seg
+    seg, mult, n_seg = layout.seg, layout.mult, layout.n_seg
     M = np.bincount(seg, weights=mult, minlength=n_seg)
     H = np.zeros(n_seg)
     np.maximum.at(H, seg, response.bound)

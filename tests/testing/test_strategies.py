@@ -1,6 +1,5 @@
 """imbalance.testing: every strategy yields valid, bounded, NaN- and subnormal-free inputs."""
 
-import os
 
 import numpy as np
 import pytest
