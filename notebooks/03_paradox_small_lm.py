@@ -29,18 +29,11 @@ import matplotlib.pyplot as plt
 import torch
 
 from imbalance import plot
-from imbalance.sim import SequenceTask
-from imbalance.sim.paradox import paradox_sweep, tokens_per_batch_sweep
-from imbalance.sim.transformer import Transformer
+from imbalance.sim.paradox import paradox_sweep, small_lm, tokens_per_batch_sweep
 
 FAST = os.environ.get("IMBALANCE_FAST", "0") == "1"
 plot.use_style()
-if FAST:
-    task = SequenceTask(V=48, s=1.1, predictability=0.8, lag=2, seq_len=16, n_train=256, n_heldout=128, seed=0)
-    model, steps = Transformer(n_layer=1, n_head=2, d_model=16), 150
-else:
-    task = SequenceTask(V=128, s=1.0, predictability=0.8, lag=2, seq_len=16, n_train=2048, n_heldout=512, seed=0)
-    model, steps = Transformer(n_layer=1, n_head=2, d_model=32), 3000
+task, model, steps = small_lm(FAST)
 lams = (0.0, 0.1, 0.3, 1.0)
 common = dict(model=model, lr=1e-2, seeds=(0, 1, 2), dtype=torch.float32, progress=False)
 print(f"V = {task.V}, Bayes loss {task.bayes_loss:.3f} nats per token")

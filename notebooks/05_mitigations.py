@@ -29,9 +29,7 @@ import numpy as np
 import torch
 
 from imbalance import margin_law, plot, zipf_pmf
-from imbalance.sim import SequenceTask
-from imbalance.sim.paradox import paradox_sweep
-from imbalance.sim.transformer import Transformer
+from imbalance.sim.paradox import paradox_sweep, small_lm
 
 FAST = os.environ.get("IMBALANCE_FAST", "0") == "1"
 plot.use_style()
@@ -53,12 +51,7 @@ print(f"scaled decay:  margins from {scaled.min():.3f} to {scaled.max():.3f}")
 # ## (b) In a small language model: what reweighting and row decay buy and cost
 
 # %%
-if FAST:
-    task = SequenceTask(V=48, s=1.1, predictability=0.8, lag=2, seq_len=16, n_train=256, n_heldout=128, seed=0)
-    model, steps = Transformer(n_layer=1, n_head=2, d_model=16), 150
-else:
-    task = SequenceTask(V=128, s=1.0, predictability=0.8, lag=2, seq_len=16, n_train=2048, n_heldout=512, seed=0)
-    model, steps = Transformer(n_layer=1, n_head=2, d_model=32), 3000
+task, model, steps = small_lm(FAST)
 lams = (0.0, 0.3, 1.0)
 runs = {}
 for name, mitigation in (("AdamW", None), ("1/π reweighting", "reweight"), ("row decay ∝ ρ", "row_decay")):

@@ -7,9 +7,8 @@ import numpy as np
 import torch
 
 from .. import metrics, plot
-from ..sim import BigramTable, BigramTask, FeatureTask, LinearSoftmax, SequenceTask, sweep
-from ..sim.paradox import paradox_sweep
-from ..sim.transformer import Transformer
+from ..sim import BigramTable, BigramTask, FeatureTask, LinearSoftmax, sweep
+from ..sim.paradox import paradox_sweep, small_lm
 from ..sim.validate import compare_bigram, compare_margins, feature_lbfgs
 from .report import Check, Section, Settings
 
@@ -114,16 +113,11 @@ def lm_paradox_section(st: Settings) -> Section:
     """The paradox in a small transformer: held-out per-bucket loss vs λ under AdamW, seeds with
     95 % CIs, and the same sweep with token-balanced reweighting (T6b)."""
     plt = _plt()
-    if st.fast:
-        task = SequenceTask(V=64, s=1.1, predictability=0.8, lag=2, seq_len=16, n_train=512, n_heldout=256, seed=0)
-        model, steps, B = Transformer(n_layer=1, n_head=2, d_model=32), 300, 16
-    else:
-        # CPU-sized: 15 ms per step for 12 models on 2 cores; a GPU affords far larger models
-        task = SequenceTask(V=128, s=1.0, predictability=0.8, lag=2, seq_len=16, n_train=2048, n_heldout=512, seed=0)
-        model, steps, B = Transformer(n_layer=1, n_head=2, d_model=32), 3000, 16
+    task, model, steps = small_lm(st.fast)
+    B = 16
     lams = (0.0, 0.1, 0.3, 1.0)
     seeds = tuple(range(st.seeds))
-    kw = dict(model=model, steps=steps, batch_size=B, lr=3e-3 if st.fast else 1e-2, seeds=seeds,
+    kw = dict(model=model, steps=steps, batch_size=B, lr=1e-2, seeds=seeds,
               dtype=torch.float32, device=st.device, progress=False)
     base = paradox_sweep(task, lams, **kw)
     mitig = paradox_sweep(task, lams, mitigation="reweight", **kw)

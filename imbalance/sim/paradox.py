@@ -20,7 +20,7 @@ from .._validate import as_choice, as_positive_int
 from .optim import frequency_decay_scale
 from .sweep import SweepResult, sweep
 
-__all__ = ["ParadoxResult", "paradox_sweep", "tokens_per_batch_sweep"]
+__all__ = ["ParadoxResult", "paradox_sweep", "tokens_per_batch_sweep", "small_lm"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,23 @@ def _summarise(res: SweepResult, tokens_per_batch: int, scheme: str) -> ParadoxR
         train_aggregate=metrics.aggregate_loss(res.loss_per_token, pi).mean(1),
         tokens_per_batch=int(tokens_per_batch), below_line=float((tokens_per_batch * pi < 1).mean()),
         sweep=res, **out)
+
+
+def small_lm(fast: bool = False):
+    """(task, model, steps) of the CPU-sized paradox setting used by the report and notebooks.
+
+    Default: V = 128 Zipf(1) lag-2 copy process, one-layer width-32 transformer, 3000 steps
+    (about 15 ms per step for 12 stacked models on 2 cores; a GPU affords far larger
+    models). ``fast``: V = 48, width 16, 150 steps — seconds, for tests and CI.
+    """
+    from .tasks import SequenceTask
+    from .transformer import Transformer
+
+    if fast:
+        task = SequenceTask(V=48, s=1.1, predictability=0.8, lag=2, seq_len=16, n_train=256, n_heldout=128, seed=0)
+        return task, Transformer(n_layer=1, n_head=2, d_model=16), 150
+    task = SequenceTask(V=128, s=1.0, predictability=0.8, lag=2, seq_len=16, n_train=2048, n_heldout=512, seed=0)
+    return task, Transformer(n_layer=1, n_head=2, d_model=32), 3000
 
 
 def paradox_sweep(task, lams=(0.0, 0.1, 0.3, 1.0), *, model, steps, batch_size, lr, seeds=(0, 1, 2),
