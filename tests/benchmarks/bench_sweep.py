@@ -1,11 +1,17 @@
 """Speed of the batched sweep against baselines measured in the same process.
 
 Run: ``pytest -m benchmark tests/benchmarks/bench_sweep.py -s``. Single-threaded
-(torch.set_num_threads(1)); steady state (the fused AdamW update is compiled in a warm-up
-run, not timed). The baseline runs *interleaved* with the sweep: after every batched step
-a callback runs one baseline round (one step of each sequential model, or one pass of
-the memory-traffic bound), so both see the same load on a shared machine; each time is
-the median over rounds.
+(torch.set_num_threads(1)) unless stated; steady state (the fused kernels are compiled in a warm-up
+run, not timed). The baseline runs *interleaved* with the sweep, so both see the same
+load on a shared machine: after every ``block`` batched steps a callback runs ``block``
+baseline rounds (one step of each sequential model, or one pass of the memory-traffic
+bound); each time is the median over steps or rounds.
+
+Blocks, not single steps, where the working set fits in cache: alternating one batched
+step (24 MB of float64 table and Adam state in (a)) with one round of the sequential
+loop evicts the sweep's state every step, which a real sweep never suffers; the median
+over a block of 20 steps is the steady state of each. With ``block=1``, (a) measured
+3.3-3.6x on this 2-core CPU; see the closing note of issue 4.
 """
 
 import time
@@ -17,6 +23,8 @@ import torch
 from imbalance.sim import BigramTable, BigramTask, sweep
 
 pytestmark = pytest.mark.benchmark
+
+DEFAULT_THREADS = torch.get_num_threads()
 
 
 @pytest.fixture(autouse=True)
@@ -57,11 +65,11 @@ class MemoryBound:
         self.buf.neg_()
 
 
-def interleaved(task, lams, steps, batch_size, dtype, baseline, lr=1e-2):
-    """(median batched step, median baseline round) in seconds."""
+def interleaved(task, lams, steps, batch_size, dtype, baseline, lr=1e-2, block=1):
+    """(median batched step, median baseline round) in seconds; ``block`` steps of each in turn."""
     kw = dict(model=BigramTable(), optimizer="adamw", batch_size=batch_size, lr=lr, dtype=dtype,
               progress=False, fused=True, device="cpu")
-    sweep(task, lams, steps=3, eval_every=3, **kw)  # warm-up: compiles the fused update
+    sweep(task, lams, steps=6, eval_every=6, **kw)  # warm-up: compiles the fused kernels
     baseline.round()
     bat, base, start = [], [], [None]
 
@@ -69,22 +77,30 @@ def interleaved(task, lams, steps, batch_size, dtype, baseline, lr=1e-2):
         now = time.perf_counter()
         if start[0] is not None and step < steps:  # the last step also evaluates: not timed
             bat.append(now - start[0])
-        baseline.round()
-        base.append(time.perf_counter() - now)
+        if step % block == 0:
+            for _ in range(block):
+                t = time.perf_counter()
+                baseline.round()
+                base.append(time.perf_counter() - t)
         start[0] = time.perf_counter()
 
     sweep(task, lams, steps=steps, eval_every=steps, callback=callback, **kw)
     return float(np.median(bat)), float(np.median(base))
 
 
-def test_overhead_bound_sweep_is_5x_faster():
-    """(a) 16 λ, bigram V = 256, batch 256, float64: batched ≥ 5× the sequential loop."""
+@pytest.mark.parametrize("threads", [1, DEFAULT_THREADS])
+def test_overhead_bound_sweep_is_5x_faster(threads):
+    """(a) 16 λ, bigram V = 256, batch 256, float64: batched ≥ 5× the sequential loop, both at
+    1 thread and at torch's default thread count (what a user gets)."""
+    torch.set_num_threads(threads)
     task = BigramTask.stochastic_zipf(256, 1.0, 0.5)
     lams = np.logspace(-3, 0, 16)
-    bat, seq = interleaved(task, lams, 100, 256, torch.float64,
-                           SequentialAdamW(task, lams, 256, torch.float64, 1e-2))
-    print(f"\n(a) 1 thread: sequential {seq * 1e3:.2f} ms/step, batched {bat * 1e3:.2f} ms/step, "
-          f"speed-up {seq / bat:.2f}x")
+    bat, seq = interleaved(task, lams, 200, 256, torch.float64,
+                           SequentialAdamW(task, lams, 256, torch.float64, 1e-2), block=20)
+    bat1, seq1 = interleaved(task, lams, 60, 256, torch.float64,
+                             SequentialAdamW(task, lams, 256, torch.float64, 1e-2), block=1)
+    print(f"\n(a) {threads} thread(s), blocks of 20: sequential {seq * 1e3:.2f} ms/step, batched {bat * 1e3:.2f} ms/step, "
+          f"speed-up {seq / bat:.2f}x (step by step, cache evicted: {seq1 / bat1:.2f}x)")
     assert seq / bat >= 5.0
 
 
