@@ -1,4 +1,5 @@
-"""T6, mitigations: frequency-scaled decay and loss reweighting equalise κ (hence margins).
+"""T6, mitigations: frequency-scaled decay and loss reweighting equalise κ (hence margins);
+post-hoc logit adjustment maps the cross-entropy Bayes predictor to the token-balanced one.
 
 One-hot contexts (T2, T3): under L2 the per-context fixed point depends on P(x), r, λ
 only through κ_x = P(x) r²/λ_x; under AdamW (ε → 0, deterministic) the margin is
@@ -15,7 +16,8 @@ from .adamw import P as P_adamw
 from .adamw import lam as lam_adamw
 from .adamw import r as r_adamw
 
-__all__ = ["scaled_decay_kappa", "scaled_decay_adamw_margin", "reweighted_kappa"]
+__all__ = ["scaled_decay_kappa", "scaled_decay_adamw_margin", "reweighted_kappa", "balanced_bayes_predictor",
+           "logit_adjusted"]
 
 P, r, lam0 = sp.symbols("P r lambda_0", positive=True)
 
@@ -56,3 +58,35 @@ def reweighted_kappa() -> sp.Expr:
     z = r * sp.solve(grad, w)[0]
     kappa = sp.simplify(z / (qj - pj))
     return sp.simplify(kappa.subs(c, 1 / P))
+
+
+def balanced_bayes_predictor(K: int = 3) -> dict:
+    """T6c: minimise the token-balanced cross-entropy of one context, Σ_v (q_v/π_v)(−log p_v),
+    over the simplex (Lagrange multiplier μ for Σ p = 1): p_v = (q_v/π_v) / Σ_u q_u/π_u.
+
+    Returns the symbols ``q``, ``pi``, the minimiser ``p`` (a list) and the multiplier ``mu``.
+    The objective is convex in p and the stationary point is interior, so it is the minimum.
+
+    >>> balanced_bayes_predictor(2)["p"][0]
+    pi_2*q_1/(pi_1*q_2 + pi_2*q_1)
+    """
+    if int(K) < 2:
+        raise ValueError(f"K must be >= 2, got K={K!r}")
+    K = int(K)
+    q = sp.symbols(f"q_1:{K + 1}", positive=True)
+    pi = sp.symbols(f"pi_1:{K + 1}", positive=True)
+    p = sp.symbols(f"p_1:{K + 1}", positive=True)
+    mu = sp.Symbol("mu", positive=True)
+    lagr = sum(-(qv / pv_) * sp.log(pp) for qv, pv_, pp in zip(q, pi, p)) + mu * (sum(p) - 1)
+    stat = sp.solve([sp.diff(lagr, pp) for pp in p] + [sum(p) - 1], list(p) + [mu], dict=True)
+    if len(stat) != 1:
+        raise RuntimeError(f"expected one stationary point, sympy found {len(stat)}")
+    sol = stat[0]
+    return {"q": q, "pi": pi, "p": [sp.simplify(sol[pp]) for pp in p], "mu": sp.simplify(sol[mu])}
+
+
+def logit_adjusted(logits, pi, tau) -> list:
+    """softmax(z − τ log π) as a list of expressions (the post-hoc adjustment, Menon et al. 2021)."""
+    e = [sp.exp(z - tau * sp.log(pv)) for z, pv in zip(logits, pi)]
+    tot = sum(e)
+    return [x / tot for x in e]

@@ -1,6 +1,6 @@
 """Exact equilibria of imbalanced softmax models (numpy/scipy; never imports sim)."""
 
-from .bigram import BigramEquilibrium, bigram_equilibrium
+from .bigram import AdjustedLoss, BigramEquilibrium, bigram_equilibrium
 from .factored_bigram import FactoredBigramEquilibrium, factored_bigram_equilibrium
 from .margin import MarginLaw, margin_law
 from .nuclear import NuclearSolution, solve_nuclear_softmax
@@ -9,7 +9,7 @@ from .unigram import UnigramEquilibrium, unigram_equilibrium
 
 __all__ = [
     "unigram_equilibrium", "UnigramEquilibrium",
-    "bigram_equilibrium", "BigramEquilibrium",
+    "bigram_equilibrium", "BigramEquilibrium", "AdjustedLoss",
     "margin_law", "MarginLaw",
     "factored_bigram_equilibrium", "FactoredBigramEquilibrium",
     "ufm_equilibrium", "UFMEquilibrium", "minority_cosine", "minority_collapse_threshold", "two_group_pi",

@@ -21,7 +21,19 @@ from .._validate import as_choice, as_count_matrix, as_lams, as_nonnegative, as_
 from . import fixed_point
 from .fixed_point import AdamWResponse, L2Response, Layout, ratio_defect
 
-__all__ = ["BigramEquilibrium", "bigram_equilibrium"]
+__all__ = ["BigramEquilibrium", "bigram_equilibrium", "AdjustedLoss"]
+
+
+@dataclass(frozen=True)
+class AdjustedLoss:
+    """Losses of the post-hoc logit-adjusted predictor p_τ(v|x) ∝ p(v|x) π_v^(−τ) (T6c);
+    λ leading as in the equilibrium it came from."""
+
+    tau: float
+    freq: np.ndarray               # (V,) the π used in the adjustment
+    loss_per_token: np.ndarray     # (..., V)
+    aggregate_loss: np.ndarray | float
+    token_balanced_loss: np.ndarray | float
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,70 @@ class BigramEquilibrium:
     def logits(self, contexts=None) -> np.ndarray:
         """Dense logits z_x = r w_x, shape (..., n_rows, V)."""
         return self._dense(self.logits_nz, self.logits_absent, contexts)
+
+    def logit_adjusted(self, tau, freq=None) -> AdjustedLoss:
+        """Exact losses after post-hoc logit adjustment z_xv − τ log π_v (Menon et al. 2021; T6c).
+
+        ``freq``: the token prior π (default: the target marginal of ``counts``); every entry
+        must be positive when τ > 0. τ = 1 turns a Bayes predictor of the cross-entropy into a
+        Bayes predictor of the token-balanced cross-entropy (proofs/T6_mitigations.md); with
+        weight decay the equilibrium is not Bayes, and the best τ is measured, not known.
+        O(nnz + contexts + V) per λ: the tokens a context never saw share one logit z_a, so
+        their adjusted mass is e^{z_a} Σ_{v unseen in x} π_v^{−τ}, the full sum minus the seen
+        ones (no cancellation: seen logits exceed z_a, so the partition is ≥ e^{z_a} Σ_v π_v^{−τ}).
+        """
+        tau = as_nonnegative(tau, "tau")
+        C = self.counts
+        n_ctx, V = C.shape
+        target_n = np.bincount(C.indices, weights=C.data, minlength=V)
+        if freq is None:
+            pi = target_n / target_n.sum()
+        else:
+            pi = np.asarray(freq, dtype=np.float64)
+            if pi.shape != (V,) or not np.isfinite(pi).all() or (pi < 0).any() or pi.sum() <= 0:
+                raise ValueError(f"freq must be {V} finite non-negative numbers with a positive sum, "
+                                 f"got shape {pi.shape}")
+            pi = pi / pi.sum()
+        if tau > 0 and (pi == 0).any():
+            v = int(np.flatnonzero(pi == 0)[0])
+            raise ValueError(f"freq has zero entries (token {v} never seen as a target) and tau={tau} > 0 would "
+                             "give it infinite logit; pass a smoothed freq")
+        a = np.zeros(V) if tau == 0 else -tau * np.log(pi)  # (V,) adjustment, shifted below
+        a -= a.max()
+        w = np.exp(a)  # (V,) π^(−τ) / max π^(−τ), in (0, 1]
+        row_n = np.asarray(C.sum(axis=1)).ravel()
+        active = np.flatnonzero(row_n > 0)
+        G = active.size
+        nnz_row = np.diff(C.indptr)
+        row_of_nz = np.repeat(np.arange(n_ctx), nnz_row)
+        # items: every nonzero, then one absent item per active context with multiplicity A_x
+        seen_w = np.bincount(row_of_nz, weights=w[C.indices], minlength=n_ctx)[active]
+        A = np.where(nnz_row[active] == V, 0.0, np.maximum(np.sort(w).sum() - seen_w, 0.0))
+        slot = np.full(n_ctx, -1)
+        slot[active] = np.arange(G)
+        seg = np.concatenate([slot[row_of_nz], np.arange(G)])
+        order = np.argsort(seg, kind="stable")
+        layout = Layout(seg=seg[order], q=np.zeros(seg.size), mult=np.concatenate([np.ones(C.nnz), A])[order],
+                        n_seg=G, defect=np.zeros(G))
+        back = np.empty_like(order)
+        back[order] = np.arange(order.size)
+        lz_nz = np.atleast_2d(self.logits_nz)
+        lz_abs = np.atleast_2d(self.logits_absent)
+        L = lz_nz.shape[0]
+        loss_tok = np.full((L, V), np.nan)
+        agg = np.empty(L)
+        seen = target_n > 0
+        for i in range(L):
+            z = np.concatenate([lz_nz[i] + a[C.indices], lz_abs[i, active]])[order]
+            logp, _ = fixed_point.log_softmax_segments(z, layout)
+            nll = -logp[back[:C.nnz]]  # (nnz,)
+            tot = np.bincount(C.indices, weights=C.data * nll, minlength=V)
+            loss_tok[i, seen] = tot[seen] / target_n[seen]
+            agg[i] = (C.data @ nll) / C.data.sum()
+        balanced = np.nanmean(loss_tok, axis=1)
+        if np.ndim(self.lam) == 0:
+            return AdjustedLoss(tau, pi, loss_tok[0], float(agg[0]), float(balanced[0]))
+        return AdjustedLoss(tau, pi, loss_tok, agg, balanced)
 
 
 def bigram_equilibrium(counts, lam, *, r=1.0, optimizer="sgd", batch_size=None, eps=1e-8) -> BigramEquilibrium:

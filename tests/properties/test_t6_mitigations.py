@@ -10,7 +10,7 @@ import sympy as sp
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy.optimize import brentq, minimize
-from scipy.special import log_softmax
+from scipy.special import log_softmax, softmax
 
 from imbalance.symbolic import adamw as A
 from imbalance.symbolic import mitigation as M
@@ -105,3 +105,33 @@ def test_frequency_scaled_decay_equalises_adamw_margins_when_eps_dominates(pi, l
     neglected = s * a / (eps / r) + (K - 1) * np.exp(-m)
     assert np.all(neglected < 0.3)  # inside the regime for these ranges
     assert np.all(np.abs(m - m_w) <= 2 * neglected + 64 * EPS * m_w)
+
+
+BALANCED_P = sp.lambdify([list(M.balanced_bayes_predictor(4)["q"]), list(M.balanced_bayes_predictor(4)["pi"])],
+                         M.balanced_bayes_predictor(4)["p"], "numpy")
+
+
+@given(frequency_vectors(min_size=4, max_size=4, max_ratio=1e3), frequency_vectors(min_size=4, max_size=4,
+                                                                                      max_ratio=1e3))
+def test_balanced_bayes_predictor_with_generic_optimiser(q, pi):
+    """T6c: the minimiser of Σ_v (q_v/π_v)(−log p_v) over the simplex (L-BFGS on free logits,
+    independent of the symbolic Lagrange solution) is the τ = 1 adjustment of q."""
+    c = q / pi
+
+    def f(z):
+        lp = log_softmax(z)
+        return -(c * lp).sum(), -(c - c.sum() * np.exp(lp))
+
+    res = minimize(f, np.zeros(4), jac=True, method="L-BFGS-B", options={"gtol": 1e-13, "ftol": 0, "maxiter": 10000})
+    p_opt = softmax(res.x)
+    p_sym = np.asarray(BALANCED_P(list(q), list(pi)), dtype=np.float64)
+    p_adj = softmax(np.log(q) - np.log(pi))  # post-hoc adjustment of the CE Bayes predictor, τ = 1
+    assert np.allclose(p_sym, p_adj, rtol=1e-12, atol=0)
+    # f is strictly convex in p on the simplex: the optimiser's point is never below the minimum,
+    # up to rounding of f: each p_v carries a few ulps of relative error, so |δf| ≤ Σ_v c_v·16 ε.
+    # At the optimiser's stopping gradient g = ‖c − Σc p‖∞, p is within g/(Σc min p*) of p*
+    # per coordinate (up to a factor 10 for the curvature c/p² of f along the simplex)
+    f_sym, f_opt = -(c * np.log(p_sym)).sum(), -(c * np.log(p_opt)).sum()
+    assert f_sym <= f_opt + 16 * EPS * c.sum()
+    grad = np.abs(c - c.sum() * p_opt).max()
+    assert np.abs(p_opt - p_sym).max() <= 10 * grad / c.sum() / p_sym.min() + 1e-12

@@ -60,3 +60,15 @@ def test_scaled_decay_and_reweighting_remove_frequency():
     adam = M.scaled_decay_adamw_margin()
     assert not ({M.P, sp.Symbol("B", integer=True, positive=True)} & adam.free_symbols)
     assert sp.simplify(M.reweighted_kappa() - M.r**2 / M.lam0) == 0
+
+
+def test_logit_adjustment_gives_the_balanced_bayes_predictor():
+    """T6c: softmax(log q − log π) is the Lagrange minimiser of the token-balanced CE; π uniform → q."""
+    d = M.balanced_bayes_predictor(3)
+    adj = M.logit_adjusted([sp.log(x) for x in d["q"]], d["pi"], 1)
+    assert all(sp.simplify(a - b) == 0 for a, b in zip(adj, d["p"]))
+    h = sp.Symbol("h", positive=True)
+    uniform = {pv: h for pv in d["pi"]}
+    total = {d["q"][-1]: 1 - sum(d["q"][:-1])}
+    assert all(sp.simplify(p.subs(uniform).subs(total) - q.subs(total)) == 0 for p, q in zip(d["p"], d["q"]))
+    assert sp.simplify(M.logit_adjusted([sp.log(x) for x in d["q"]], d["pi"], 0)[0].subs(total) - d["q"][0]) == 0

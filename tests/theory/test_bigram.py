@@ -179,3 +179,66 @@ def test_margin_law_rejects_bad_input(kwargs, name):
     args.update(kwargs)
     with pytest.raises(ValueError, match=name):
         margin_law(args.pop("pi"), args.pop("lam"), **args)
+
+
+def _dense_adjusted(eq, tau, C, pi):
+    """Brute force: dense logits − τ log π, scipy log_softmax, count-weighted per-token losses."""
+    lp = log_softmax(eq.logits() - tau * np.log(pi), axis=-1)  # (L, n_ctx, V)
+    nll = -(C * lp)
+    n_tok = C.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tok = nll.sum(-2) / n_tok
+    return tok, nll.sum((-2, -1)) / C.sum()
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_logit_adjusted_losses_match_dense_brute_force(optimizer):
+    """T6c: the O(nnz) adjusted losses equal a dense log-softmax of z − τ log π."""
+    C = _counts(seed=4)
+    C[:, 5] = 1.0  # every token a target (π > 0), one context sees every token
+    C[0] += 1.0
+    C[3] = 0.0
+    pi = C.sum(0) / C.sum()
+    eq = bigram_equilibrium(C, [1e-3, 0.1, 2.0], optimizer=optimizer, batch_size=16 if optimizer == "adamw" else None)
+    for tau in (0.0, 0.3, 1.0, 2.5):
+        ad = eq.logit_adjusted(tau)
+        tok, agg = _dense_adjusted(eq, tau, C, pi)
+        assert np.allclose(ad.loss_per_token, tok, rtol=1e-12, atol=0)
+        assert np.allclose(ad.aggregate_loss, agg, rtol=1e-12, atol=0)
+        assert np.allclose(ad.token_balanced_loss, tok.mean(-1), rtol=1e-12, atol=0)
+    # a user-supplied prior (smoothed, not the target marginal), scalar λ
+    eq1 = bigram_equilibrium(C, 0.05, optimizer=optimizer, batch_size=16 if optimizer == "adamw" else None)
+    prior = pi + 0.01
+    ad = eq1.logit_adjusted(0.7, freq=prior)
+    tok, agg = _dense_adjusted(eq1, 0.7, C, prior / prior.sum())
+    assert np.allclose(ad.loss_per_token, tok, rtol=1e-12) and np.isclose(ad.aggregate_loss, agg, rtol=1e-12)
+
+
+def test_logit_adjusted_tau_one_approaches_balanced_bayes_as_decay_vanishes():
+    """T6c(2): as λ → 0 the L2 equilibrium tends to q, so τ = 1 attains the minimum token-balanced
+    loss, computed directly from q and π (p ∝ q/π per context); the excess shrinks with λ."""
+    C = np.random.default_rng(7).poisson(2.0, size=(6, 8)).astype(float) + np.eye(6, 8)
+    C[:, 7] += 1.0
+    Q = C / C.sum(1, keepdims=True)
+    pi = C.sum(0) / C.sum()
+    best = log_softmax(np.log(np.where(Q > 0, Q, 1e-300)) - np.log(pi), axis=1)
+    floor = np.mean(-(C * best).sum(0) / C.sum(0))
+    excess = []
+    for lam in (1e-2, 1e-4, 1e-6):
+        ad = bigram_equilibrium(C, lam).logit_adjusted(1.0)
+        excess.append(ad.token_balanced_loss - floor)
+    assert all(e >= -1e-12 for e in excess)
+    assert excess[0] > excess[1] > excess[2] and excess[2] < 1e-4
+
+
+def test_logit_adjusted_rejects_bad_input():
+    C = _counts(seed=1)  # token 5 is never a target: π_5 = 0
+    eq = bigram_equilibrium(C, 0.1)
+    with pytest.raises(ValueError, match="tau"):
+        eq.logit_adjusted(-1.0)
+    with pytest.raises(ValueError, match="freq has zero entries"):
+        eq.logit_adjusted(0.5)
+    with pytest.raises(ValueError, match="freq must be"):
+        eq.logit_adjusted(0.5, freq=np.ones(3))
+    assert np.allclose(eq.logit_adjusted(0.0).loss_per_token, eq.loss_per_token, equal_nan=True)
+    assert np.isfinite(eq.logit_adjusted(0.5, freq=np.ones(C.shape[1])).aggregate_loss)
