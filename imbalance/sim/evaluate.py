@@ -9,17 +9,26 @@ __all__ = ["evaluate", "summarise", "sequence_loss_per_token"]
 
 
 @torch.no_grad()
-def sequence_loss_per_token(model, params, task, data, batch: int = 64) -> torch.Tensor:
-    """Mean CE per target token over a corpus ``data`` (n, T+1) for all M models → (M, V)."""
+def sequence_loss_per_token(model, params, task, data, batch: int = 64, logit_bias=None) -> torch.Tensor:
+    """Mean CE per target token over a corpus ``data`` (n, T+1) for all M models → (M, V).
+
+    ``logit_bias`` (V,) is added to every model's logits before the softmax (post-hoc
+    logit adjustment, T6c: −τ log π)."""
     M = next(iter(params.values())).shape[0]
     dev = next(iter(params.values())).device
     dtype = next(iter(params.values())).dtype
+    if logit_bias is not None:
+        logit_bias = torch.as_tensor(logit_bias, dtype=dtype, device=dev)
+        if logit_bias.shape != (task.vocab_size,) or not torch.isfinite(logit_bias).all():
+            raise ValueError(f"logit_bias must be {task.vocab_size} finite numbers, got shape "
+                             f"{tuple(logit_bias.shape)}")
     tot = torch.zeros(M, task.vocab_size, dtype=dtype, device=dev)  # (M, V)
     cnt = torch.zeros(task.vocab_size, dtype=dtype, device=dev)  # (V,)
     for i in range(0, data.shape[0], batch):
         x = data[i:i + batch].to(dev)  # (b, T+1)
         inp, tgt = x[:, :-1], x[:, 1:]
-        logp = torch.log_softmax(model.logits(params, inp.expand(M, *inp.shape), task), dim=-1)  # (M, b, T, V)
+        z = model.logits(params, inp.expand(M, *inp.shape), task)  # (M, b, T, V)
+        logp = torch.log_softmax(z if logit_bias is None else z + logit_bias, dim=-1)
         ce = -logp.gather(-1, tgt.expand(M, *tgt.shape).unsqueeze(-1)).squeeze(-1)  # (M, b, T)
         tot.index_add_(1, tgt.reshape(-1), ce.reshape(M, -1))
         cnt.index_add_(0, tgt.reshape(-1), torch.ones(tgt.numel(), dtype=dtype, device=dev))

@@ -67,3 +67,25 @@ def test_transformer_sweep_learns_beyond_bigram():
     unigram = -(pi * np.log(pi)).sum()
     assert res.heldout_loss_per_token.shape == (2, 1, 12)
     assert (held < unigram - 0.2).all(), (held, unigram, TASK.bayes_loss)
+
+
+def test_heldout_loss_with_logit_bias_matches_reference():
+    """sequence_loss_per_token with a post-hoc logit bias (T6c) against the plain per-model
+    reference: per-token mean of −log softmax(z − τ log π) over the held-out targets."""
+    from imbalance.sim.evaluate import sequence_loss_per_token
+
+    model = Transformer(n_layer=1, n_head=2, d_model=8, init_std=0.3)
+    gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
+    params = model.init(TASK, gens, torch.float64)
+    bias = -0.7 * torch.log(torch.as_tensor(TASK.token_probs, dtype=torch.float64))
+    got = sequence_loss_per_token(model, params, TASK, TASK.heldout, batch=16, logit_bias=bias)
+    x, y = TASK.heldout[:, :-1], TASK.heldout[:, 1:]
+    for m in range(2):
+        lp = torch.log_softmax(reference_logits({k: v[m] for k, v in params.items()}, x, 2) + bias, -1)
+        nll = -lp.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+        tot = torch.zeros(TASK.V, dtype=torch.float64).index_add_(0, y.reshape(-1), nll.reshape(-1))
+        cnt = torch.bincount(y.reshape(-1), minlength=TASK.V).double()
+        ref = torch.where(cnt > 0, tot / cnt, torch.full_like(tot, float("nan")))
+        assert torch.allclose(got[m], ref, rtol=1e-12, equal_nan=True)
+    with pytest.raises(ValueError, match="logit_bias"):
+        sequence_loss_per_token(model, params, TASK, TASK.heldout, logit_bias=torch.zeros(3))
