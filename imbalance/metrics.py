@@ -12,7 +12,7 @@ import scipy.stats
 from .zipf import frequency_buckets
 
 __all__ = ["per_token_loss", "aggregate_loss", "token_balanced_loss", "bucket_loss", "fairness_gap",
-           "fraction_learned", "learning_speed", "mean_ci"]
+           "fraction_learned", "learning_speed", "mean_ci", "expected_calibration_error", "marginal_calibration_error"]
 
 
 def _freq(freq, V):
@@ -112,3 +112,41 @@ def mean_ci(x, axis: int = 0, level: float = 0.95):
         raise ValueError(f"level must be in (0, 1), got level={level!r}")
     half = scipy.stats.t.ppf(0.5 + level / 2, n - 1) * x.std(axis, ddof=1) / np.sqrt(n)
     return x.mean(axis), half
+
+
+def expected_calibration_error(confidence, correct, n_bins: int = 15) -> np.ndarray:
+    """Top-1 expected calibration error over the last axis (Guo et al. 2017): predictions
+    binned by confidence into ``n_bins`` equal-width bins on [0, 1] (right-closed, 0 in the
+    first), ECE = Σ_b (n_b/N) |accuracy_b − mean confidence_b|. Leading axes are kept."""
+    conf = np.asarray(confidence, dtype=np.float64)
+    corr = np.asarray(correct, dtype=np.float64)
+    if conf.shape != corr.shape or conf.ndim == 0 or conf.shape[-1] == 0:
+        raise ValueError(f"confidence and correct must have the same non-empty shape, got {conf.shape} and "
+                         f"{corr.shape}")
+    if not np.isfinite(conf).all() or (conf < 0).any() or (conf > 1).any():
+        raise ValueError("confidence must lie in [0, 1]")
+    if not np.isin(corr, (0.0, 1.0)).all():
+        raise ValueError("correct must be 0/1 (or booleans)")
+    if isinstance(n_bins, bool) or int(n_bins) != n_bins or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer, got n_bins={n_bins!r}")
+    n_bins = int(n_bins)
+    lead = conf.shape[:-1]
+    conf2, corr2 = conf.reshape(-1, conf.shape[-1]), corr.reshape(-1, conf.shape[-1])
+    b = np.clip(np.ceil(conf2 * n_bins).astype(int) - 1, 0, n_bins - 1)  # (R, N) bin of each prediction
+    out = np.empty(conf2.shape[0])
+    for i in range(conf2.shape[0]):
+        n = np.bincount(b[i], minlength=n_bins)
+        gap = np.bincount(b[i], weights=corr2[i] - conf2[i], minlength=n_bins)  # Σ (correct − conf) per bin
+        out[i] = np.abs(gap).sum() / conf2.shape[1]
+    return out.reshape(lead) if lead else out[0]
+
+
+def marginal_calibration_error(pred_marginal, freq) -> np.ndarray:
+    """Total variation ½ Σ_v |p̄_v − π_v| between the model's average predicted distribution
+    p̄ = E_x p(·|x) and the target frequencies π (decay flattens p̄ towards uniform, so rare
+    tokens are over-predicted; reweighting and logit adjustment do so by design)."""
+    p = np.asarray(pred_marginal, dtype=np.float64)
+    pi = _freq(freq, p.shape[-1])
+    if not np.isfinite(p).all() or (p < 0).any():
+        raise ValueError("pred_marginal must be finite and non-negative")
+    return 0.5 * np.abs(p / p.sum(-1, keepdims=True) - pi).sum(-1)

@@ -56,3 +56,44 @@ def test_bad_input():
         M.learning_speed([0, 0], np.ones((2, 3)))
     with pytest.raises(ValueError, match="weighting"):
         M.bucket_loss(np.ones(3), np.ones(3), weighting="x")
+
+
+def test_expected_calibration_error_by_hand():
+    """ECE against a loop over bins written out directly."""
+    conf = np.array([0.05, 0.1, 0.35, 0.4, 0.9, 0.95, 1.0, 0.0])
+    corr = np.array([0, 1, 0, 1, 1, 1, 1, 0])
+    n_bins = 4
+    edges = np.linspace(0, 1, n_bins + 1)
+    ref = 0.0
+    for b in range(n_bins):
+        lo, hi = edges[b], edges[b + 1]
+        sel = (conf > lo) & (conf <= hi) if b else (conf >= lo) & (conf <= hi)
+        if sel.any():
+            ref += sel.mean() * abs(corr[sel].mean() - conf[sel].mean())
+    assert np.isclose(M.expected_calibration_error(conf, corr, n_bins), ref, rtol=1e-14)
+    # leading axes are kept
+    two = M.expected_calibration_error(np.stack([conf, conf]), np.stack([corr, 1 - corr]), n_bins)
+    assert two.shape == (2,) and np.isclose(two[0], ref)
+
+
+def test_expected_calibration_error_of_calibrated_and_overconfident_predictors():
+    rng = np.random.default_rng(0)
+    conf = rng.uniform(0.0, 1.0, 200_000)
+    corr = (rng.uniform(size=conf.size) < conf).astype(float)  # calibrated by construction
+    assert M.expected_calibration_error(conf, corr) < 0.01  # sampling error ~ 15 bins × 1e-3
+    over = np.clip(conf + 0.2, 0, 1)  # same outcomes, inflated confidence
+    assert M.expected_calibration_error(over, corr) > 0.1
+
+
+def test_calibration_metrics_reject_bad_input():
+    with pytest.raises(ValueError, match="confidence"):
+        M.expected_calibration_error([1.5], [1])
+    with pytest.raises(ValueError, match="correct"):
+        M.expected_calibration_error([0.5], [2])
+    with pytest.raises(ValueError, match="same"):
+        M.expected_calibration_error([0.5, 0.2], [1])
+    with pytest.raises(ValueError, match="n_bins"):
+        M.expected_calibration_error([0.5], [1], n_bins=0)
+    with pytest.raises(ValueError, match="freq"):
+        M.marginal_calibration_error([0.5, 0.5], [1.0, 0.0, 0.0])
+    assert np.isclose(M.marginal_calibration_error([0.5, 0.5], [3.0, 1.0]), 0.25)

@@ -2,6 +2,8 @@
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -89,3 +91,24 @@ def test_heldout_loss_with_logit_bias_matches_reference():
         assert torch.allclose(got[m], ref, rtol=1e-12, equal_nan=True)
     with pytest.raises(ValueError, match="logit_bias"):
         sequence_loss_per_token(model, params, TASK, TASK.heldout, logit_bias=torch.zeros(3))
+
+
+def test_sequence_calibration_matches_reference():
+    """ECE and average predicted distribution against the per-model reference computed directly."""
+    from imbalance import metrics
+    from imbalance.sim.evaluate import sequence_calibration
+
+    model = Transformer(n_layer=1, n_head=2, d_model=8, init_std=0.5)
+    params = model.init(TASK, [torch.Generator().manual_seed(3)], torch.float64)
+    bias = -torch.log(torch.as_tensor(TASK.token_probs, dtype=torch.float64))
+    for lb in (None, bias):
+        got = sequence_calibration(model, params, TASK, TASK.heldout, batch=16, logit_bias=lb, n_bins=10)
+        x, y = TASK.heldout[:, :-1], TASK.heldout[:, 1:]
+        z = reference_logits({k: v[0] for k, v in params.items()}, x, 2)
+        p = torch.softmax(z if lb is None else z + lb, -1).reshape(-1, TASK.V)
+        conf, arg = p.max(-1)
+        ece = metrics.expected_calibration_error(conf.numpy(), (arg == y.reshape(-1)).double().numpy(), 10)
+        assert np.isclose(got["ece"][0], ece, rtol=1e-12)
+        assert np.allclose(got["marginal"][0], p.mean(0).numpy(), rtol=1e-12)
+        emp = np.bincount(y.reshape(-1).numpy(), minlength=TASK.V) / y.numel()
+        assert np.isclose(got["marginal_error"][0], 0.5 * np.abs(p.mean(0).numpy() - emp).sum(), rtol=1e-12)
