@@ -135,7 +135,6 @@ def expected_calibration_error(confidence, correct, n_bins: int = 15) -> np.ndar
     b = np.clip(np.ceil(conf2 * n_bins).astype(int) - 1, 0, n_bins - 1)  # (R, N) bin of each prediction
     out = np.empty(conf2.shape[0])
     for i in range(conf2.shape[0]):
-        n = np.bincount(b[i], minlength=n_bins)
         gap = np.bincount(b[i], weights=corr2[i] - conf2[i], minlength=n_bins)  # Σ (correct − conf) per bin
         out[i] = np.abs(gap).sum() / conf2.shape[1]
     return out.reshape(lead) if lead else out[0]
