@@ -86,6 +86,21 @@ class BigramEquilibrium:
         """Dense logits z_x = r w_x, shape (..., n_rows, V)."""
         return self._dense(self.logits_nz, self.logits_absent, contexts)
 
+    def predicted_marginal(self) -> np.ndarray:
+        """p̄_v = Σ_x P(x) p(v|x), the model's average next-token distribution, (..., V), O(nnz).
+        Compare with the target marginal (``imbalance.metrics.marginal_calibration_error``)."""
+        C = self.counts
+        n_ctx, V = C.shape
+        P = self.context_prob
+        row_of_nz = np.repeat(np.arange(n_ctx), np.diff(C.indptr))
+        p_nz, p_abs = np.atleast_2d(self.probs_nz), np.atleast_2d(self.probs_absent)
+        out = np.empty((p_nz.shape[0], V))
+        for i in range(p_nz.shape[0]):
+            base = P @ p_abs[i]  # every token at its context's absent probability
+            extra = P[row_of_nz] * (p_nz[i] - p_abs[i, row_of_nz])
+            out[i] = base + np.bincount(C.indices, weights=extra, minlength=V)
+        return out[0] if np.ndim(self.lam) == 0 else out
+
     def logit_adjusted(self, tau, freq=None) -> AdjustedLoss:
         """Exact losses after post-hoc logit adjustment z_xv − τ log π_v (Menon et al. 2021; T6c).
 

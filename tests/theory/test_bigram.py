@@ -242,3 +242,18 @@ def test_logit_adjusted_rejects_bad_input():
         eq.logit_adjusted(0.5, freq=np.ones(3))
     assert np.allclose(eq.logit_adjusted(0.0).loss_per_token, eq.loss_per_token, equal_nan=True)
     assert np.isfinite(eq.logit_adjusted(0.5, freq=np.ones(C.shape[1])).aggregate_loss)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_predicted_marginal_matches_dense(optimizer):
+    """Σ_x P(x) p(·|x) in O(nnz) against the dense probabilities; decay flattens it towards uniform."""
+    C = _counts(seed=2)
+    eq = bigram_equilibrium(C, [1e-3, 1.0, 1e3], optimizer=optimizer, batch_size=8 if optimizer == "adamw" else None)
+    P = C.sum(1) / C.sum()
+    ref = np.einsum("x,lxv->lv", P, eq.probs())
+    got = eq.predicted_marginal()
+    assert np.allclose(got, ref, rtol=1e-13, atol=1e-16) and np.allclose(got.sum(-1), 1.0, rtol=1e-13)
+    pi = C.sum(0) / C.sum()
+    tv = 0.5 * np.abs(got - pi).sum(-1)
+    to_uniform = 0.5 * np.abs(got - 1.0 / C.shape[1]).sum(-1)
+    assert to_uniform[-1] < to_uniform[0] and tv[-1] > tv[0]
