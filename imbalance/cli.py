@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="output directory; sweeps are kept in OUT/sweeps (default: %(default)s)")
     rep.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="torch device for simulations")
     rep.add_argument("--seeds", type=int, default=3, help="seeds per simulated configuration")
-    rep.add_argument("--text", type=Path, default=None, help="run the bigram parts on this text file (word tokens)")
+    rep.add_argument("--text", type=Path, default=None,
+                     help="run the bigram, factored-bigram and small-LM parts on this text file (word tokens, "
+                          "vocabulary capped, <unk> for the rest)")
     rep.add_argument("--fresh", action="store_true", help="delete OUT/sweeps first: retrain every sweep")
     grp = rep.add_argument_group("scale-out", "where the training sweeps run (through submitit)")
     grp.add_argument("--executor", default="local", choices=EXECUTORS,

@@ -47,6 +47,21 @@ def test_module_entry_point_and_bad_arguments(tmp_path):
         cli.main(["reproduce", "--seeds", "0"])
 
 
+def test_text_option_runs_the_small_lm_on_a_user_corpus(tmp_path, monkeypatch, capsys):
+    corpus = tmp_path / "corpus.txt"
+    words = [f"w{i}" for i in range(80)]
+    corpus.write_text(" ".join(f"{words[i % 80]} {words[(7 * i) % 80]} the cat ." for i in range(1500)))
+    monkeypatch.setattr(reproduce, "SECTIONS", (reproduce.lm_paradox_section,))
+    out = tmp_path / "out"
+    assert cli.main(["reproduce", "--fast", "--text", str(corpus), "--out", str(out)]) == 0
+    assert "2 sweeps via local" in capsys.readouterr().out  # the default executor: subprocess jobs
+    report = (out / "report.md").read_text()
+    assert "the user's text corpus.txt (7,500 tokens, V = 64)" in report and "last 20 % of the stream" in report
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert {r["run"] for r in rows} == {"adamw", "adamw+reweight"} and len(rows) == 8
+    assert all(0 < r["aggregate_loss"] < 10 for r in rows)
+
+
 def _fake_srun(tmp_path, monkeypatch):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

@@ -10,6 +10,7 @@ from .. import metrics, plot
 from ..sim import BigramTable, BigramTask, FeatureTask, LinearSoftmax
 from ..sim.paradox import paradox_sweep_args, small_lm, summarise_paradox
 from ..sim.validate import compare_bigram, compare_margins, feature_lbfgs
+from .exact import text_tokens
 from .report import Check, Section, Settings
 
 __all__ = ["margin_sim_section", "bigram_sim_section", "feature_section", "lm_paradox_section"]
@@ -115,9 +116,11 @@ def feature_section(st: Settings) -> Section:
 
 def lm_paradox_section(st: Settings) -> Section:
     """The paradox in a small transformer: held-out per-bucket loss vs λ under AdamW, seeds with
-    95 % CIs, and the same sweep with token-balanced reweighting (T6b)."""
+    95 % CIs, and the same sweep with token-balanced reweighting (T6b). With ``st.text`` the
+    transformer learns the user's corpus (word tokens, contiguous held-out split)."""
     plt = _plt()
-    task, model, steps = small_lm(st.fast)
+    user = text_tokens(st, 64 if st.fast else 256)
+    task, model, steps = small_lm(st.fast, tokens=None if user is None else user[:2])
     B = 16
     lams = (0.0, 0.1, 0.3, 1.0)
     seeds = tuple(range(st.seeds))
@@ -139,7 +142,9 @@ def lm_paradox_section(st: Settings) -> Section:
     plot.fairness_vs_aggregate(axs[1], {"AdamW": (base.aggregate, base.gap), "AdamW + 1/π reweighting":
                                         (mitig.aggregate, mitig.gap)}, base.lams)
     fig.tight_layout()
-    text = (f"A {model.n_layer}-layer transformer (width {model.d_model}) on a Zipfian lag-{task.lag} copy process "
-            f"(V = {task.V}), AdamW, {len(seeds)} seeds, held-out loss; {base.below_line:.0%} of the vocabulary "
-            f"is seen less than once per batch of {base.tokens_per_batch} tokens (B·π < 1).")
+    data = (f"a Zipfian lag-{task.lag} copy process (V = {task.V})" if user is None else
+            f"{user[2]}, in windows of {task.seq_len} tokens, the last 20 % of the stream held out")
+    text = (f"A {model.n_layer}-layer transformer (width {model.d_model}) on {data}, AdamW, {len(seeds)} seeds, "
+            f"held-out loss; {base.below_line:.0%} of the vocabulary is seen less than once per batch of "
+            f"{base.tokens_per_batch} tokens (B·π < 1).")
     return Section("lm_paradox", "The paradox in a small language model", text, rows, {"lm_paradox": fig})

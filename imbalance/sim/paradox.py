@@ -67,21 +67,29 @@ def summarise_paradox(res: SweepResult, tokens_per_batch: int, scheme: str = "lo
         sweep=res, **out)
 
 
-def small_lm(fast: bool = False):
+def small_lm(fast: bool = False, tokens=None):
     """(task, model, steps) of the CPU-sized paradox setting used by the report and notebooks.
 
     Default: V = 128 Zipf(1) lag-2 copy process, one-layer width-32 transformer, 3000 steps
     (about 15 ms per step for 12 stacked models on 2 cores; a GPU affords far larger
     models). ``fast``: V = 48, width 16, 150 steps — seconds, for tests and CI.
+    ``tokens``: ``(ids, vocab_size)`` of a corpus (e.g. from ``imbalance.corpus.tokenize_words``):
+    the task is then a :class:`TokenStreamTask` on it (windows of 16 tokens, the last 20 % of
+    the stream held out), with the same model and steps.
     """
-    from .tasks import SequenceTask
+    from .tasks import SequenceTask, TokenStreamTask
     from .transformer import Transformer
 
+    model = Transformer(n_layer=1, n_head=2, d_model=16 if fast else 32)
+    steps = 150 if fast else 3000
+    if tokens is not None:
+        ids, vocab_size = tokens
+        return TokenStreamTask(ids, vocab_size, seq_len=16, heldout_fraction=0.2), model, steps
     if fast:
         task = SequenceTask(V=48, s=1.1, predictability=0.8, lag=2, seq_len=16, n_train=256, n_heldout=128, seed=0)
-        return task, Transformer(n_layer=1, n_head=2, d_model=16), 150
-    task = SequenceTask(V=128, s=1.0, predictability=0.8, lag=2, seq_len=16, n_train=2048, n_heldout=512, seed=0)
-    return task, Transformer(n_layer=1, n_head=2, d_model=32), 3000
+    else:
+        task = SequenceTask(V=128, s=1.0, predictability=0.8, lag=2, seq_len=16, n_train=2048, n_heldout=512, seed=0)
+    return task, model, steps
 
 
 def paradox_sweep_args(task, *, model, steps, batch_size, lr, seeds=(0, 1, 2), optimizer="adamw", mitigation=None,
