@@ -110,8 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             sections = run(Settings(fast=args.fast, seeds=args.seeds, device=args.device, text=args.text,
                                     runner=runner))
-        except BaseException:
+        except KeyboardInterrupt:
             runner.cancel()  # no job keeps writing into OUT/sweeps after this process is gone
+            print(f"\ninterrupted: {runner.summary()}; rerun the same command to resume", file=sys.stderr)
+            return 130
+        except BaseException:
+            runner.cancel()
             raise
     report = write_report(sections, args.out)
     ok = _print_summary(sections)

@@ -218,19 +218,27 @@ class PendingSweep:
     ``status``: "read back" (every part was on disk, finished), "resumed" (a part had a
     checkpoint), "trained" (from scratch) or "in process" (no storage)."""
 
-    def __init__(self, parts, status, poll_s):
+    def __init__(self, parts, status, local):
         self._parts = parts  # SweepResult or submitit Job, one per λ part
         self.status = status
-        self._poll_s = poll_s
+        self._local = local
+        self._poll_s = 0.05 if local else 2.0
+        self._cancelled = []
         self.jobs = [p for p in parts if not isinstance(p, SweepResult)]
 
     def done(self) -> bool:
         return all(j.done() for j in self.jobs)
 
-    def cancel(self) -> None:
+    def cancel(self, wait_s: float = 10.0) -> None:
+        """Cancel the jobs that have not ended, once (a second SIGINT would stop a local job's
+        controller before it stops its task), and give them ``wait_s`` seconds to end."""
         for j in self.jobs:
-            if not j.done():
+            if j not in self._cancelled and not j.done():
                 j.cancel(check=False)
+                self._cancelled.append(j)
+        t0 = time.time()
+        while self._local and time.time() - t0 < wait_s and not self.done():
+            time.sleep(self._poll_s)
 
     def wait(self) -> None:
         """Until every job has ended; interrupted (Ctrl-C, an error), it cancels them first."""
@@ -278,8 +286,7 @@ def submit_sweep(task, lams, *, executor=None, out=None, lam_jobs: int = 1, **sw
             parts.append(executor.submit(SweepJob(), task, chunk, part_out, sweep_kw))
     status = ("in process" if out is None else "read back" if all(s == "read back" for s in states)
               else "resumed" if "resumed" in states or "read back" in states else "trained")
-    local = executor is not None and type(executor).__name__ == "LocalExecutor"
-    return PendingSweep(parts, status, poll_s=0.05 if local else 2.0)
+    return PendingSweep(parts, status, local=isinstance(executor, submitit.LocalExecutor))
 
 
 class SweepRunner:

@@ -93,6 +93,31 @@ def test_preempted_local_job_is_requeued_and_resumes(tmp_path):
     _same(res, ref)
 
 
+def _alive(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def test_cancel_stops_a_local_job_and_its_task(tmp_path):
+    pending = submit_sweep(TASK, LAMS[:2], executor=make_executor("local", tmp_path / "jobs"), out=tmp_path / "s",
+                           **_kw(steps=10**6, eval_every=500))
+    (job,) = pending.jobs
+    t0 = time.time()
+    while not (tmp_path / "s" / "checkpoint.pt").exists():
+        assert time.time() - t0 < 60 and job.state == "RUNNING", job.stderr()
+        time.sleep(0.005)
+    task = _child_pid(job._process.pid)
+    pending.cancel()
+    pending.cancel()  # a second SIGINT used to stop the controller before it had stopped its task
+    assert job.done()
+    t0 = time.time()
+    while _alive(task) and time.time() - t0 < 10:
+        time.sleep(0.05)
+    assert not _alive(task)
+
+
 def test_sweep_job_checkpoint_resubmits_the_same_call(tmp_path):
     job = SweepJob()
     delayed = job.checkpoint(TASK, [0.1], tmp_path, _kw())
