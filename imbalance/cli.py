@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     rep = sub.add_parser(
         "reproduce", help="run the reproduction, write report.md, figures and results.jsonl",
         description="Run every section of the report and write report.md, the figures and results.jsonl to --out. "
-                    "Every training sweep is stored under OUT/sweeps/<section>-<optimizer>-<hash of its settings>: "
+                    "Every training sweep is stored under OUT/sweeps/<section>-<run>-<hash of its settings>: "
                     "rerun the same command after a kill and finished sweeps are read back, unfinished ones resume "
                     "from their last checkpoint; other settings get other directories.")
     rep.add_argument("--fast", action="store_true", help="small settings (well under 2 minutes on 2 CPU cores)")
