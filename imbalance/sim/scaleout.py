@@ -322,7 +322,8 @@ class SweepRunner:
             (self.root / _MARKER).touch()
         # local job files flat in jobs/ (the controller would create a literal "%j" folder); slurm: jobs/<id>/
         folder = None if self.root is None else self.root / "jobs" / ("%j" if self.kind == "slurm" else "")
-        self.executor = make_executor(self.kind, folder, slurm=slurm, cluster=cluster) if self.kind != "inline" else None
+        self.executor = None if self.kind == "inline" else make_executor(self.kind, folder, slurm=slurm,
+                                                                          cluster=cluster)
 
     def clear(self) -> None:
         """Delete ``root`` if it is a sweep store written here (it holds the marker file)."""

@@ -169,7 +169,8 @@ def test_slurm_settings_reach_the_sbatch_script(tmp_path, monkeypatch):
     record = tmp_path / "submitted"
     record.mkdir()
     _fake(bin_dir, "srun", "exit 0\n")
-    _fake(bin_dir, "sbatch", f'n=$(ls {record} | wc -l); cp "$1" {record}/script$n.sh; echo "Submitted batch job 4$n"\n')
+    _fake(bin_dir, "sbatch",
+          f'n=$(ls {record} | wc -l); cp "$1" {record}/script$n.sh; echo "Submitted batch job 4$n"\n')
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     opts = SlurmOptions(partition="gpu", time_min=90, gpus=1, cpus=8, mem_gb=32,
                         params={"account": "abc", "qos": "high"})
