@@ -18,6 +18,8 @@ __all__ = [
     "as_count_matrix",
     "as_choice",
     "as_positive_int",
+    "as_fraction",
+    "as_token_ids",
 ]
 
 
@@ -142,3 +144,27 @@ def as_count_matrix(counts, name: str = "counts", min_vocab: int = 2) -> sp.csr_
     if mat.nnz == 0:
         raise ValueError(f"{name} must contain at least one positive count")
     return mat
+
+
+def as_fraction(value, name: str) -> float:
+    """A finite scalar strictly between 0 and 1."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise ValueError(f"{name} must be a number in (0, 1), got {_short(value)}")
+    value = float(value)
+    if not np.isfinite(value) or not 0.0 < value < 1.0:
+        raise ValueError(f"{name} must be in (0, 1), got {name}={value!r}")
+    return value
+
+
+def as_token_ids(ids, vocab_size: int, name: str = "ids", min_length: int = 1) -> np.ndarray:
+    """A 1-D int64 array of at least ``min_length`` token ids in [0, vocab_size)."""
+    arr = np.asarray(ids)
+    if arr.ndim != 1 or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
+        raise ValueError(f"{name} must be a 1-D integer array, got dtype {arr.dtype}, shape {arr.shape}")
+    if arr.size < min_length:
+        raise ValueError(f"{name} must hold at least {min_length} tokens, got {arr.size}")
+    if arr.size and (arr.min() < 0 or arr.max() >= vocab_size):
+        bad = arr[(arr < 0) | (arr >= vocab_size)][0]
+        raise ValueError(f"{name} must lie in [0, vocab_size={vocab_size}), got a token {int(bad)} "
+                         f"(range [{int(arr.min())}, {int(arr.max())}])")
+    return arr.astype(np.int64, copy=False)

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import numpy as np
-import scipy.stats
 
 from .zipf import frequency_buckets
 
@@ -110,6 +109,8 @@ def mean_ci(x, axis: int = 0, level: float = 0.95):
         raise ValueError(f"mean_ci needs at least 2 samples along axis {axis}, got {n}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got level={level!r}")
+    import scipy.stats  # here, not at module level: it costs 0.7 s of every sweep job's start
+
     half = scipy.stats.t.ppf(0.5 + level / 2, n - 1) * x.std(axis, ddof=1) / np.sqrt(n)
     return x.mean(axis), half
 

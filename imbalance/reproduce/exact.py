@@ -15,7 +15,7 @@ from ..theory import bigram_equilibrium, margin_law, unigram_equilibrium
 from ..zipf import frequency_buckets, zipf_pmf
 from .report import Check, Section, Settings
 
-__all__ = ["unigram_section", "margin_section", "bigram_section", "bucket_means"]
+__all__ = ["unigram_section", "margin_section", "bigram_section", "bucket_means", "text_tokens", "text_counts"]
 
 
 def bucket_means(loss: np.ndarray, freq: np.ndarray) -> np.ndarray:
@@ -94,13 +94,22 @@ def margin_section(st: Settings) -> Section:
                    [Check("T2/T3", "margin_law vs bigram_equilibrium(diag(π)) (max rel. err of loss)", err, 1e-9)])
 
 
-def text_counts(st: Settings, vocab_size: int):
-    """Bigram counts of the user's corpus (``--text``), or None: word tokens, the
+def text_tokens(st: Settings, vocab_size: int):
+    """``(ids, V, description)`` of the user's corpus (``--text``), or None: word tokens, the
     ``vocab_size − 1`` most frequent types kept, the rest mapped to ``<unk>``."""
     if st.text is None:
         return None
     ids, vocab = tokenize_words(Path(st.text).read_text(encoding="utf-8", errors="replace"), vocab_size)
-    return bigram_counts(ids, len(vocab)), f"the user's text {Path(st.text).name} ({ids.size:,} tokens, V = {len(vocab)})"
+    return ids, len(vocab), f"the user's text {Path(st.text).name} ({ids.size:,} tokens, V = {len(vocab)})"
+
+
+def text_counts(st: Settings, vocab_size: int):
+    """Bigram counts of the user's corpus (see ``text_tokens``) and its description, or None."""
+    user = text_tokens(st, vocab_size)
+    if user is None:
+        return None
+    ids, V, source = user
+    return bigram_counts(ids, V), source
 
 
 def _counts(st: Settings):

@@ -37,10 +37,23 @@ class Section:
 
 @dataclass(frozen=True)
 class Settings:
+    """What the report runs. ``runner``: an ``imbalance.sim.scaleout.SweepRunner`` — where the
+    sweeps run (in process, local subprocesses, slurm) and are kept for resuming; None runs
+    them here without storing them."""
+
     fast: bool = False
     seeds: int = 3
     device: str = "auto"
     text: Path | None = None
+    runner: object = None
+
+    def submit(self, name: str, task, lams, **sweep_kw):
+        """Start ``sweep(task, lams, device=self.device, **sweep_kw)`` through ``runner``, kept
+        under a directory named after ``name`` and the configuration; ``.result()`` waits."""
+        from ..sim.scaleout import SweepRunner
+
+        runner = self.runner if self.runner is not None else SweepRunner()
+        return runner.submit(name, task, lams, device=self.device, **sweep_kw)
 
     @property
     def lams(self) -> np.ndarray:

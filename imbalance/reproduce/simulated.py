@@ -7,9 +7,10 @@ import numpy as np
 import torch
 
 from .. import metrics, plot
-from ..sim import BigramTable, BigramTask, FeatureTask, LinearSoftmax, sweep
-from ..sim.paradox import paradox_sweep, small_lm
+from ..sim import BigramTable, BigramTask, FeatureTask, LinearSoftmax
+from ..sim.paradox import paradox_sweep_args, small_lm, summarise_paradox
 from ..sim.validate import compare_bigram, compare_margins, feature_lbfgs
+from .exact import text_tokens
 from .report import Check, Section, Settings
 
 __all__ = ["margin_sim_section", "bigram_sim_section", "feature_section", "lm_paradox_section"]
@@ -21,10 +22,10 @@ def _plt():
     return _figure()
 
 
-def _run(task, lams, optimizer, B, lr, steps, seeds, st, out=None):
-    return sweep(task, lams, model=BigramTable(), optimizer=optimizer, steps=steps, batch_size=B, lr=lr,
-                 seeds=tuple(range(seeds)), average_last=steps // 2, eval_every=steps, device=st.device,
-                 progress=False, out=out)
+def _submit(st, name, task, lams, optimizer, B, lr, steps, seeds):
+    """A bigram-table sweep (checkpointed every fifth of the run), started through ``st.runner``."""
+    return st.submit(name, task, lams, model=BigramTable(), optimizer=optimizer, steps=steps, batch_size=B, lr=lr,
+                     seeds=tuple(range(seeds)), average_last=steps // 2, eval_every=steps // 5, progress=False)
 
 
 def margin_sim_section(st: Settings) -> Section:
@@ -36,9 +37,11 @@ def margin_sim_section(st: Settings) -> Section:
     runs = {"sgd": ([0.003, 0.01], 1024, 0.5, 6000, 0.02),
             "adamw": ([1.0], 64, 3e-3, 8000, 0.03) if st.fast else ([0.5, 1.0], 64, 3e-3, 20000, 0.03)}
     rows, checks = [], []
+    pending = {opt: _submit(st, f"margins_sim-{opt}", task, lams, opt, B, lr, steps, seeds)
+               for opt, (lams, B, lr, steps, tol) in runs.items()}
     fig, axs = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, (opt, (lams, B, lr, steps, tol)) in zip(axs, runs.items()):
-        res = _run(task, lams, opt, B, lr, steps, seeds, st)
+        res = pending[opt].result()
         c = compare_margins(res, task, eps=1e-8)
         for i, lam in enumerate(lams):
             rows.append(dict(optimizer=opt, lam=float(lam), batch_size=B, steps=steps, seeds=seeds,
@@ -65,8 +68,10 @@ def bigram_sim_section(st: Settings) -> Section:
             "adamw": ([1.0], 64, 3e-3, 6000) if st.fast else ([0.5, 1.0], 64, 3e-3, 12000)}
     pi = task.token_probs
     rows, worst = [], {"sgd": 0.0, "adamw": 0.0}
+    pending = {opt: _submit(st, f"bigram_sim-{opt}", task, lams, opt, B, lr, steps, max(4, st.seeds))
+               for opt, (lams, B, lr, steps) in runs.items()}
     for opt, (lams, B, lr, steps) in runs.items():
-        res = _run(task, lams, opt, B, lr, steps, max(4, st.seeds), st)
+        res = pending[opt].result()
         c = compare_bigram(res, task, eps=1e-8)
         for i, lam in enumerate(lams):
             ids, th = metrics.bucket_loss(c.theory[i], pi)
@@ -89,8 +94,8 @@ def feature_section(st: Settings) -> Section:
     task = FeatureTask(K=10, dim=8, s=1.2, n=2000, sigma=0.5, R=1.0, seed=0)
     lams = [0.01, 0.1]
     steps = 2000 if st.fast else 4000
-    res = sweep(task, lams, model=LinearSoftmax(bias=True), optimizer="sgd", steps=steps, batch_size=512, lr=0.5,
-                seeds=(0, 1, 2), average_last=steps // 2, device=st.device, progress=False)
+    res = st.submit("features-sgd", task, lams, model=LinearSoftmax(bias=True), optimizer="sgd", steps=steps,
+                    batch_size=512, lr=0.5, seeds=(0, 1, 2), average_last=steps // 2, progress=False).result()
     pi = task.token_probs
     rows, err, ratio = [], 0.0, 0.0
     for i, lam in enumerate(lams):
@@ -111,16 +116,18 @@ def feature_section(st: Settings) -> Section:
 
 def lm_paradox_section(st: Settings) -> Section:
     """The paradox in a small transformer: held-out per-bucket loss vs λ under AdamW, seeds with
-    95 % CIs, and the same sweep with token-balanced reweighting (T6b)."""
+    95 % CIs, and the same sweep with token-balanced reweighting (T6b). With ``st.text`` the
+    transformer learns the user's corpus (word tokens, contiguous held-out split)."""
     plt = _plt()
-    task, model, steps = small_lm(st.fast)
+    user = text_tokens(st, 64 if st.fast else 256)
+    task, model, steps = small_lm(st.fast, tokens=None if user is None else user[:2])
     B = 16
     lams = (0.0, 0.1, 0.3, 1.0)
     seeds = tuple(range(st.seeds))
-    kw = dict(model=model, steps=steps, batch_size=B, lr=1e-2, seeds=seeds,
-              dtype=torch.float32, device=st.device, progress=False)
-    base = paradox_sweep(task, lams, **kw)
-    mitig = paradox_sweep(task, lams, mitigation="reweight", **kw)
+    kw = dict(model=model, steps=steps, batch_size=B, lr=1e-2, seeds=seeds, dtype=torch.float32, progress=False)
+    pending = {name: st.submit(f"lm_paradox-{name}", task, lams, **paradox_sweep_args(task, mitigation=m, **kw))
+               for name, m in (("adamw", None), ("reweight", "reweight"))}
+    base, mitig = (summarise_paradox(p.result(), B * task.seq_len) for p in pending.values())
     rows = []
     for name, p in (("adamw", base), ("adamw+reweight", mitig)):
         for i, lam in enumerate(p.lams):
@@ -135,7 +142,9 @@ def lm_paradox_section(st: Settings) -> Section:
     plot.fairness_vs_aggregate(axs[1], {"AdamW": (base.aggregate, base.gap), "AdamW + 1/π reweighting":
                                         (mitig.aggregate, mitig.gap)}, base.lams)
     fig.tight_layout()
-    text = (f"A {model.n_layer}-layer transformer (width {model.d_model}) on a Zipfian lag-{task.lag} copy process "
-            f"(V = {task.V}), AdamW, {len(seeds)} seeds, held-out loss; {base.below_line:.0%} of the vocabulary "
-            f"is seen less than once per batch of {base.tokens_per_batch} tokens (B·π < 1).")
+    data = (f"a Zipfian lag-{task.lag} copy process (V = {task.V})" if user is None else
+            f"{user[2]}, in windows of {task.seq_len} tokens, the last 20 % of the stream held out")
+    text = (f"A {model.n_layer}-layer transformer (width {model.d_model}) on {data}, AdamW, {len(seeds)} seeds, "
+            f"held-out loss; {base.below_line:.0%} of the vocabulary is seen less than once per batch of "
+            f"{base.tokens_per_batch} tokens (B·π < 1).")
     return Section("lm_paradox", "The paradox in a small language model", text, rows, {"lm_paradox": fig})

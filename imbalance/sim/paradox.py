@@ -20,7 +20,8 @@ from .._validate import as_choice, as_positive_int
 from .optim import frequency_decay_scale
 from .sweep import SweepResult, sweep
 
-__all__ = ["ParadoxResult", "paradox_sweep", "tokens_per_batch_sweep", "small_lm"]
+__all__ = ["ParadoxResult", "paradox_sweep", "paradox_sweep_args", "summarise_paradox", "tokens_per_batch_sweep",
+           "small_lm"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,8 @@ class ParadoxResult:
     sweep: SweepResult
 
 
-def _summarise(res: SweepResult, tokens_per_batch: int, scheme: str) -> ParadoxResult:
+def summarise_paradox(res: SweepResult, tokens_per_batch: int, scheme: str = "log3") -> ParadoxResult:
+    """The paradox summary of a sweep on a sequence task (what ``paradox_sweep`` returns)."""
     pi = res.token_probs
     held = res.heldout_loss_per_token  # (L, S, V)
     absent = np.isnan(held).all(axis=(0, 1)) & (pi > 0)  # (V,) a type that never occurs in the held-out split
@@ -65,45 +67,61 @@ def _summarise(res: SweepResult, tokens_per_batch: int, scheme: str) -> ParadoxR
         sweep=res, **out)
 
 
-def small_lm(fast: bool = False):
+def small_lm(fast: bool = False, tokens=None):
     """(task, model, steps) of the CPU-sized paradox setting used by the report and notebooks.
 
     Default: V = 128 Zipf(1) lag-2 copy process, one-layer width-32 transformer, 3000 steps
     (about 15 ms per step for 12 stacked models on 2 cores; a GPU affords far larger
     models). ``fast``: V = 48, width 16, 150 steps — seconds, for tests and CI.
+    ``tokens``: ``(ids, vocab_size)`` of a corpus (e.g. from ``imbalance.corpus.tokenize_words``):
+    the task is then a :class:`TokenStreamTask` on it (windows of 16 tokens, the last 20 % of
+    the stream held out), with the same model and steps.
     """
-    from .tasks import SequenceTask
+    from .tasks import SequenceTask, TokenStreamTask
     from .transformer import Transformer
 
+    model = Transformer(n_layer=1, n_head=2, d_model=16 if fast else 32)
+    steps = 150 if fast else 3000
+    if tokens is not None:
+        ids, vocab_size = tokens
+        return TokenStreamTask(ids, vocab_size, seq_len=16, heldout_fraction=0.2), model, steps
     if fast:
         task = SequenceTask(V=48, s=1.1, predictability=0.8, lag=2, seq_len=16, n_train=256, n_heldout=128, seed=0)
-        return task, Transformer(n_layer=1, n_head=2, d_model=16), 150
-    task = SequenceTask(V=128, s=1.0, predictability=0.8, lag=2, seq_len=16, n_train=2048, n_heldout=512, seed=0)
-    return task, Transformer(n_layer=1, n_head=2, d_model=32), 3000
+    else:
+        task = SequenceTask(V=128, s=1.0, predictability=0.8, lag=2, seq_len=16, n_train=2048, n_heldout=512, seed=0)
+    return task, model, steps
 
 
-def paradox_sweep(task, lams=(0.0, 0.1, 0.3, 1.0), *, model, steps, batch_size, lr, seeds=(0, 1, 2),
-                  optimizer="adamw", mitigation=None, scheme="log3", **sweep_kw) -> ParadoxResult:
-    """Held-out per-bucket loss vs λ for ``model`` (a Transformer) on a SequenceTask.
-
-    ``mitigation``: None, "reweight" (token-balanced CE, T6b) or "row_decay" (T6a: the
-    decay of each embedding/unembedding row scaled by its token's ρ under AdamW, π under SGD).
-    """
+def paradox_sweep_args(task, *, model, steps, batch_size, lr, seeds=(0, 1, 2), optimizer="adamw", mitigation=None,
+                       **sweep_kw) -> dict:
+    """The ``sweep`` keyword arguments of a paradox run (see ``paradox_sweep``), for sending
+    it elsewhere (``imbalance.sim.scaleout``); summarise the result with ``summarise_paradox``."""
     if getattr(task, "kind", None) != "sequence":
-        raise ValueError(f"task must be a SequenceTask, got {type(task).__name__}")
+        raise ValueError(f"task must be a SequenceTask or TokenStreamTask, got {type(task).__name__}")
     mitigation = None if mitigation is None else as_choice(mitigation, "mitigation", {"reweight", "row_decay"})
     B = as_positive_int(batch_size, "batch_size")
-    tokens = B * task.seq_len
-    kw = dict(sweep_kw)
+    kw = dict(sweep_kw, model=model, optimizer=optimizer, steps=steps, batch_size=B, lr=lr, seeds=seeds)
     if mitigation == "reweight":
         kw["reweight"] = True
     elif mitigation == "row_decay":
         # ρ with B = tokens per batch: a token's expected count per batch is what T3 uses
-        scale = frequency_decay_scale(task.token_probs, optimizer, batch_size=tokens)
+        scale = frequency_decay_scale(task.token_probs, optimizer, batch_size=B * task.seq_len)
         rows = torch.as_tensor(scale).unsqueeze(1)  # (V, 1)
         kw["decay_scale"] = {n: rows for n in ("tok_emb", "unembed") if n in model.decayed}
-    res = sweep(task, lams, model=model, optimizer=optimizer, steps=steps, batch_size=B, lr=lr, seeds=seeds, **kw)
-    return _summarise(res, tokens, scheme)
+    return kw
+
+
+def paradox_sweep(task, lams=(0.0, 0.1, 0.3, 1.0), *, model, steps, batch_size, lr, seeds=(0, 1, 2),
+                  optimizer="adamw", mitigation=None, scheme="log3", **sweep_kw) -> ParadoxResult:
+    """Held-out per-bucket loss vs λ for ``model`` (a Transformer) on a SequenceTask
+    (or a TokenStreamTask: your corpus).
+
+    ``mitigation``: None, "reweight" (token-balanced CE, T6b) or "row_decay" (T6a: the
+    decay of each embedding/unembedding row scaled by its token's ρ under AdamW, π under SGD).
+    """
+    kw = paradox_sweep_args(task, model=model, steps=steps, batch_size=batch_size, lr=lr, seeds=seeds,
+                            optimizer=optimizer, mitigation=mitigation, **sweep_kw)
+    return summarise_paradox(sweep(task, lams, **kw), kw["batch_size"] * task.seq_len, scheme)
 
 
 def tokens_per_batch_sweep(task, lam, batch_sizes, *, model, token_budget, lr, seeds=(0, 1, 2),

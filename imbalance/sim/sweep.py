@@ -57,7 +57,7 @@ class SweepResult:
 
 def _digest(task) -> str:
     h = hashlib.sha256(type(task).__name__.encode())
-    for name in ("counts", "features", "labels", "train", "heldout"):
+    for name in ("counts", "features", "labels", "train", "heldout", "train_stream"):
         obj = getattr(task, name, None)
         if obj is None:
             continue

@@ -13,10 +13,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .._validate import as_count_matrix, as_positive, as_positive_int
+from .._validate import as_count_matrix, as_fraction, as_positive, as_positive_int, as_token_ids
 from ..zipf import zipf_pmf
 
-__all__ = ["BigramTask", "FeatureTask", "SequenceTask"]
+__all__ = ["BigramTask", "FeatureTask", "SequenceTask", "TokenStreamTask"]
 
 
 def _unit_interval(value, name):
@@ -258,4 +258,68 @@ class SequenceTask:
     def sample(self, gen: torch.Generator, n: int):
         idx = torch.randint(self.train.shape[0], (n,), generator=gen)  # (n,)
         x = self.train[idx]  # (n, T+1)
+        return x[:, :-1], x[:, 1:]
+
+
+@dataclass(frozen=True, eq=False)
+class TokenStreamTask:
+    """Language modelling on a 1-D token id stream (a user's corpus), with a held-out split.
+
+    The stream is split once, contiguously: the first ``1 − heldout_fraction`` of it trains,
+    the rest is held out, so no window spans both and no text is in both. Training samples
+    windows of ``seq_len + 1`` tokens at uniformly random offsets inside the training split
+    (inputs the first ``seq_len``, targets shifted by one); ``train`` and ``heldout`` are the
+    non-overlapping windows of each split, (n, seq_len + 1), used for evaluation.
+    ``token_probs`` are the token frequencies of the training split (a type that only occurs
+    in the held-out split gets π = 0). The same interface as :class:`SequenceTask`.
+    """
+
+    ids: np.ndarray
+    vocab_size: int
+    seq_len: int = 16
+    heldout_fraction: float = 0.2
+    kind: str = field(default="sequence", init=False)
+
+    def __post_init__(self):
+        V = as_positive_int(self.vocab_size, "vocab_size", minimum=2)
+        T = as_positive_int(self.seq_len, "seq_len")
+        frac = as_fraction(self.heldout_fraction, "heldout_fraction")
+        ids = as_token_ids(self.ids, V, "ids", min_length=2 * (T + 1))
+        n_held = int(round(frac * ids.size))
+        n_train = ids.size - n_held
+        if min(n_train, n_held) < T + 1:
+            raise ValueError(f"ids holds {ids.size} tokens: heldout_fraction={frac!r} leaves {n_train} training and "
+                             f"{n_held} held-out tokens, and each split needs at least seq_len + 1 = {T + 1}")
+        stream = torch.as_tensor(ids.copy())  # (N,)
+        train, held = stream[:n_train], stream[n_train:]
+        chop = lambda x: x[: x.numel() // (T + 1) * (T + 1)].view(-1, T + 1)  # noqa: E731
+        object.__setattr__(self, "ids", ids)
+        object.__setattr__(self, "vocab_size", V)
+        object.__setattr__(self, "seq_len", T)
+        object.__setattr__(self, "heldout_fraction", frac)
+        object.__setattr__(self, "train_stream", train)  # (n_train_tokens,)
+        object.__setattr__(self, "train", chop(train))  # (n_train, T+1)
+        object.__setattr__(self, "heldout", chop(held))  # (n_heldout, T+1)
+        object.__setattr__(self, "_window", torch.arange(T + 1))  # (T+1,)
+        object.__setattr__(self, "_pi", np.bincount(train.numpy(), minlength=V) / train.numel())
+
+    @property
+    def V(self) -> int:
+        return self.vocab_size
+
+    @property
+    def n_train(self) -> int:
+        return self.train.shape[0]
+
+    @property
+    def n_heldout(self) -> int:
+        return self.heldout.shape[0]
+
+    @property
+    def token_probs(self) -> np.ndarray:
+        return self._pi
+
+    def sample(self, gen: torch.Generator, n: int):
+        start = torch.randint(self.train_stream.numel() - self.seq_len, (n,), generator=gen)  # (n,)
+        x = self.train_stream[start.unsqueeze(1) + self._window]  # (n, T+1)
         return x[:, :-1], x[:, 1:]

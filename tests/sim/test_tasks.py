@@ -5,7 +5,7 @@ import pytest
 import scipy.stats
 import torch
 
-from imbalance.sim import BigramTask, FeatureTask, SequenceTask
+from imbalance.sim import BigramTask, FeatureTask, SequenceTask, TokenStreamTask
 from imbalance.zipf import zipf_pmf
 
 
@@ -87,3 +87,55 @@ def test_bad_task_input():
         SequenceTask(V=8, lag=4, seq_len=3)
     with pytest.raises(ValueError, match="sigma"):
         FeatureTask(K=3, dim=2, sigma=-1)
+
+
+def test_token_stream_task_splits_contiguously_and_samples_training_windows():
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, 30, 1003)
+    ids[900:] = 29  # the held-out end differs visibly from the training part
+    task = TokenStreamTask(ids, 30, seq_len=9, heldout_fraction=0.1)
+    n_held = round(0.1 * 1003)
+    n_train = 1003 - n_held
+    assert task.kind == "sequence" and task.V == task.vocab_size == 30 and task.seq_len == 9
+    # evaluation windows: the non-overlapping 10-token windows of each split, in order
+    assert np.array_equal(task.train.numpy(), ids[: n_train // 10 * 10].reshape(-1, 10))
+    assert np.array_equal(task.heldout.numpy(), ids[n_train:][: n_held // 10 * 10].reshape(-1, 10))
+    assert task.n_train == n_train // 10 and task.n_heldout == n_held // 10
+    assert np.array_equal(task.token_probs, np.bincount(ids[:n_train], minlength=30) / n_train)
+    # sampled windows are contiguous pieces of the training split only (no held-out token)
+    x, y = task.sample(torch.Generator().manual_seed(0), 2000)
+    assert x.shape == y.shape == (2000, 9) and torch.equal(x[:, 1:], y[:, :-1])
+    train_windows = {tuple(ids[i:i + 10]) for i in range(n_train - 9)}
+    rows = torch.cat([x, y[:, -1:]], 1).numpy()
+    assert all(tuple(r) in train_windows for r in rows)
+    starts = {int(np.flatnonzero((np.lib.stride_tricks.sliding_window_view(ids[:n_train], 10) == r).all(1))[0])
+              for r in rows[:300]}
+    assert len(starts) > 200  # random offsets, not a fixed set of rows
+
+
+def test_token_stream_task_is_deterministic():
+    ids = np.arange(200) % 7
+    a, b = TokenStreamTask(ids, 7, seq_len=4), TokenStreamTask(ids.tolist(), 7, seq_len=4)
+    assert torch.equal(a.train, b.train) and torch.equal(a.heldout, b.heldout)
+    xa, _ = a.sample(torch.Generator().manual_seed(5), 64)
+    xb, _ = b.sample(torch.Generator().manual_seed(5), 64)
+    assert torch.equal(xa, xb)
+
+
+@pytest.mark.parametrize("kw, name", [
+    (dict(ids=np.ones((10, 10), dtype=int)), "ids"),
+    (dict(ids=np.linspace(0, 1, 100)), "ids"),
+    (dict(ids=np.r_[np.zeros(99, int), 9]), "ids"),
+    (dict(ids=np.r_[np.zeros(99, int), -1]), "ids"),
+    (dict(vocab_size=1), "vocab_size"),
+    (dict(seq_len=0), "seq_len"),
+    (dict(heldout_fraction=0.0), "heldout_fraction"),
+    (dict(heldout_fraction=float("nan")), "heldout_fraction"),
+    (dict(heldout_fraction=0.02), "heldout_fraction"),  # 2 held-out tokens: not one window
+    (dict(ids=np.zeros(12, int)), "ids"),
+])
+def test_token_stream_task_bad_input(kw, name):
+    args = dict(ids=np.zeros(100, int), vocab_size=9, seq_len=4, heldout_fraction=0.2)
+    args.update(kw)
+    with pytest.raises(ValueError, match=name):
+        TokenStreamTask(**args)
