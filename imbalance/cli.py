@@ -22,7 +22,8 @@ def _print_summary(sections) -> bool:
     for s in sections:
         if s.rows and "aggregate_loss" in s.rows[0]:
             print(f"\n{s.title}")
-            keys = [k for k in ("run", "optimizer", "lam", "aggregate_loss", "token_balanced_loss", "tail_minus_head")
+            keys = [k for k in ("run", "optimizer", "lam", "aggregate_loss", "token_balanced_loss", "tail_minus_head",
+                                 "ece")
                     if k in s.rows[0]]
             print("  ".join(f"{k:>19}" for k in keys))
             for r in s.rows:

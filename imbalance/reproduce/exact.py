@@ -9,7 +9,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import log_softmax, softmax
 
-from .. import plot
+from .. import metrics, plot
 from ..corpus import bigram_counts, tokenize_words, zipf_markov_stream
 from ..theory import bigram_equilibrium, margin_law, unigram_equilibrium
 from ..zipf import frequency_buckets, zipf_pmf
@@ -130,16 +130,25 @@ def bigram_section(st: Settings) -> Section:
     fig, axs = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, opt in zip(axs, ("sgd", "adamw")):
         eq = bigram_equilibrium(C, st.lams, optimizer=opt, batch_size=256)
+        adj = eq.logit_adjusted(1.0) if (freq > 0).all() else None  # T6c needs every π_v > 0
+        tv = metrics.marginal_calibration_error(eq.predicted_marginal(), freq)
         for i, lam in enumerate(st.lams):
             b = bucket_means(eq.loss_per_token[i], freq)
+            extra = {} if adj is None else dict(
+                posthoc_aggregate_loss=float(adj.aggregate_loss[i]),
+                posthoc_token_balanced_loss=float(adj.token_balanced_loss[i]),
+                posthoc_tail_minus_head=float(np.subtract(*bucket_means(adj.loss_per_token[i], freq)[[-1, 0]])))
             rows.append(dict(lam=float(lam), optimizer=opt, aggregate_loss=float(eq.aggregate_loss[i]),
-                             token_balanced_loss=float(eq.token_balanced_loss[i]), tail_minus_head=float(b[-1] - b[0])))
+                             token_balanced_loss=float(eq.token_balanced_loss[i]), tail_minus_head=float(b[-1] - b[0]),
+                             marginal_error=float(tv[i]), **extra))
         plot.aggregate_vs_balanced(ax, st.lams, eq.aggregate_loss, eq.token_balanced_loss)
         ax.set_title(f"{opt}, exact equilibrium")
     fig.tight_layout()
     text = (f"Bigram model (one-hot context, decayed output matrix) of {source}, solved exactly under SGD + L2 "
             "and under AdamW (B = 256, ε = 1e-8). Here the decay acts per *context* and pulls each prediction "
-            "towards uniform.")
+            "towards uniform. `marginal_error` is the total variation between the model's average prediction "
+            "and the token frequencies; `posthoc_*` are the same equilibria after post-hoc logit adjustment "
+            "(logits − log π, τ = 1, T6c), exact.")
     return Section("bigram", "T2/T3 — the bigram model of a token stream", text, rows, {"bigram": fig})
 
 

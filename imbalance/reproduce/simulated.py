@@ -8,7 +8,7 @@ import torch
 
 from .. import metrics, plot
 from ..sim import BigramTable, BigramTask, FeatureTask, LinearSoftmax
-from ..sim.paradox import paradox_sweep_args, small_lm, summarise_paradox
+from ..sim.paradox import paradox_calibration, paradox_sweep_args, posthoc_adjusted, small_lm, summarise_paradox
 from ..sim.validate import compare_bigram, compare_margins, feature_lbfgs
 from .exact import text_tokens
 from .report import Check, Section, Settings
@@ -128,23 +128,31 @@ def lm_paradox_section(st: Settings) -> Section:
     pending = {name: st.submit(f"lm_paradox-{name}", task, lams, **paradox_sweep_args(task, mitigation=m, **kw))
                for name, m in (("adamw", None), ("reweight", "reweight"))}
     base, mitig = (summarise_paradox(p.result(), B * task.seq_len) for p in pending.values())
+    posthoc = posthoc_adjusted(base, model, task, 1.0)  # T6c: the AdamW models, logits − log π
+    cal = {"adamw": paradox_calibration(base, model, task), "adamw+reweight": paradox_calibration(mitig, model, task),
+           "adamw+posthoc": paradox_calibration(base, model, task, tau=1.0)}
     rows = []
-    for name, p in (("adamw", base), ("adamw+reweight", mitig)):
+    for name, p in (("adamw", base), ("adamw+reweight", mitig), ("adamw+posthoc", posthoc)):
         for i, lam in enumerate(p.lams):
             rows.append(dict(run=name, lam=float(lam), aggregate_loss=float(p.aggregate[i]),
                              aggregate_ci=float(p.aggregate_ci[i]), token_balanced_loss=float(p.token_balanced[i]),
                              token_balanced_ci=float(p.token_balanced_ci[i]), tail_minus_head=float(p.gap[i]),
-                             gap_ci=float(p.gap_ci[i]),
+                             gap_ci=float(p.gap_ci[i]), ece=float(cal[name]["ece"][i]),
+                             marginal_error=float(cal[name]["marginal_error"][i]),
                              **{f"bucket{b}": float(v) for b, v in zip(p.buckets, p.bucket_loss[i])}))
     fig, axs = plt.subplots(1, 2, figsize=(10, 3.8))
     plot.bucket_loss_vs_lambda(axs[0], base.lams, base.bucket_loss, base.bucket_loss_ci, base.buckets)
     axs[0].set_title("AdamW: held-out loss per frequency bucket")
     plot.fairness_vs_aggregate(axs[1], {"AdamW": (base.aggregate, base.gap), "AdamW + 1/π reweighting":
-                                        (mitig.aggregate, mitig.gap)}, base.lams)
+                                        (mitig.aggregate, mitig.gap), "AdamW + post-hoc logit adjustment (τ = 1)":
+                                        (posthoc.aggregate, posthoc.gap)}, base.lams)
     fig.tight_layout()
     data = (f"a Zipfian lag-{task.lag} copy process (V = {task.V})" if user is None else
             f"{user[2]}, in windows of {task.seq_len} tokens, the last 20 % of the stream held out")
     text = (f"A {model.n_layer}-layer transformer (width {model.d_model}) on {data}, AdamW, {len(seeds)} seeds, "
             f"held-out loss; {base.below_line:.0%} of the vocabulary is seen less than once per batch of "
-            f"{base.tokens_per_batch} tokens (B·π < 1).")
+            f"{base.tokens_per_batch} tokens (B·π < 1). Two mitigations (T6): retraining with 1/π loss weights, "
+            "and post-hoc logit adjustment of the same AdamW models (logits − log π at evaluation, no retraining); "
+            "`ece` is the held-out top-1 expected calibration error, `marginal_error` the total variation between "
+            "the average predicted distribution and the held-out token frequencies.")
     return Section("lm_paradox", "The paradox in a small language model", text, rows, {"lm_paradox": fig})

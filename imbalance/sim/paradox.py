@@ -10,18 +10,19 @@ gap should shrink as tokens per batch grow, while under SGD (set by π/λ) it sh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from .. import metrics
-from .._validate import as_choice, as_positive_int
+from .._validate import as_choice, as_nonnegative, as_positive_int
+from .evaluate import sequence_calibration, sequence_loss_per_token
 from .optim import frequency_decay_scale
 from .sweep import SweepResult, sweep
 
 __all__ = ["ParadoxResult", "paradox_sweep", "paradox_sweep_args", "summarise_paradox", "tokens_per_batch_sweep",
-           "small_lm"]
+           "small_lm", "posthoc_bias", "posthoc_adjusted", "paradox_calibration"]
 
 
 @dataclass(frozen=True)
@@ -135,4 +136,49 @@ def tokens_per_batch_sweep(task, lam, batch_sizes, *, model, token_budget, lr, s
         steps = max(1, int(token_budget) // (B * task.seq_len))
         out.append(paradox_sweep(task, (0.0, float(lam)), model=model, steps=steps, batch_size=B, lr=lr,
                                  seeds=seeds, optimizer=optimizer, scheme=scheme, **sweep_kw))
+    return out
+
+
+def posthoc_bias(token_probs, tau) -> np.ndarray:
+    """−τ log π (V,), the post-hoc logit adjustment (Menon et al. 2021; T6c). Tokens with π = 0
+    (never seen in training) are given the smallest positive π, i.e. the rarest seen token's boost."""
+    tau = as_nonnegative(tau, "tau")
+    pi = np.asarray(token_probs, dtype=np.float64)
+    if pi.ndim != 1 or not np.isfinite(pi).all() or (pi < 0).any() or pi.sum() <= 0:
+        raise ValueError(f"token_probs must be a non-negative 1-D array with positive sum, got shape {pi.shape}")
+    pi = np.where(pi > 0, pi, pi[pi > 0].min())
+    return -tau * np.log(pi / pi.sum())
+
+
+def _stacked(res: SweepResult):
+    return {k: v.reshape(-1, *v.shape[2:]) for k, v in res.params.items()}  # (L, S, ...) → (M, ...)
+
+
+def posthoc_adjusted(result: ParadoxResult, model, task, tau, scheme: str = "log3") -> ParadoxResult:
+    """The same trained models, evaluated after post-hoc logit adjustment z − τ log π (T6c):
+    no training, only a bias on the logits at evaluation; π is the training-split ``token_probs``."""
+    res = result.sweep
+    bias = posthoc_bias(res.token_probs, tau)
+    params = _stacked(res)
+    L, S = res.lams.size, len(res.seeds)
+    ev = {name: sequence_loss_per_token(model, params, task, data, logit_bias=bias).to("cpu", torch.float64)
+          .reshape(L, S, -1).numpy() for name, data in (("train", task.train[: task.n_heldout]),
+                                                         ("heldout", task.heldout))}
+    adjusted = replace(res, loss_per_token=ev["train"], heldout_loss_per_token=ev["heldout"],
+                       loss_per_token_avg=None, heldout_loss_per_token_avg=None)
+    return summarise_paradox(adjusted, result.tokens_per_batch, scheme)
+
+
+def paradox_calibration(result: ParadoxResult, model, task, tau=0.0, n_bins: int = 15) -> dict:
+    """Held-out calibration of the trained models (after a post-hoc adjustment τ if τ > 0):
+    {"ece", "ece_ci", "marginal_error", "marginal_error_ci"}, seed means and 95 % CIs, (L,)."""
+    res = result.sweep
+    params = _stacked(res)
+    cal = sequence_calibration(model, params, task, task.heldout, logit_bias=posthoc_bias(res.token_probs, tau),
+                               n_bins=n_bins)
+    L, S = res.lams.size, len(res.seeds)
+    out = {}
+    for k in ("ece", "marginal_error"):
+        v = np.asarray(cal[k]).reshape(L, S)
+        out[k], out[f"{k}_ci"] = metrics.mean_ci(v, axis=1) if S > 1 else (v[:, 0], np.full(L, np.nan))
     return out

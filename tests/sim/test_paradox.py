@@ -49,3 +49,32 @@ def test_tokens_per_batch_sweep_keeps_the_token_budget():
                                  seeds=(0, 1), dtype=torch.float32, progress=False)
     assert [o.sweep.train_loss.shape[0] for o in out] == [40, 10]
     assert [o.tokens_per_batch for o in out] == [64, 256]
+
+
+def test_posthoc_adjustment_and_calibration_of_trained_models():
+    """posthoc_adjusted re-evaluates the trained models with logits z − τ log π (checked against a
+    direct per-model log-softmax of the model's logits); τ = 0 reproduces the sweep's own losses."""
+    from imbalance.sim.paradox import paradox_calibration, posthoc_adjusted, posthoc_bias
+
+    p = paradox_sweep(TASK, (0.0, 0.5), model=MODEL, steps=40, batch_size=16, lr=1e-2, seeds=(0, 1),
+                      dtype=torch.float64, progress=False)
+    same = posthoc_adjusted(p, MODEL, TASK, 0.0)
+    assert np.allclose(same.aggregate, p.aggregate, rtol=1e-12) and np.allclose(same.gap, p.gap, rtol=1e-12)
+    adj = posthoc_adjusted(p, MODEL, TASK, 1.0)
+    pi = TASK.token_probs
+    x, y = TASK.heldout[:, :-1], TASK.heldout[:, 1:]
+    for i in range(2):
+        for s in range(2):
+            params = {k: v[i, s].unsqueeze(0) for k, v in p.sweep.params.items()}
+            z = MODEL.logits(params, x.unsqueeze(0), TASK)[0] - torch.log(torch.as_tensor(pi))  # (n, T, V)
+            nll = -torch.log_softmax(z, -1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
+            tot = np.bincount(y.reshape(-1).numpy(), weights=nll.reshape(-1).numpy(), minlength=24)
+            lpt = tot / np.bincount(y.reshape(-1).numpy(), minlength=24)
+            assert np.allclose(adj.sweep.heldout_loss_per_token[i, s], lpt, rtol=1e-10)
+    assert np.all(adj.gap < p.gap)  # the adjustment raises rare tokens' probabilities
+    cal = paradox_calibration(p, MODEL, TASK)
+    assert cal["ece"].shape == (2,) and np.all((cal["ece"] >= 0) & (cal["ece"] <= 1))
+    assert np.all(cal["marginal_error"] < paradox_calibration(p, MODEL, TASK, tau=1.0)["marginal_error"])
+    with pytest.raises(ValueError, match="tau"):
+        posthoc_bias(pi, -1.0)
+    assert np.isfinite(posthoc_bias(np.array([0.5, 0.0, 0.5]), 1.0)).all()
