@@ -58,7 +58,7 @@ def test_text_option_runs_the_small_lm_on_a_user_corpus(tmp_path, monkeypatch, c
     report = (out / "report.md").read_text()
     assert "the user's text corpus.txt (7,500 tokens, V = 64)" in report and "last 20 % of the stream" in report
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert {r["run"] for r in rows} == {"adamw", "adamw+reweight"} and len(rows) == 8
+    assert {r["run"] for r in rows} == {"adamw", "adamw+reweight", "adamw+posthoc"} and len(rows) == 12
     assert all(0 < r["aggregate_loss"] < 10 for r in rows)
 
 
