@@ -64,7 +64,15 @@ class BigramTable:
         B = ctx.shape[1]
         r = task.r
         key = (torch.arange(M, device=W.device).unsqueeze(1) * C + ctx).reshape(-1)  # (M·B,)
-        rows, inv = torch.unique(key, return_inverse=True)  # (K,), (M·B,)
+        if M * C <= 8 * key.numel():  # dense marks over all M·C rows beat a sort (0.17 → 0.03 ms at M·C = M·B = 4096)
+            seen = torch.zeros(M * C, dtype=torch.bool, device=W.device)
+            seen[key] = True
+            rows = seen.nonzero().squeeze(1)  # (K,) sorted, as torch.unique
+            slot = torch.empty(M * C, dtype=torch.long, device=W.device)
+            slot[rows] = torch.arange(rows.numel(), device=W.device)
+            inv = slot[key]  # (M·B,)
+        else:
+            rows, inv = torch.unique(key, return_inverse=True)  # (K,), (M·B,)
         w = weights[tgt].reshape(-1) if weights is not None else torch.ones_like(key, dtype=W.dtype)  # (M·B,)
         n = torch.zeros(rows.numel(), dtype=W.dtype, device=W.device).index_add_(0, inv, w)  # (K,)
         z = W.view(M * C, V)[rows]  # (K, V)

@@ -136,18 +136,19 @@ def test_reweighting_equals_scaled_single_model():
     assert torch.allclose(res.params["b"][0, 0], -0.5 * b.grad, rtol=1e-12)
 
 
+@pytest.mark.parametrize("batch", [40, 1])  # dense row marks (M·C ≤ 8 M·B) and torch.unique (M·C > 8 M·B)
 @pytest.mark.parametrize("reweight", [False, True])
-def test_bigram_analytic_gradient_equals_autograd(reweight):
+def test_bigram_analytic_gradient_equals_autograd(reweight, batch):
     """BigramTable.loss_and_grads (sparse rows, no autograd) against torch autograd on the dense table."""
     task = BigramTask.stochastic_zipf(9, 1.0, 0.5, r=1.7)
     g = torch.Generator().manual_seed(0)
     W = torch.randn(3, 9, 9, generator=g, dtype=torch.float64)
-    ctx, tgt = (t.view(3, 40) for t in task.sample(g, 120))
+    ctx, tgt = (t.view(3, batch) for t in task.sample(g, 3 * batch))
     w = torch.rand(9, generator=g, dtype=torch.float64) + 0.5 if reweight else None
     loss, grads = BigramTable().loss_and_grads({"W": W}, ctx, tgt, task, w)
     Wg = W.clone().requires_grad_(True)
-    logits = task.r * Wg[torch.arange(3).unsqueeze(1), ctx]  # (3, 40, 9)
-    ce = torch.nn.functional.cross_entropy(logits.reshape(-1, 9), tgt.reshape(-1), reduction="none").view(3, 40)
+    logits = task.r * Wg[torch.arange(3).unsqueeze(1), ctx]  # (3, batch, 9)
+    ce = torch.nn.functional.cross_entropy(logits.reshape(-1, 9), tgt.reshape(-1), reduction="none").view(3, batch)
     if w is not None:
         ce = ce * w[tgt]
     ref = ce.mean(1)
