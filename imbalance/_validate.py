@@ -12,6 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 __all__ = [
+    "as_frequencies",
     "as_lams",
     "as_distribution",
     "as_positive",
@@ -72,6 +73,21 @@ def as_distribution(pi, name: str = "pi", min_size: int = 2, atol: float = 1e-9)
     if abs(total - 1.0) > atol:
         raise ValueError(f"{name} must sum to 1 (within {atol:g}), got sum={total!r}")
     return arr
+
+
+def as_frequencies(freq, name: str = "freq", size: int | None = None) -> np.ndarray:
+    """Non-negative counts or weights with a positive sum (of length ``size`` if given),
+    returned normalised to a distribution."""
+    try:
+        arr = np.asarray(freq, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a 1-D array of counts or frequencies, got {_short(freq)}") from None
+    if arr.ndim != 1 or (size is not None and arr.shape != (size,)):
+        want = "a 1-D array" if size is None else f"shape ({size},) to match the token axis"
+        raise ValueError(f"{name} must be {want}, got shape {arr.shape}")
+    if not np.isfinite(arr).all() or (arr < 0).any() or arr.sum() <= 0:
+        raise ValueError(f"{name} must be finite, non-negative, with a positive sum")
+    return arr / arr.sum()
 
 
 def as_positive(value, name: str) -> float:

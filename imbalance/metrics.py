@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._validate import as_frequencies
 from .zipf import frequency_buckets
 
 __all__ = ["per_token_loss", "aggregate_loss", "token_balanced_loss", "bucket_loss", "fairness_gap",
@@ -15,12 +16,7 @@ __all__ = ["per_token_loss", "aggregate_loss", "token_balanced_loss", "bucket_lo
 
 
 def _freq(freq, V):
-    freq = np.asarray(freq, dtype=np.float64)
-    if freq.shape != (V,):
-        raise ValueError(f"freq must have shape ({V},) to match the token axis, got shape {freq.shape}")
-    if not np.isfinite(freq).all() or (freq < 0).any() or freq.sum() <= 0:
-        raise ValueError("freq must be finite, non-negative, with a positive sum")
-    return freq / freq.sum()
+    return as_frequencies(freq, "freq", V)
 
 
 def per_token_loss(ce, targets, vocab_size: int) -> np.ndarray:

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .._validate import as_choice, as_count_matrix, as_lams, as_nonnegative, as_positive, as_positive_int
+from .._validate import (as_choice, as_count_matrix, as_frequencies, as_lams, as_nonnegative, as_positive,
+                         as_positive_int)
 from . import fixed_point
 from .fixed_point import AdamWResponse, L2Response, Layout, ratio_defect
 
@@ -116,14 +117,7 @@ class BigramEquilibrium:
         C = self.counts
         n_ctx, V = C.shape
         target_n = np.bincount(C.indices, weights=C.data, minlength=V)
-        if freq is None:
-            pi = target_n / target_n.sum()
-        else:
-            pi = np.asarray(freq, dtype=np.float64)
-            if pi.shape != (V,) or not np.isfinite(pi).all() or (pi < 0).any() or pi.sum() <= 0:
-                raise ValueError(f"freq must be {V} finite non-negative numbers with a positive sum, "
-                                 f"got shape {pi.shape}")
-            pi = pi / pi.sum()
+        pi = as_frequencies(target_n if freq is None else freq, "freq", V)
         if tau > 0 and (pi == 0).any():
             v = int(np.flatnonzero(pi == 0)[0])
             raise ValueError(f"freq has zero entries (token {v} never seen as a target) and tau={tau} > 0 would "
