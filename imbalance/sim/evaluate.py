@@ -5,16 +5,25 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .. import metrics
+
 __all__ = ["evaluate", "summarise", "sequence_loss_per_token", "sequence_calibration"]
 
 
-def _bias(logit_bias, task, dtype, dev):
-    if logit_bias is None:
-        return None
-    out = torch.as_tensor(logit_bias, dtype=dtype, device=dev)
-    if out.shape != (task.vocab_size,) or not torch.isfinite(out).all():
-        raise ValueError(f"logit_bias must be {task.vocab_size} finite numbers, got shape {tuple(out.shape)}")
-    return out
+def _logit_batches(model, params, task, data, batch, logit_bias):
+    """(logits + logit_bias (M, b, T, V), targets (b, T)) over ``data`` (n, T+1) in batches of rows."""
+    ref = next(iter(params.values()))
+    M = ref.shape[0]
+    if logit_bias is not None:
+        logit_bias = torch.as_tensor(logit_bias, dtype=ref.dtype, device=ref.device)
+        if logit_bias.shape != (task.vocab_size,) or not torch.isfinite(logit_bias).all():
+            raise ValueError(f"logit_bias must be {task.vocab_size} finite numbers, got shape "
+                             f"{tuple(logit_bias.shape)}")
+    for i in range(0, data.shape[0], batch):
+        x = data[i:i + batch].to(ref.device)  # (b, T+1)
+        inp, tgt = x[:, :-1], x[:, 1:]
+        z = model.logits(params, inp.expand(M, *inp.shape), task)  # (M, b, T, V)
+        yield (z if logit_bias is None else z + logit_bias), tgt
 
 
 @torch.no_grad()
@@ -23,18 +32,12 @@ def sequence_loss_per_token(model, params, task, data, batch: int = 64, logit_bi
 
     ``logit_bias`` (V,) is added to every model's logits before the softmax (post-hoc
     logit adjustment, T6c: −τ log π)."""
-    M = next(iter(params.values())).shape[0]
-    dev = next(iter(params.values())).device
-    dtype = next(iter(params.values())).dtype
-    logit_bias = _bias(logit_bias, task, dtype, dev)
+    ref = next(iter(params.values()))
+    M, dev, dtype = ref.shape[0], ref.device, ref.dtype
     tot = torch.zeros(M, task.vocab_size, dtype=dtype, device=dev)  # (M, V)
     cnt = torch.zeros(task.vocab_size, dtype=dtype, device=dev)  # (V,)
-    for i in range(0, data.shape[0], batch):
-        x = data[i:i + batch].to(dev)  # (b, T+1)
-        inp, tgt = x[:, :-1], x[:, 1:]
-        z = model.logits(params, inp.expand(M, *inp.shape), task)  # (M, b, T, V)
-        logp = torch.log_softmax(z if logit_bias is None else z + logit_bias, dim=-1)
-        ce = -logp.gather(-1, tgt.expand(M, *tgt.shape).unsqueeze(-1)).squeeze(-1)  # (M, b, T)
+    for z, tgt in _logit_batches(model, params, task, data, batch, logit_bias):
+        ce = -torch.log_softmax(z, dim=-1).gather(-1, tgt.expand(M, *tgt.shape).unsqueeze(-1)).squeeze(-1)  # (M, b, T)
         tot.index_add_(1, tgt.reshape(-1), ce.reshape(M, -1))
         cnt.index_add_(0, tgt.reshape(-1), torch.ones(tgt.numel(), dtype=dtype, device=dev))
     return tot / torch.where(cnt > 0, cnt, torch.full_like(cnt, float("nan")))
@@ -46,19 +49,12 @@ def sequence_calibration(model, params, task, data, batch: int = 64, logit_bias=
     ``logit_bias`` (V,): {"ece": (M,) top-1 expected calibration error,
     "marginal": (M, V) average predicted distribution over positions,
     "marginal_error": (M,) its total variation from the targets' empirical frequencies}."""
-    from .. import metrics
-
-    M = next(iter(params.values())).shape[0]
-    dev = next(iter(params.values())).device
-    dtype = next(iter(params.values())).dtype
-    logit_bias = _bias(logit_bias, task, dtype, dev)
+    ref = next(iter(params.values()))
+    M = ref.shape[0]
     conf, corr = [], []
-    marginal = torch.zeros(M, task.vocab_size, dtype=torch.float64, device=dev)
-    for i in range(0, data.shape[0], batch):
-        x = data[i:i + batch].to(dev)  # (b, T+1)
-        inp, tgt = x[:, :-1], x[:, 1:]
-        z = model.logits(params, inp.expand(M, *inp.shape), task)  # (M, b, T, V)
-        p = torch.softmax(z if logit_bias is None else z + logit_bias, dim=-1)
+    marginal = torch.zeros(M, task.vocab_size, dtype=torch.float64, device=ref.device)
+    for z, tgt in _logit_batches(model, params, task, data, batch, logit_bias):
+        p = torch.softmax(z, dim=-1)
         top, arg = p.max(-1)  # (M, b, T)
         conf.append(top.reshape(M, -1).double().cpu())
         corr.append((arg == tgt).reshape(M, -1).double().cpu())
@@ -71,11 +67,13 @@ def sequence_calibration(model, params, task, data, batch: int = 64, logit_bias=
 
 
 @torch.no_grad()
-def evaluate(model, params, task, L, S) -> dict:
-    """{"train": (L, S, V) per-token loss[, "heldout": (L, S, V)]} on CPU, float64."""
+def evaluate(model, params, task, L, S, logit_bias=None) -> dict:
+    """{"train": (L, S, V) per-token loss[, "heldout": (L, S, V)]} on CPU, float64.
+    ``logit_bias`` (sequence tasks): added to the logits, as in ``sequence_loss_per_token``."""
     if task.kind == "sequence":
-        out = {"train": sequence_loss_per_token(model, params, task, task.train[: task.n_heldout]),
-               "heldout": sequence_loss_per_token(model, params, task, task.heldout)}
+        out = {"train": sequence_loss_per_token(model, params, task, task.train[: task.n_heldout],
+                                                logit_bias=logit_bias),
+               "heldout": sequence_loss_per_token(model, params, task, task.heldout, logit_bias=logit_bias)}
     else:
         out = {"train": task.loss_per_token(model.eval_logp(params, task))}
     return {k: v.detach().to("cpu", torch.float64).reshape(L, S, -1) for k, v in out.items()}

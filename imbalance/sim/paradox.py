@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from .. import metrics
-from .._validate import as_choice, as_nonnegative, as_positive_int
-from .evaluate import sequence_calibration, sequence_loss_per_token
+from .._validate import as_choice, as_frequencies, as_nonnegative, as_positive_int
+from .evaluate import evaluate, sequence_calibration
 from .optim import frequency_decay_scale
 from .sweep import SweepResult, sweep
 
@@ -143,11 +143,8 @@ def posthoc_bias(token_probs, tau) -> np.ndarray:
     """−τ log π (V,), the post-hoc logit adjustment (Menon et al. 2021; T6c). Tokens with π = 0
     (never seen in training) are given the smallest positive π, i.e. the rarest seen token's boost."""
     tau = as_nonnegative(tau, "tau")
-    pi = np.asarray(token_probs, dtype=np.float64)
-    if pi.ndim != 1 or not np.isfinite(pi).all() or (pi < 0).any() or pi.sum() <= 0:
-        raise ValueError(f"token_probs must be a non-negative 1-D array with positive sum, got shape {pi.shape}")
-    pi = np.where(pi > 0, pi, pi[pi > 0].min())
-    return -tau * np.log(pi / pi.sum())
+    pi = as_frequencies(token_probs, "token_probs")
+    return -tau * np.log(np.where(pi > 0, pi, pi[pi > 0].min()))  # a constant shift would not matter
 
 
 def _stacked(res: SweepResult):
@@ -158,13 +155,9 @@ def posthoc_adjusted(result: ParadoxResult, model, task, tau, scheme: str = "log
     """The same trained models, evaluated after post-hoc logit adjustment z − τ log π (T6c):
     no training, only a bias on the logits at evaluation; π is the training-split ``token_probs``."""
     res = result.sweep
-    bias = posthoc_bias(res.token_probs, tau)
-    params = _stacked(res)
-    L, S = res.lams.size, len(res.seeds)
-    ev = {name: sequence_loss_per_token(model, params, task, data, logit_bias=bias).to("cpu", torch.float64)
-          .reshape(L, S, -1).numpy() for name, data in (("train", task.train[: task.n_heldout]),
-                                                         ("heldout", task.heldout))}
-    adjusted = replace(res, loss_per_token=ev["train"], heldout_loss_per_token=ev["heldout"],
+    ev = evaluate(model, _stacked(res), task, res.lams.size, len(res.seeds),
+                  logit_bias=posthoc_bias(res.token_probs, tau))
+    adjusted = replace(res, loss_per_token=ev["train"].numpy(), heldout_loss_per_token=ev["heldout"].numpy(),
                        loss_per_token_avg=None, heldout_loss_per_token_avg=None)
     return summarise_paradox(adjusted, result.tokens_per_batch, scheme)
 
