@@ -134,10 +134,12 @@ def bigram_section(st: Settings) -> Section:
         tv = metrics.marginal_calibration_error(eq.predicted_marginal(), freq)
         for i, lam in enumerate(st.lams):
             b = bucket_means(eq.loss_per_token[i], freq)
-            extra = {} if adj is None else dict(
-                posthoc_aggregate_loss=float(adj.aggregate_loss[i]),
-                posthoc_token_balanced_loss=float(adj.token_balanced_loss[i]),
-                posthoc_tail_minus_head=float(np.subtract(*bucket_means(adj.loss_per_token[i], freq)[[-1, 0]])))
+            extra = {}
+            if adj is not None:
+                ba = bucket_means(adj.loss_per_token[i], freq)
+                extra = dict(posthoc_aggregate_loss=float(adj.aggregate_loss[i]),
+                             posthoc_token_balanced_loss=float(adj.token_balanced_loss[i]),
+                             posthoc_tail_minus_head=float(ba[-1] - ba[0]))
             rows.append(dict(lam=float(lam), optimizer=opt, aggregate_loss=float(eq.aggregate_loss[i]),
                              token_balanced_loss=float(eq.token_balanced_loss[i]), tail_minus_head=float(b[-1] - b[0]),
                              marginal_error=float(tv[i]), **extra))

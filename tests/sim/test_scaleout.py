@@ -75,16 +75,20 @@ def _child_pid(pid, timeout=30.0):
     raise AssertionError("the local job never started its task")
 
 
+def _wait_for_checkpoint(out, job):
+    t0 = time.time()
+    while not (out / "checkpoint.pt").exists():
+        assert time.time() - t0 < 60 and job.state == "RUNNING", job.stderr()
+        time.sleep(0.005)
+
+
 def test_preempted_local_job_is_requeued_and_resumes(tmp_path):
     kw = _kw(steps=8000, eval_every=500)
     ref = sweep(TASK, LAMS[:2], **kw)
     pending = submit_sweep(TASK, LAMS[:2], executor=make_executor("local", tmp_path / "jobs"), out=tmp_path / "s",
                            **kw)
     (job,) = pending.jobs
-    t0 = time.time()
-    while not (tmp_path / "s" / "checkpoint.pt").exists():
-        assert time.time() - t0 < 60 and job.state == "RUNNING", job.stderr()
-        time.sleep(0.005)
+    _wait_for_checkpoint(tmp_path / "s", job)
     os.kill(_child_pid(job._process.pid), signal.SIGUSR2)  # what slurm sends before preempting
     res = pending.result()
     log = job.stdout()
@@ -104,10 +108,7 @@ def test_cancel_stops_a_local_job_and_its_task(tmp_path):
     pending = submit_sweep(TASK, LAMS[:2], executor=make_executor("local", tmp_path / "jobs"), out=tmp_path / "s",
                            **_kw(steps=10**6, eval_every=500))
     (job,) = pending.jobs
-    t0 = time.time()
-    while not (tmp_path / "s" / "checkpoint.pt").exists():
-        assert time.time() - t0 < 60 and job.state == "RUNNING", job.stderr()
-        time.sleep(0.005)
+    _wait_for_checkpoint(tmp_path / "s", job)
     task = _child_pid(job._process.pid)
     pending.cancel()
     pending.cancel()  # a second SIGINT used to stop the controller before it had stopped its task
