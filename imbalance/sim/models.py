@@ -75,18 +75,29 @@ class BigramTable:
             rows, inv = torch.unique(key, return_inverse=True)  # (K,), (M·B,)
         w = weights[tgt].reshape(-1) if weights is not None else torch.ones_like(key, dtype=W.dtype)  # (M·B,)
         n = torch.zeros(rows.numel(), dtype=W.dtype, device=W.device).index_add_(0, inv, w)  # (K,)
-        z = W.view(M * C, V)[rows]  # (K, V)
-        if r != 1.0:
-            z = r * z
-        p = torch.softmax(z, dim=-1)  # (K, V)
-        hit = p[inv, tgt.reshape(-1)].log()  # (M·B,) log p(y_i | x_i)
-        low = hit < -600.0  # p near underflow: take the exact log-softmax for these samples
-        if low.any():
-            k = inv[low]
-            hit[low] = z[k, tgt.reshape(-1)[low]] - torch.logsumexp(z[k], dim=-1)
+        W2, K = W.view(M * C, V), rows.numel()
+        g_rows = torch.empty(K, V, dtype=W.dtype, device=W.device)  # (K, V) becomes (r/B) n_x softmax(r W[x])
+        top = torch.empty(K, 1, dtype=W.dtype, device=W.device)  # row max of r W[x]
+        total = torch.empty(K, 1, dtype=W.dtype, device=W.device)  # Σ_v exp(r W[x, v] − top)
+        coef = ((r / B) * n).unsqueeze(1)  # (K, 1)
+        # Gather and softmax a block of rows at a time, in place, so that each block stays in cache:
+        # 4.7-4.9 → 4.3-4.6 ms per step of benchmark (a) (K ≈ 1500 rows × V = 256, float64, 1 thread,
+        # this CPU, same process) against torch.softmax on the whole gathered (K, V) array.
+        # One block on other devices.
+        block = max(1, 2 ** 20 // (V * W.element_size())) if W.device.type == "cpu" else K
+        for a in range(0, K, block):
+            b = min(a + block, K)
+            z = torch.index_select(W2, 0, rows[a:b], out=g_rows[a:b])
+            if r != 1.0:
+                z.mul_(r)
+            torch.amax(z, dim=1, keepdim=True, out=top[a:b])
+            z.sub_(top[a:b]).exp_()
+            torch.sum(z, dim=1, keepdim=True, out=total[a:b])
+            z.mul_(coef[a:b] / total[a:b])
+        y = tgt.reshape(-1)
+        hit = r * W2[key, y] - top[inv, 0] - total[inv, 0].log()  # (M·B,) log p(y_i | x_i), exact log-softmax
         loss = -(w * hit).view(M, B).sum(1) / B  # (M,)
-        g_rows = p.mul_((r / B) * n.unsqueeze(1))  # (K, V) (r/B) n_x softmax
-        g_rows.index_put_((inv, tgt.reshape(-1)), (-r / B) * w, accumulate=True)  # − (r/B) t_x
+        g_rows.index_put_((inv, y), (-r / B) * w, accumulate=True)  # − (r/B) t_x
         return loss, {"W": RowGrad(rows, g_rows)}
 
 
