@@ -135,6 +135,9 @@ class BatchedAdamW(_Batched):
         b1, b2 = self.betas
         bc1 = 1.0 - b1 ** self.step_count
         bc2_sqrt = math.sqrt(1.0 - b2 ** self.step_count)
+        if self.fused:
+            self._fused_step(grads, bc1, bc2_sqrt)
+            return
         for name, p in self.params.items():
             g = grads[name]
             m, v = self.exp_avg[name], self.exp_avg_sq[name]
@@ -146,14 +149,6 @@ class BatchedAdamW(_Batched):
                     g = _ZERO.to(p)
                 else:
                     g = g.dense(p)
-            if self.fused:
-                # one pass over memory; hyper-parameters as 0-d tensors so the kernel compiles once.
-                # −(lr/bc1) m/(√v/bc2 + ε) = −(lr bc2/bc1) m/(√v + ε bc2): one division per entry,
-                # not two — 2.7 → 1.9 ms for 16 × 256 × 256 float64 entries, 1 thread (this CPU)
-                hp = torch.tensor([-self.lr * bc2_sqrt / bc1, b1, b2, self.eps * bc2_sqrt], dtype=p.dtype,
-                                  device=p.device)
-                _fused_adamw()(p, g, m, v, self.shrink.get(name, _ONE.to(p)), hp)
-                continue
             if name in self.shrink:
                 p.mul_(self.shrink[name])
             m.lerp_(g, 1.0 - b1)
@@ -161,10 +156,41 @@ class BatchedAdamW(_Batched):
             denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
             p.addcdiv_(m, denom, value=-self.lr / bc1)
 
+    def _fused_step(self, grads, bc1, bc2_sqrt):
+        """One compiled pass over memory per parameter.
+
+        −(lr/bc1) m/(√v/bc2 + ε) = −(lr bc2/bc1) m/(√v + ε bc2): one division per entry, not two
+        (2.7 → 1.9 ms for 16 × 256 × 256 float64 entries, 1 thread, this CPU). Hyper-parameters
+        travel as 0-d tensors so that a kernel compiles once, not once per step.
+        """
+        b1, b2 = self.betas
+        for name, p in self.params.items():
+            g = grads[name]
+            m, v = self.exp_avg[name], self.exp_avg_sq[name]
+            shrink = self.shrink.get(name, _ONE.to(p))
+            hp = torch.tensor([-self.lr * bc2_sqrt / bc1, b1, b2, self.eps * bc2_sqrt], dtype=p.dtype,
+                              device=p.device)
+            if isinstance(g, RowGrad) and g.rows.numel() > 0:
+                # the kernel reads each row's gradient through a row → slot map (−1: zero gradient), so
+                # the rows of the batch cost no pass of their own: 5.0-5.2 → 4.0-4.1 ms per step of
+                # benchmark (a) (1 thread, this CPU, same process), against adding the rows to m and v
+                # with index_add_ before a gradient-free pass
+                V = p.shape[-1]
+                slot = torch.full((p.numel() // V,), -1, dtype=torch.long, device=p.device)
+                slot[g.rows] = torch.arange(g.rows.numel(), device=p.device)
+                if shrink.dim():  # (M, ..., 1 or V) → one row per row of p
+                    shrink = shrink.expand(*p.shape[:-1], shrink.shape[-1]).reshape(-1, shrink.shape[-1])
+                _compiled(_adamw_rows, dynamic=True)(p.view(-1, V), m.view(-1, V), v.view(-1, V), g.values, slot,
+                                                     shrink, hp)
+                continue
+            if isinstance(g, RowGrad):
+                g = _ZERO.to(p)
+            _compiled(_adamw_update)(p, g, m, v, shrink, hp)
+
 
 _ONE = torch.ones(())
 _ZERO = torch.zeros(())
-_FUSED = None
+_COMPILED = {}
 
 
 def _adamw_update(p, g, m, v, shrink, hp):
@@ -177,11 +203,18 @@ def _adamw_update(p, g, m, v, shrink, hp):
     v.copy_(v_new)
 
 
-def _fused_adamw():
-    global _FUSED
-    if _FUSED is None:
-        _FUSED = torch.compile(_adamw_update, dynamic=False, fullgraph=True)
-    return _FUSED
+def _adamw_rows(p, m, v, values, slot, shrink, hp):
+    """``_adamw_update`` on (R, V) views with the gradient of row i = values[slot[i]], zero where slot[i] < 0."""
+    rows = slot.unsqueeze(1)  # (R, 1)
+    cols = torch.arange(p.shape[1], device=p.device)
+    g = values[rows.clamp(0, values.shape[0] - 1), cols] * (rows >= 0)  # (R, V)
+    _adamw_update(p, g, m, v, shrink, hp)
+
+
+def _compiled(fn, dynamic=False):
+    if (fn, dynamic) not in _COMPILED:
+        _COMPILED[fn, dynamic] = torch.compile(fn, dynamic=dynamic, fullgraph=True)
+    return _COMPILED[fn, dynamic]
 
 
 def make_optimizer(name: str, params, lams, *, lr, decayed=None, decay_scale=None, betas=(0.9, 0.999), eps=1e-8,

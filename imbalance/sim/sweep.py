@@ -98,7 +98,8 @@ def sweep(task, lams, *, model, optimizer, steps, batch_size, lr, seeds=(0,), de
     with the same arguments resumes and ends identical to an uninterrupted run.
     ``callback(step)`` runs after each step (and after any checkpoint of that step).
     ``fused=True`` compiles the AdamW update into one memory pass (torch.compile; the
-    first step pays the compilation; results agree with the eager update to rounding).
+    first step pays the compilation; results agree with the eager update to rounding, and
+    a fused run resumes only as a fused run).
     """
     lam_arr = _check_lams(lams)
     seeds = tuple(int(as_positive_int(s, "seeds", minimum=0)) for s in np.atleast_1d(seeds).tolist())
@@ -144,6 +145,8 @@ def sweep(task, lams, *, model, optimizer, steps, batch_size, lr, seeds=(0,), de
                   "average_last": average_last,
                   "decay_scale": {k: hashlib.sha256(np.asarray(v, dtype=np.float64).tobytes()).hexdigest()
                                   for k, v in (decay_scale or {}).items()}}
+        if fused:  # fused and eager AdamW differ in rounding: a run resumes only as what it was
+            config["fused"] = True
         config = json.loads(json.dumps(config))
         config["fingerprint"] = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
         store = SweepStore(out, config)

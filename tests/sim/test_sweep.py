@@ -64,6 +64,25 @@ def test_resume_after_kill_is_identical(tmp_path, kill_at):
     _same(ref, sweep(TASK, [0.01, 0.1], **_args(out=tmp_path)))
 
 
+@pytest.mark.slow
+def test_fused_resume_is_identical_and_close_to_eager(tmp_path):
+    """A killed fused run resumes to the same bits and lands within rounding of the eager update;
+    an eager run does not resume from a fused run's files (their rounding differs)."""
+    ref = sweep(TASK, [0.01, 0.1], **_args(fused=True))
+
+    def die(step):
+        if step == 25:
+            raise Killed
+
+    with pytest.raises(Killed):
+        sweep(TASK, [0.01, 0.1], **_args(out=tmp_path, callback=die, fused=True))
+    _same(ref, sweep(TASK, [0.01, 0.1], **_args(out=tmp_path, fused=True)))
+    eager = sweep(TASK, [0.01, 0.1], **_args())
+    assert np.allclose(ref.params["W"], eager.params["W"], rtol=1e-11, atol=1e-14)
+    with pytest.raises(ValueError, match="different sweep"):
+        sweep(TASK, [0.01, 0.1], **_args(out=tmp_path))
+
+
 def test_torn_results_line_is_repaired(tmp_path):
     def die(step):
         if step == 35:
