@@ -155,10 +155,13 @@ def test_reweighting_equals_scaled_single_model():
     assert torch.allclose(res.params["b"][0, 0], -0.5 * b.grad, rtol=1e-12)
 
 
+@pytest.mark.parametrize("block_bytes", [2 ** 20, 4 * 9 * 8])  # one softmax block; blocks of 4 rows
 @pytest.mark.parametrize("batch", [40, 1])  # dense row marks (M·C ≤ 8 M·B) and torch.unique (M·C > 8 M·B)
 @pytest.mark.parametrize("reweight", [False, True])
-def test_bigram_analytic_gradient_equals_autograd(reweight, batch):
+def test_bigram_analytic_gradient_equals_autograd(reweight, batch, block_bytes, monkeypatch):
     """BigramTable.loss_and_grads (sparse rows, no autograd) against torch autograd on the dense table."""
+    from imbalance.sim import models
+    monkeypatch.setattr(models, "_BLOCK_BYTES", block_bytes)
     task = BigramTask.stochastic_zipf(9, 1.0, 0.5, r=1.7)
     g = torch.Generator().manual_seed(0)
     W = torch.randn(3, 9, 9, generator=g, dtype=torch.float64)
