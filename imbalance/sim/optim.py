@@ -207,7 +207,8 @@ def _adamw_rows(p, m, v, values, slot, shrink, hp):
     """``_adamw_update`` on (R, V) views with the gradient of row i = values[slot[i]], zero where slot[i] < 0."""
     rows = slot.unsqueeze(1)  # (R, 1)
     cols = torch.arange(p.shape[1], device=p.device)
-    g = values[rows.clamp(0, values.shape[0] - 1), cols] * (rows >= 0)  # (R, V)
+    g = torch.where(rows >= 0, values[rows.clamp(0, values.shape[0] - 1), cols], 0.0)  # (R, V); a non-finite
+    # gradient row stays in its row (a product with the 0/1 mask would spread inf · 0 = nan)
     _adamw_update(p, g, m, v, shrink, hp)
 
 

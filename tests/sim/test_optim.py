@@ -1,5 +1,7 @@
 """Batched optimisers against torch.optim, one model at a time (float64, 100 steps)."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -215,3 +217,13 @@ def test_fused_row_update_with_per_row_decay_matches_eager(scale_shape):
             opt.step({"W": rg})
         out.append(W)
     assert _rel(out[1], out[0]) < 1e-12
+
+
+@pytest.mark.slow
+def test_fused_row_update_keeps_a_nonfinite_row_to_itself():
+    """A diverged (inf) gradient row corrupts its own row only, as in the eager update."""
+    W = torch.zeros(1, 4, 3, dtype=torch.float64)
+    opt = BatchedAdamW({"W": W}, [0.1], lr=0.01, fused=True)
+    opt.step({"W": RowGrad(torch.tensor([0, 2]), torch.tensor([[math.inf, 1.0, 1.0], [1.0, 2.0, 3.0]],
+                                                               dtype=torch.float64))})
+    assert not torch.isfinite(W[0, 0, 0]) and torch.isfinite(W[0, 1:]).all() and torch.isfinite(W[0, 0, 1:]).all()
