@@ -125,6 +125,9 @@ class BatchedAdamW(_Batched):
         self.exp_avg = {n: torch.zeros_like(p) for n, p in params.items()}
         self.exp_avg_sq = {n: torch.zeros_like(p) for n, p in params.items()}
         self.shrink = {n: 1.0 - self.lr * lam for n, lam in self.lam.items()}  # (M, ...) 1 − lr λ
+        # the same, one row per row of the parameter viewed as (R, V), for the fused row kernel
+        self.row_shrink = {n: s.expand(*params[n].shape[:-1], s.shape[-1]).reshape(-1, s.shape[-1])
+                           for n, s in self.shrink.items()} if self.fused else {}
 
     def _state(self):
         return {"exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq}
@@ -167,7 +170,6 @@ class BatchedAdamW(_Batched):
         for name, p in self.params.items():
             g = grads[name]
             m, v = self.exp_avg[name], self.exp_avg_sq[name]
-            shrink = self.shrink.get(name, _ONE.to(p))
             hp = torch.tensor([-self.lr * bc2_sqrt / bc1, b1, b2, self.eps * bc2_sqrt], dtype=p.dtype,
                               device=p.device)
             if isinstance(g, RowGrad) and g.rows.numel() > 0:
@@ -178,14 +180,12 @@ class BatchedAdamW(_Batched):
                 V = p.shape[-1]
                 slot = torch.full((p.numel() // V,), -1, dtype=torch.long, device=p.device)
                 slot[g.rows] = torch.arange(g.rows.numel(), device=p.device)
-                if shrink.dim():  # (M, ..., 1 or V) → one row per row of p
-                    shrink = shrink.expand(*p.shape[:-1], shrink.shape[-1]).reshape(-1, shrink.shape[-1])
                 _compiled(_adamw_rows, dynamic=True)(p.view(-1, V), m.view(-1, V), v.view(-1, V), g.values, slot,
-                                                     shrink, hp)
+                                                     self.row_shrink.get(name, _ONE.to(p)), hp)
                 continue
             if isinstance(g, RowGrad):
                 g = _ZERO.to(p)
-            _compiled(_adamw_update)(p, g, m, v, shrink, hp)
+            _compiled(_adamw_update)(p, g, m, v, self.shrink.get(name, _ONE.to(p)), hp)
 
 
 _ONE = torch.ones(())
