@@ -14,6 +14,8 @@ import scipy.sparse as sp
 __all__ = [
     "as_frequencies",
     "as_lams",
+    "as_lam_pair",
+    "drop_lam_axis",
     "as_distribution",
     "as_positive",
     "as_count_matrix",
@@ -29,28 +31,53 @@ def _short(value) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def as_lams(lam, name: str = "lam") -> tuple[np.ndarray, bool]:
+def as_lams(lam, name: str = "lam", *, allow_zero: bool = False) -> tuple[np.ndarray, bool]:
     """Return (1-D float64 array of weight decays, is_scalar).
 
     A scalar gives a length-1 array and ``is_scalar=True``; results then drop the
-    leading λ axis. Every value must be finite and > 0.
+    leading λ axis (:func:`drop_lam_axis`). Every value must be finite and > 0
+    (>= 0 with ``allow_zero``, for simulations, where λ = 0 is a run like any other).
     """
-    if isinstance(lam, (bool, np.bool_)):
-        raise ValueError(f"{name} must be a positive number or 1-D array, got {lam!r}")
+    what = "non-negative" if allow_zero else "positive"
+    if isinstance(lam, (bool, np.bool_, str, bytes)):
+        raise ValueError(f"{name} must be a {what} number or 1-D array, got {name}={_short(lam)}")
     try:
         arr = np.asarray(lam, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number or 1-D array, got {_short(lam)}") from None
+        raise ValueError(f"{name} must be a {what} number or 1-D array, got {name}={_short(lam)}") from None
     if arr.ndim > 1:
         raise ValueError(f"{name} must be a scalar or a 1-D array, got shape {arr.shape}")
     scalar = arr.ndim == 0
     arr = np.atleast_1d(arr)
     if arr.size == 0:
-        raise ValueError(f"{name} must not be empty")
-    bad = ~np.isfinite(arr) | (arr <= 0)
+        raise ValueError(f"{name} must not be empty, got {name}={_short(lam)}")
+    bad = ~np.isfinite(arr) | ((arr < 0) if allow_zero else (arr <= 0))
     if bad.any():
-        raise ValueError(f"{name} must be finite and > 0, got {name}={arr[bad][0]!r}")
+        raise ValueError(f"{name} must be finite and {'>=' if allow_zero else '>'} 0, got {name}={arr[bad][0]!r}")
     return arr, scalar
+
+
+def as_lam_pair(lam_a, name_a: str, lam_b, name_b: str) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Two weight decays (each a scalar or 1-D) broadcast to one λ path.
+
+    Returns (a, b, is_scalar) with a, b 1-D float64 of equal length; ``is_scalar`` when
+    both were scalars.
+    """
+    a, sa = as_lams(lam_a, name_a)
+    b, sb = as_lams(lam_b, name_b)
+    if a.size != b.size and min(a.size, b.size) != 1:
+        raise ValueError(f"{name_a} and {name_b} must have the same length or be scalars, "
+                         f"got lengths {a.size} and {b.size}")
+    L = max(a.size, b.size)
+    return np.broadcast_to(a, (L,)).copy(), np.broadcast_to(b, (L,)).copy(), sa and sb
+
+
+def drop_lam_axis(fields: dict, scalar: bool) -> dict:
+    """The counterpart of :func:`as_lams` for results: when λ was a scalar, drop the
+    leading λ axis of every array field (a length-1 vector becomes a float)."""
+    if not scalar:
+        return fields
+    return {k: (float(v[0]) if np.ndim(v) == 1 else v[0]) for k, v in fields.items()}
 
 
 def as_distribution(pi, name: str = "pi", min_size: int = 2, atol: float = 1e-9) -> np.ndarray:
@@ -75,19 +102,30 @@ def as_distribution(pi, name: str = "pi", min_size: int = 2, atol: float = 1e-9)
     return arr
 
 
-def as_frequencies(freq, name: str = "freq", size: int | None = None) -> np.ndarray:
+def as_frequencies(freq, name: str = "pi", size: int | None = None) -> np.ndarray:
     """Non-negative counts or weights with a positive sum (of length ``size`` if given),
     returned normalised to a distribution."""
+    if isinstance(freq, (str, bytes)):
+        raise ValueError(f"{name} must be a 1-D array of counts or frequencies, got {name}={_short(freq)}")
     try:
         arr = np.asarray(freq, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a 1-D array of counts or frequencies, got {_short(freq)}") from None
+        raise ValueError(f"{name} must be a 1-D array of counts or frequencies, got {name}={_short(freq)}") from None
     if arr.ndim != 1 or (size is not None and arr.shape != (size,)):
         want = "a 1-D array" if size is None else f"shape ({size},) to match the token axis"
         raise ValueError(f"{name} must be {want}, got shape {arr.shape}")
-    if not np.isfinite(arr).all() or (arr < 0).any() or arr.sum() <= 0:
-        raise ValueError(f"{name} must be finite, non-negative, with a positive sum")
-    return arr / arr.sum()
+    bad = ~np.isfinite(arr) | (arr < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name} must be finite and non-negative, got {name}[{i}]={arr[i]!r}")
+    if arr.size == 0 or not arr.max() > 0:
+        raise ValueError(f"{name} must have a positive sum, got {name}={_short(freq)}")
+    with np.errstate(over="ignore"):
+        total = arr.sum()
+    if not np.isfinite(total):  # huge counts: rescale before summing
+        arr = arr / arr.max()
+        total = arr.sum()
+    return arr / total
 
 
 def as_positive(value, name: str) -> float:

@@ -26,28 +26,48 @@ def zipf_pmf(K: int, s: float, q: float = 0.0) -> np.ndarray:
     return w / w.sum()
 
 
-def frequency_buckets(freq, scheme: str = "log3", n_groups: int = 10) -> np.ndarray:
-    """Integer bucket id per token, 0 = most frequent bucket.
+def frequency_buckets(pi, scheme: str = "log3", n_groups: int = 10) -> np.ndarray:
+    """Integer bucket id per token, 0 = most frequent bucket; tokens with π = 0 get -1.
 
-    ``"log3"``: powers-of-3 bins of relative frequency as in Pinto et al. (2024):
-    bucket b holds tokens with freq/max(freq) in (3^-(b+1), 3^-b]; tokens with zero
-    frequency get id -1.
-    ``"equal_mass"``: ``n_groups`` groups of (about) equal probability mass after
-    sorting by frequency, as in Kunstner et al. (2024); ties stay together in the
-    group where the cumulative mass lands.
+    ``pi``: frequencies or counts (any positive scale).
+
+    ``"log3"``: powers-of-3 bins of relative frequency as in Pinto et al. (2024,
+    arXiv 2410.11985): bucket b holds tokens with π/max(π) in (3^-(b+1), 3^-b].
+
+    ``"equal_mass"``: the split of Kunstner et al. (2024, arXiv 2402.19449; their
+    ``split_classes_by_frequency``): sort the tokens by decreasing frequency, accumulate
+    their normalised mass, and close group g after the first token whose cumulative mass
+    (at the end of its interval) reaches (g + 1)/``n_groups`` — the crossing token stays in
+    the earlier group. Token t therefore lands in group #{g ≥ 1 : g/n_groups ≤ mass before t}.
+    A group that no token opens stays empty, so ids may skip a value when one token holds
+    more than 1/``n_groups`` of the mass. Equal frequencies are ordered by token index (a
+    stable sort), so tied tokens can straddle a group boundary: four equal frequencies in
+    two groups give [0, 0, 1, 1] (the second token's interval ends exactly at ½ and
+    closes group 0).
+
+    >>> frequency_buckets([1, 1, 1, 1], "equal_mass", n_groups=2).tolist()
+    [0, 0, 1, 1]
+    >>> frequency_buckets([9, 3, 1, 0]).tolist()
+    [0, 1, 2, -1]
     """
-    arr = np.asarray(freq, dtype=np.float64)
+    if isinstance(pi, (str, bytes)):
+        raise ValueError(f"pi must be a 1-D array of frequencies, got pi={pi!r:.80}")
+    try:
+        arr = np.asarray(pi, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"pi must be a 1-D array of frequencies, got pi={pi!r:.80}") from None
     if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"freq must be a non-empty 1-D array, got shape {arr.shape}")
+        raise ValueError(f"pi must be a non-empty 1-D array, got shape {arr.shape}")
     if not np.isfinite(arr).all() or (arr < 0).any():
-        raise ValueError(f"freq must be finite and non-negative, got {arr[~(np.isfinite(arr) & (arr >= 0))][0]!r}")
+        raise ValueError(f"pi must be finite and non-negative, got {arr[~(np.isfinite(arr) & (arr >= 0))][0]!r}")
     if arr.max() <= 0:
-        raise ValueError("freq must have at least one positive entry")
+        raise ValueError(f"pi must have at least one positive entry, got pi={pi!r:.80}")
     scheme = as_choice(scheme, "scheme", {"log3", "equal_mass"})
     out = np.full(arr.shape, -1, dtype=np.int64)
     pos = arr > 0
+    arr = arr / arr.max()  # relative frequencies: no overflow in the sums below
     if scheme == "log3":
-        rel = arr[pos] / arr.max()
+        rel = arr[pos]
         b = np.floor(-np.log(rel) / np.log(3.0)).astype(np.int64)
         # the logarithm can land an ulp on the wrong side of a power of 3: settle the
         # boundary by the comparisons that define the bin, 3^-(b+1) < rel <= 3^-b
@@ -56,11 +76,10 @@ def frequency_buckets(freq, scheme: str = "log3", n_groups: int = 10) -> np.ndar
         out[pos] = b
         return out
     n_groups = as_positive_int(n_groups, "n_groups")
-    order = np.argsort(-arr, kind="stable")
-    mass = np.cumsum(arr[order]) / arr.sum()
-    # centre of each token's mass interval decides its group
-    centre = mass - 0.5 * arr[order] / arr.sum()
-    groups = np.minimum((centre * n_groups).astype(np.int64), n_groups - 1)
-    out[order] = groups
-    out[~pos] = -1
+    idx = np.flatnonzero(pos)
+    order = idx[np.argsort(-arr[idx], kind="stable")]
+    cum = np.cumsum(arr[order] / arr[order].sum())           # mass at the end of each token's interval
+    before = np.concatenate([[0.0], cum[:-1]])               # mass before each token
+    breakpoints = np.linspace(0.0, 1.0, n_groups, endpoint=False)[1:]
+    out[order] = np.searchsorted(breakpoints, before, side="right")
     return out

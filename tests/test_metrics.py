@@ -48,7 +48,7 @@ def test_mean_ci_matches_scipy():
 
 
 def test_bad_input():
-    with pytest.raises(ValueError, match="freq"):
+    with pytest.raises(ValueError, match="pi"):
         M.aggregate_loss(np.ones(3), np.ones(4))
     with pytest.raises(ValueError, match="targets"):
         M.per_token_loss([1.0], [7], 3)
@@ -94,6 +94,6 @@ def test_calibration_metrics_reject_bad_input():
         M.expected_calibration_error([0.5, 0.2], [1])
     with pytest.raises(ValueError, match="n_bins"):
         M.expected_calibration_error([0.5], [1], n_bins=0)
-    with pytest.raises(ValueError, match="freq"):
+    with pytest.raises(ValueError, match="pi"):
         M.marginal_calibration_error([0.5, 0.5], [1.0, 0.0, 0.0])
     assert np.isclose(M.marginal_calibration_error([0.5, 0.5], [3.0, 1.0]), 0.25)

@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from imbalance import frequency_buckets, zipf_pmf
 
@@ -45,8 +47,45 @@ def test_equal_mass_groups_have_equal_mass():
     assert np.all(np.diff(ids[np.argsort(-pi, kind="stable")]) >= 0)
 
 
+def _kunstner_split(counts, n_groups):
+    """Kunstner et al. (2024)'s published split, re-implemented as a walk over the tokens:
+    visit them by decreasing count (ties by index), add each one's share of the mass to a
+    running total, and after a token whose running total reaches the next breakpoint
+    g/n_groups (as their code computes it, ``np.linspace(0, 1, n, endpoint=False)``) open the
+    following group: the crossing token stays in the earlier one."""
+    counts = np.asarray(counts)
+    breakpoints = list(np.linspace(0, 1, n_groups, endpoint=False)[1:])
+    share = counts / counts.sum()
+    groups = np.full(counts.size, -1)
+    total, group = 0.0, 0
+    for t in sorted(np.flatnonzero(counts > 0), key=lambda t: (-counts[t], t)):
+        groups[t] = group
+        total += share[t]
+        while breakpoints and total >= breakpoints[0]:
+            breakpoints.pop(0)
+            group += 1
+    return groups
+
+
+@given(st.lists(st.integers(0, 50), min_size=1, max_size=60).filter(any), st.integers(1, 12))
+def test_equal_mass_matches_kunstner_et_al(counts, n_groups):
+    assert frequency_buckets(counts, "equal_mass", n_groups).tolist() == _kunstner_split(counts, n_groups).tolist()
+
+
+@pytest.mark.parametrize("K", [300, 1000, 5000])
+def test_equal_mass_matches_kunstner_et_al_on_zipf(K):
+    counts = np.round(1e6 * zipf_pmf(K, 1.0))
+    assert frequency_buckets(counts, "equal_mass").tolist() == _kunstner_split(counts, 10).tolist()
+
+
+def test_equal_mass_ties_follow_token_order():
+    # the docstring's statement: tied tokens are ordered by index and may straddle a boundary
+    assert frequency_buckets([1, 1, 1, 1], "equal_mass", 2).tolist() == [0, 0, 1, 1]
+    assert frequency_buckets([1, 3, 1, 3], "equal_mass", 2).tolist() == [1, 0, 1, 0]
+
+
 @pytest.mark.parametrize("freq,scheme", [([], "log3"), ([1.0, -1.0], "log3"), ([0.0, 0.0], "log3"),
                                          ([1.0, np.nan], "equal_mass"), ([1.0, 2.0], "zipf")])
 def test_frequency_buckets_rejects_bad_input(freq, scheme):
-    with pytest.raises(ValueError, match="freq|scheme"):
+    with pytest.raises(ValueError, match="pi|scheme"):
         frequency_buckets(freq, scheme)

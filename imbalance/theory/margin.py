@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._validate import as_choice, as_distribution, as_lams, as_nonnegative, as_positive, as_positive_int
+from .._validate import as_choice, as_distribution, as_lams, as_nonnegative, as_positive, as_positive_int, drop_lam_axis
+from ..formulas import adamw_rho, kappa
 from ._roots import increasing_root
 
 __all__ = ["MarginLaw", "margin_law"]
@@ -18,7 +19,8 @@ class MarginLaw:
 
     ``margins`` m_k = z_kk − z_kj (j ≠ k), ``loss_per_token`` ℓ_k = log(1 + (K−1)e^{−m_k}),
     ``target_prob`` p_k(k), ``logit_target``/``logit_other`` the two distinct logits of
-    context k (z = r w), ``rho`` the AdamW gradient signal-to-noise ρ_k (None for SGD).
+    context k (z = r w), ``rho`` the AdamW gradient signal-to-noise ρ_k, λ-leading like the
+    other fields (None for SGD).
     """
 
     lam: np.ndarray | float
@@ -38,6 +40,87 @@ def _log1p_exp_neg(m, K):
     return np.log1p((K - 1) * np.exp(-m))
 
 
+def _sgd_margins(kap, K):
+    """Margins solving m (e^m + K − 1) = κ' (K − 1) for each κ' > 0 (T2), in log form
+
+        g(m) = log m + m + log(1 + (K−1)e^{−m}) − log(κ'(K − 1)),
+
+    increasing in m. Bracket: m ≤ κ'(K−1)/K (the margin of p_k = 1) and, from
+    m = κ'(K−1)/(e^m + K − 1), m ≥ κ'(K−1)/(e^hi + K − 1)."""
+    target = np.log(kap * (K - 1))
+    hi = np.minimum(kap * (K - 1) / K, np.maximum(target, 1.0) + 1.0)
+    hi = np.where(np.log(hi) + hi + _log1p_exp_neg(hi, K) >= target, hi, kap * (K - 1) / K)
+    lo = kap * (K - 1) / (np.exp(np.minimum(hi, 700.0)) + K - 1)
+
+    def g(x, idx):
+        return (np.log(x) + x + _log1p_exp_neg(x, K) - target[idx],
+                1.0 / x + 1.0 / (1.0 + (K - 1) * np.exp(-x)))
+
+    return increasing_root(g, lo, hi, np.sqrt(lo * hi))
+
+
+def _wrong_share(m, K):
+    """(a, c): a = 1 − p_k, the probability the context puts off its target, and
+    c = a/(K − 1), the probability of each wrong token, for margin m."""
+    a = (K - 1) * np.exp(-m) / (1 + (K - 1) * np.exp(-m))
+    return a, a / (K - 1)
+
+
+class _AdamWMarginEquation:
+    """T3 per class: x − (rP/λ)[a/(s a + ε') + c/(s c + ε')] = 0, increasing in the margin x.
+
+    ``s`` = √(P(1 + (B−1)P)/B), ``scale`` = rP/λ and ``eps_r`` = ε/r; a(x), c(x) from
+    :func:`_wrong_share`. With ε' = 0 every ratio t/(s t) is 1/s (its limit at t → 0 too),
+    so the equation is linear: x = 2·scale/s.
+    """
+
+    def __init__(self, s, scale, eps_r, K):
+        self.s, self.scale, self.eps_r, self.K = s, scale, eps_r, K
+
+    def __call__(self, x, idx):
+        s, cc, e = self.s[idx], self.scale[idx], self.eps_r
+        if e == 0:
+            return x - 2 * cc / s, np.ones_like(x)
+        a, c = _wrong_share(x, self.K)
+        rhs = cc * (a / (s * a + e) + c / (s * c + e))
+        # d/dx [t/(s t + ε')] = ε'/(s t + ε')² · dt/dx, with da/dx = −a(1−a), dc/dx = da/dx/(K−1)
+        da = -a * (1 - a)
+        drhs = cc * (e / (s * a + e) ** 2 * da + e / (s * c + e) ** 2 * da / (self.K - 1))
+        return x - rhs, 1.0 - drhs
+
+
+def _sgd_law(pi, lams, r, seen):
+    """(margins, target logit, other logit), each (L, K), under L2 (T2)."""
+    K = pi.size
+    kap = kappa(pi, lams, r).reshape(lams.size, K)             # (L, K) P r²/λ
+    m = np.zeros(kap.shape)
+    m[seen] = _sgd_margins((K / (K - 1)) * kap[seen], K)      # κ' = K π r²/((K − 1) λ)
+    a = (K - 1) / (np.exp(np.minimum(m, 700.0)) + K - 1)       # (L, K) 1 − p_k
+    return m, kap * a, -kap * a / (K - 1)
+
+
+def _adamw_law(pi, lams, r, seen, B, eps):
+    """(margins, target logit, other logit, ρ), each (L, K), under AdamW (T3)."""
+    K, L = pi.size, lams.size
+    P = np.broadcast_to(pi, (L, K))                            # (L, K)
+    lam2 = lams[:, None]                                       # (L, 1)
+    rho = np.broadcast_to(adamw_rho(pi, B), (L, K)).copy()     # (L, K)
+    s = np.sqrt(P * (1 + (B - 1) * P) / B)                     # (L, K) √E g² per unit |a|, over r
+    scale = r * P / lam2                                       # (L, K)
+    eps_r = eps / r
+    m = np.zeros((L, K))
+    hi = (2 * r * rho / lam2)[seen]                            # the ε → 0 margin bounds the root
+    m[seen] = increasing_root(_AdamWMarginEquation(s[seen], scale[seen], eps_r, K),
+                              np.zeros_like(hi), hi * (1 + 1e-12), hi)
+    a, c = _wrong_share(m, K)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio_a = a / (s * a + eps_r) if eps_r > 0 else 1.0 / s
+        ratio_c = c / (s * c + eps_r) if eps_r > 0 else 1.0 / s
+        zt = np.where(seen, scale * ratio_a, 0.0)
+        zo = np.where(seen, -scale * ratio_c, 0.0)
+    return m, zt, zo, rho
+
+
 def margin_law(pi, lam, *, r=1.0, optimizer="sgd", batch_size=None, eps=1e-8) -> MarginLaw:
     """Margins and losses of the deterministic bigram, context k → token k, P(k) = π_k.
 
@@ -45,7 +128,7 @@ def margin_law(pi, lam, *, r=1.0, optimizer="sgd", batch_size=None, eps=1e-8) ->
     AdamW (T3): by symmetry context k has two logits; with a = 1 − p_k,
     s = √(π(1 + (B−1)π)/B) and ε' = ε/r,
         m = (r π / λ) [a/(s a + ε') + (a/(K−1))/(s a/(K−1) + ε')],
-    which for ε → 0 is m = 2 r ρ / λ with ρ = √(Bπ / (1 + (B−1)π)).
+    which for ε → 0 is m = 2 r ρ / λ with ρ = √(Bπ / (1 + (B−1)π)) (``imbalance.formulas.adamw_rho``).
     Each is one increasing scalar equation per class, solved by safeguarded Newton.
     Agrees with ``bigram_equilibrium(np.diag(pi), ...)``, which solves the full system
     (``proofs/T2_bigram.md``, ``proofs/T3_adamw.md``).
@@ -56,68 +139,22 @@ def margin_law(pi, lam, *, r=1.0, optimizer="sgd", batch_size=None, eps=1e-8) ->
     r = as_positive(r, "r")
     optimizer = as_choice(optimizer, "optimizer", {"sgd", "adamw"})
     eps = as_nonnegative(eps, "eps")
-    if optimizer == "adamw":
-        if batch_size is None:
-            raise ValueError("batch_size is required for optimizer='adamw' (minibatch size B), got batch_size=None")
+    if optimizer == "adamw" and batch_size is None:
+        raise ValueError("batch_size is required for optimizer='adamw' (minibatch size B), got batch_size=None")
     if batch_size is not None:
         batch_size = as_positive_int(batch_size, "batch_size")
     K = pi.size
-    P = np.broadcast_to(pi, (lams.size, K))                   # (L, K)
-    lam2 = lams[:, None]                                       # (L, 1)
-    seen = P > 0
-    m = np.zeros(P.shape)
+    seen = np.broadcast_to(pi > 0, (lams.size, K))            # (L, K)
     rho = None
     if optimizer == "sgd":
-        # log-form: log m + m + log1p((K−1)e^{−m}) = log(κ'(K−1)), increasing in m
-        kap = (K * P * r * r / ((K - 1) * lam2))[seen]
-        target = np.log(kap * (K - 1))
-        hi = np.minimum(kap * (K - 1) / K, np.maximum(target, 1.0) + 1.0)
-        hi = np.where(np.log(hi) + hi + _log1p_exp_neg(hi, K) >= target, hi, kap * (K - 1) / K)
-        lo = kap * (K - 1) / (np.exp(np.minimum(hi, 700.0)) + K - 1)
-
-        def g(x, idx):
-            return (np.log(x) + x + _log1p_exp_neg(x, K) - target[idx],
-                    1.0 / x + 1.0 / (1.0 + (K - 1) * np.exp(-x)))
-
-        m[seen] = increasing_root(g, lo, hi, np.sqrt(lo * hi))
-        kappa = P * r * r / lam2
-        a = (K - 1) / (np.exp(np.minimum(m, 700.0)) + K - 1)     # 1 − p_k
-        zt, zo = kappa * a, -kappa * a / (K - 1)
+        m, zt, zo = _sgd_law(pi, lams, r, seen)
     else:
-        B = float(batch_size)
-        s = np.sqrt(P * (1 + (B - 1) * P) / B)
-        rho = np.sqrt(B * pi / (1 + (B - 1) * pi))
-        epsr = eps / r
-        Ps, ss = P[seen], s[seen]
-        cst = (r / np.broadcast_to(lam2, P.shape))[seen] * Ps
-
-        def parts(x):
-            a = (K - 1) * np.exp(-x) / (1 + (K - 1) * np.exp(-x))
-            c = a / (K - 1)
-            return a, c
-
-        def g(x, idx):
-            a, c = parts(x)
-            sa, cc, ea = ss[idx], cst[idx], epsr
-            if ea == 0:  # t/(s t) = 1/s for every t > 0, its limit at t -> 0 too
-                return x - 2 * cc / sa, np.ones_like(x)
-            rhs = cc * (a / (sa * a + ea) + c / (sa * c + ea))
-            # d/dx [t/(s t + ε')] = ε'/(s t + ε')² · dt/dx, with da/dx = −a(1−a), dc/dx = da/dx/(K−1)
-            da = -a * (1 - a)
-            drhs = cc * (ea / (sa * a + ea) ** 2 * da + ea / (sa * c + ea) ** 2 * da / (K - 1))
-            return x - rhs, 1.0 - drhs
-
-        hi = 2 * r * rho[None, :].repeat(lams.size, 0)[seen] / np.broadcast_to(lam2, P.shape)[seen]
-        m[seen] = increasing_root(g, np.zeros_like(hi), hi * (1 + 1e-12), hi)
-        a, c = parts(m)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio_a = a / (s * a + epsr) if epsr > 0 else 1.0 / s
-            ratio_c = c / (s * c + epsr) if epsr > 0 else 1.0 / s
-            zt = np.where(seen, (r * P / lam2) * ratio_a, 0.0)
-            zo = np.where(seen, -(r * P / lam2) * ratio_c, 0.0)
+        m, zt, zo, rho = _adamw_law(pi, lams, r, seen, float(batch_size), eps)
     loss = _log1p_exp_neg(m, K)
     fields = dict(margins=m, loss_per_token=loss, target_prob=1.0 / (1.0 + (K - 1) * np.exp(-m)),
                   logit_target=zt, logit_other=zo, aggregate_loss=loss @ pi, token_balanced_loss=loss.mean(axis=1))
-    if scalar:
-        fields = {k: (float(v[0]) if v.ndim == 1 else v[0]) for k, v in fields.items()}
-    return MarginLaw(lam=float(lams[0]) if scalar else lams, optimizer=optimizer, rho=rho, **fields)
+    if rho is not None:
+        fields["rho"] = rho
+    fields = drop_lam_axis(fields, scalar)
+    return MarginLaw(lam=float(lams[0]) if scalar else lams, optimizer=optimizer, rho=fields.pop("rho", None),
+                     **fields)

@@ -40,6 +40,10 @@ def test_sgd_matches_generic_lbfgs(lam, r):
     assert np.linalg.norm(res.x - W.ravel()) <= grad / lam + 1e-12
     f_eq = _l2_objective(W.ravel(), C, lam, r)[0]
     assert f_eq <= res.fun + 8 * np.finfo(float).eps * abs(res.fun)
+    # the reported minimum value: the raw objective at our point (rounding of a sum of C.size
+    # terms), and at most L-BFGS's value, which strong convexity puts within ‖∇f‖²/(2λ) of it
+    assert abs(eq.objective - f_eq) <= 4 * C.size * np.finfo(float).eps * abs(f_eq)
+    assert res.fun - grad ** 2 / (2 * lam) - 1e-15 <= eq.objective <= res.fun + 8 * np.finfo(float).eps * abs(res.fun)
 
 
 def test_loss_fields_follow_their_definitions():
@@ -209,7 +213,7 @@ def test_logit_adjusted_losses_match_dense_brute_force(optimizer):
     # a user-supplied prior (smoothed, not the target marginal), scalar λ
     eq1 = bigram_equilibrium(C, 0.05, optimizer=optimizer, batch_size=16 if optimizer == "adamw" else None)
     prior = pi + 0.01
-    ad = eq1.logit_adjusted(0.7, freq=prior)
+    ad = eq1.logit_adjusted(0.7, pi=prior)
     tok, agg = _dense_adjusted(eq1, 0.7, C, prior / prior.sum())
     assert np.allclose(ad.loss_per_token, tok, rtol=1e-12) and np.isclose(ad.aggregate_loss, agg, rtol=1e-12)
 
@@ -236,12 +240,12 @@ def test_logit_adjusted_rejects_bad_input():
     eq = bigram_equilibrium(C, 0.1)
     with pytest.raises(ValueError, match="tau"):
         eq.logit_adjusted(-1.0)
-    with pytest.raises(ValueError, match="freq has zero entries"):
+    with pytest.raises(ValueError, match="pi has zero entries"):
         eq.logit_adjusted(0.5)
-    with pytest.raises(ValueError, match="freq must be"):
-        eq.logit_adjusted(0.5, freq=np.ones(3))
+    with pytest.raises(ValueError, match="pi must be"):
+        eq.logit_adjusted(0.5, pi=np.ones(3))
     assert np.allclose(eq.logit_adjusted(0.0).loss_per_token, eq.loss_per_token, equal_nan=True)
-    assert np.isfinite(eq.logit_adjusted(0.5, freq=np.ones(C.shape[1])).aggregate_loss)
+    assert np.isfinite(eq.logit_adjusted(0.5, pi=np.ones(C.shape[1])).aggregate_loss)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
