@@ -6,6 +6,7 @@ from __future__ import annotations
 import matplotlib as mpl
 import numpy as np
 
+from .formulas import kappa, unigram_large_lambda, unigram_small_lambda
 from .theory import margin_law, unigram_equilibrium
 
 __all__ = ["use_style", "loss_vs_frequency", "aggregate_vs_balanced", "unigram_bias_shift", "margin_collapse",
@@ -67,16 +68,16 @@ def unigram_bias_shift(ax, pi, lams, tokens=(0, -1)):
     pi = np.asarray(pi, dtype=float)
     lams = np.atleast_1d(lams)
     eq = unigram_equilibrium(pi, lams)
-    b0 = np.log(pi) - np.log(pi).mean()
-    slope = -b0 / pi + np.mean(b0 / pi)
+    b0, slope = unigram_small_lambda(pi)
+    big = lams > 1.0
+    large = unigram_large_lambda(pi, lams[big]) if big.any() else np.zeros((0, pi.size))  # (n_big, K)
     K = pi.size
     for k, c in zip(tokens, _lam_colors(len(tokens))):
         kk = k % K
         ax.plot(lams, eq.logits[:, kk], color=c, label=f"token rank {kk + 1} (exact)")
         small = lams < 0.5 * pi[kk] / (1 + abs(slope[kk]))
         ax.plot(lams[small], b0[kk] + lams[small] * slope[kk], ":", color=c, label="first order in λ")
-        big = lams > 1.0
-        ax.plot(lams[big], (pi[kk] - 1 / K) / lams[big], "--", color=c, label="(π − 1/K)/λ")
+        ax.plot(lams[big], large[:, kk], "--", color=c, label="(π − 1/K)/λ")
     ax.set_xscale("log")
     ax.set_xlabel("weight decay λ")
     ax.set_ylabel("logit b_k")
@@ -90,7 +91,7 @@ def margin_collapse(ax, pi, lams, *, r=1.0, optimizer="sgd", batch_size=None, ep
     pi = np.asarray(pi, dtype=float)
     for lam, c in zip(np.atleast_1d(lams), _lam_colors(len(np.atleast_1d(lams)))):
         ml = margin_law(pi, lam, r=r, optimizer=optimizer, batch_size=batch_size, eps=eps)
-        x = pi * r * r / lam if optimizer == "sgd" else r * ml.rho / lam
+        x = kappa(pi, lam, r) if optimizer == "sgd" else r * ml.rho / lam
         ax.plot(x, ml.loss_per_token, "o", ms=3, color=c, label=f"λ = {lam:g}")
     ax.set_xscale("log")
     ax.set_yscale("log")

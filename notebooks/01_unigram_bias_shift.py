@@ -30,7 +30,7 @@ import os
 import matplotlib.pyplot as plt
 import numpy as np
 
-from imbalance import frequency_buckets, plot, unigram_equilibrium, zipf_pmf
+from imbalance import metrics, plot, unigram_equilibrium, zipf_pmf
 
 FAST = os.environ.get("IMBALANCE_FAST", "0") == "1"
 plot.use_style()
@@ -79,7 +79,6 @@ print("sign changes of p − π along the ranks, per λ:", sorted(set(sign_chang
 fig, ax = plt.subplots(figsize=(6, 4))
 plot.aggregate_vs_balanced(ax, lams, eq.aggregate_loss, eq.token_balanced_loss)
 plt.show()
-buckets = frequency_buckets(pi, "log3")
-for i in sel:
-    per_bucket = [eq.loss_per_token[i][buckets == b].mean() for b in range(buckets.max() + 1)]
-    print(f"λ = {lams[i]:8.0e}: head bucket {per_bucket[0]:.3f}, tail bucket {per_bucket[-1]:.3f}")
+_, per_bucket = metrics.bucket_loss(eq.loss_per_token[sel], pi, "log3", weighting="types")  # (4, n_buckets)
+for i, row in zip(sel, per_bucket):
+    print(f"λ = {lams[i]:8.0e}: head bucket {row[0]:.3f}, tail bucket {row[-1]:.3f}")

@@ -2,14 +2,14 @@
 a :class:`Section` (narrative, tidy rows, figures) with its :class:`Check` s, so the CLI,
 the notebooks and the tests call the same code."""
 
-from .exact import bigram_section, bucket_means, margin_section, unigram_section
+from .exact import bigram_section, margin_section, unigram_section
 from .factored import factored_section, ufm_section
 from .report import Check, Section, Settings, write_report
 from .simulated import bigram_sim_section, feature_section, lm_paradox_section, margin_sim_section
 
 __all__ = ["Check", "Section", "Settings", "write_report", "run", "SECTIONS", "unigram_section", "margin_section",
            "margin_sim_section", "bigram_section", "bigram_sim_section", "feature_section", "ufm_section",
-           "factored_section", "lm_paradox_section", "bucket_means"]
+           "factored_section", "lm_paradox_section"]
 
 SECTIONS = (unigram_section, margin_section, margin_sim_section, bigram_section, bigram_sim_section,
             feature_section, ufm_section, factored_section, lm_paradox_section)

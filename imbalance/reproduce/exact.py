@@ -12,17 +12,15 @@ from scipy.special import log_softmax, softmax
 from .. import metrics, plot
 from ..corpus import bigram_counts, tokenize_words, zipf_markov_stream
 from ..theory import bigram_equilibrium, margin_law, unigram_equilibrium
-from ..zipf import frequency_buckets, zipf_pmf
+from ..zipf import zipf_pmf
 from .report import Check, Section, Settings
 
-__all__ = ["unigram_section", "margin_section", "bigram_section", "bucket_means", "text_tokens", "text_counts"]
+__all__ = ["unigram_section", "margin_section", "bigram_section", "text_tokens", "text_counts"]
 
 
-def bucket_means(loss: np.ndarray, freq: np.ndarray) -> np.ndarray:
-    """Mean per-token loss in each powers-of-3 frequency bucket (0 = most frequent)."""
-    ids = frequency_buckets(freq, "log3")
-    ok = (ids >= 0) & np.isfinite(loss)
-    return np.array([loss[ok & (ids == b)].mean() for b in range(ids.max() + 1) if np.any(ok & (ids == b))])
+def _bucket_means(loss: np.ndarray, pi: np.ndarray) -> np.ndarray:
+    """Mean per-token loss (over types) in each powers-of-3 frequency bucket, 0 = most frequent."""
+    return metrics.bucket_loss(loss, pi, "log3", weighting="types")[1]
 
 
 def _figure():
@@ -44,7 +42,7 @@ def unigram_section(st: Settings) -> Section:
     eq = unigram_equilibrium(pi, lams)
     rows = []
     for i, lam in enumerate(lams):
-        b = bucket_means(eq.loss_per_token[i], pi)
+        b = _bucket_means(eq.loss_per_token[i], pi)
         rows.append(dict(lam=float(lam), aggregate_loss=float(eq.aggregate_loss[i]),
                          token_balanced_loss=float(eq.token_balanced_loss[i]), tail_minus_head=float(b[-1] - b[0]),
                          logit_head=float(eq.logits[i, 0]), logit_tail=float(eq.logits[i, -1])))
@@ -133,10 +131,10 @@ def bigram_section(st: Settings) -> Section:
         adj = eq.logit_adjusted(1.0) if (freq > 0).all() else None  # T6c needs every π_v > 0
         tv = metrics.marginal_calibration_error(eq.predicted_marginal(), freq)
         for i, lam in enumerate(st.lams):
-            b = bucket_means(eq.loss_per_token[i], freq)
+            b = _bucket_means(eq.loss_per_token[i], freq)
             extra = {}
             if adj is not None:
-                ba = bucket_means(adj.loss_per_token[i], freq)
+                ba = _bucket_means(adj.loss_per_token[i], freq)
                 extra = dict(posthoc_aggregate_loss=float(adj.aggregate_loss[i]),
                              posthoc_token_balanced_loss=float(adj.token_balanced_loss[i]),
                              posthoc_tail_minus_head=float(ba[-1] - ba[0]))

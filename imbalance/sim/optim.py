@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .._validate import as_choice, as_nonnegative, as_positive
+from ..formulas import adamw_rho
 
 __all__ = ["BatchedSGD", "BatchedAdamW", "RowGrad", "make_optimizer", "frequency_decay_scale"]
 
@@ -245,6 +246,5 @@ def frequency_decay_scale(freq, optimizer: str = "sgd", batch_size: int | None =
     else:
         if batch_size is None:
             raise ValueError("batch_size is required for optimizer='adamw', got batch_size=None")
-        B = float(batch_size)
-        w = np.sqrt(B * P / (1.0 + (B - 1.0) * P))
+        w = adamw_rho(P, batch_size)
     return w / w[P > 0].mean()

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from .. import metrics
-from .._validate import as_choice, as_frequencies, as_nonnegative, as_positive_int
+from .._validate import as_choice, as_positive_int
+from ..formulas import logit_adjustment
 from .evaluate import evaluate, sequence_calibration
 from .optim import frequency_decay_scale
 from .sweep import SweepResult, sweep
@@ -142,9 +143,7 @@ def tokens_per_batch_sweep(task, lam, batch_sizes, *, model, token_budget, lr, s
 def posthoc_bias(token_probs, tau) -> np.ndarray:
     """−τ log π (V,), the post-hoc logit adjustment (Menon et al. 2021; T6c). Tokens with π = 0
     (never seen in training) are given the smallest positive π, i.e. the rarest seen token's boost."""
-    tau = as_nonnegative(tau, "tau")
-    pi = as_frequencies(token_probs, "token_probs")
-    return -tau * np.log(np.where(pi > 0, pi, pi[pi > 0].min()))  # a constant shift would not matter
+    return logit_adjustment(token_probs, tau, unseen="rarest", name="token_probs")
 
 
 def _stacked(res: SweepResult):

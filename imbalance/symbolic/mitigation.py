@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .adamw import deterministic_adamw_margin
+from .adamw import deterministic_adamw_margin, deterministic_rho
 from .adamw import P as P_adamw
 from .adamw import lam as lam_adamw
 from .adamw import r as r_adamw
@@ -41,8 +41,7 @@ def scaled_decay_adamw_margin() -> sp.Expr:
     2*r/lambda_0
     """
     m = deterministic_adamw_margin()
-    rho = sp.sqrt(sp.Symbol("B", integer=True, positive=True) * P_adamw) / sp.sqrt(
-        sp.Symbol("B", integer=True, positive=True) * P_adamw - P_adamw + 1)
+    rho = deterministic_rho()  # derived from the minibatch gradient's moments, not typed in
     return sp.simplify(m.subs(lam_adamw, lam0 * rho).subs(r_adamw, r))
 
 
