@@ -3,8 +3,9 @@
 Objective  L(b) = −Σ_k π_k log softmax(b)_k + (λ/2)‖b‖²,  π_k > 0, Σ π_k = 1, λ > 0.
 
 Every function builds its result from the objective (differentiation, implicit
-differentiation, series), so a test can compare it with the closed form quoted in
-DESIGN.md and, after ``lambdify``, with the numeric solver in ``imbalance.theory``.
+differentiation, series), so a test can compare it with the closed forms stated in
+``proofs/T1_unigram.md`` and, after ``lambdify``, with the numeric solver in ``imbalance.theory``
+and the asymptotes in ``imbalance.formulas``.
 """
 
 from __future__ import annotations
@@ -124,7 +125,8 @@ def unigram_first_order_shift(K: int) -> list[sp.Expr]:
 
 
 def unigram_first_order_closed_form(K: int) -> list[sp.Expr]:
-    """DESIGN's closed form −b⁰_k/π_k + (1/K) Σ_j b⁰_j/π_j (not derived: compared in tests)."""
+    """The stated closed form −b⁰_k/π_k + (1/K) Σ_j b⁰_j/π_j (``proofs/T1_unigram.md``; typed in, not
+    derived: the tests compare it with ``unigram_first_order_shift``)."""
     pi, _, _ = unigram_symbols(K)
     b0 = unigram_small_lam_limit(K)
     mean = sp.Add(*[bj / pj for bj, pj in zip(b0, pi)]) / K

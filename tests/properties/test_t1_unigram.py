@@ -10,7 +10,7 @@ for the single increasing function f(b) = λ b + C eᵇ, f'(b) = λ + C eᵇ. He
                hence ‖b − b⁰‖∞ ≤ −2 log(1 − λ S/π_min) when λ S < π_min.
   (p/π)       p_k/π_k = 1/(1 + (λ/C) b_k e^{−b_k}) and b e^{−b} rises for b < 1, falls for b > 1;
                b is increasing in π, so along decreasing π, p/π rises while b ≤ 1 and falls
-               while b ≥ 1: it is *not* monotone in rank when some b_k > 1 (DESIGN's warning),
+               while b ≥ 1: it is *not* monotone in rank when some b_k > 1 (proofs/T1_unigram.md),
                and this is the exact shape.
 """
 
