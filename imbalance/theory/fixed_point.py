@@ -146,7 +146,10 @@ class AdamWResponse:
         self.c, self.q, self.A, self.beta, self.r, self.eps = c, q, A, beta, r, eps
         # |f| <= 1/(r √β): logits lie in [−H, H], H = r ρ / λ
         self.bound = c / (r * np.sqrt(beta))
-        self.u = None  # warm start: log p from the previous outer iteration
+        # warm start of the coordinate solves: log p and s of each item's previous outer
+        # iteration (NaN: none yet)
+        self.u = np.full(np.shape(q), np.nan)
+        self.s_prev = np.zeros(np.shape(q))
 
     def f_and_df(self, d, idx, par=None):
         """f(d) = d/(r√(A + βd²) + ε) and f'(d) = (rA + ε√(·)) / (√(·)(r√(·) + ε)²).
@@ -184,9 +187,6 @@ class AdamWResponse:
             return u + cf + s[sub], 1.0 + c[sub] * df * np.exp(np.minimum(u, 700.0)), \
                 np.abs(u) + np.abs(cf) + np.abs(s[sub])
 
-        if self.u is None:
-            self.u = np.full(self.q.shape, np.nan)
-            self.s_prev = np.zeros(self.q.shape)
         # warm start: z = u + s moves little between outer iterations, u does by −Δs
         u0 = self.u[idx] - (s - self.s_prev[idx])
         u0 = np.where(np.isfinite(u0), u0, -s)
@@ -270,82 +270,100 @@ class AdamWResponse:
         return z
 
 
+class _Outer:
+    """State of the outer iteration on s, one entry per segment: the bracket [lo, hi], the
+    current s, the previous |G| (to tell fast Newton from slow) and which segments are live."""
+
+    def __init__(self, layout: Layout, response):
+        seg, n_seg = layout.seg, layout.n_seg
+        M = np.bincount(seg, weights=layout.mult, minlength=n_seg)
+        H = np.zeros(n_seg)
+        np.maximum.at(H, seg, response.bound)
+        # every logit lies in [−H, H], so with M the total multiplicity log M − H <= s <= log M + H
+        self.lo, self.hi = np.log(M) - H, np.log(M) + H
+        self.s = np.log(M).copy()
+        self.prev_G = np.full(n_seg, np.inf)
+        self.active = np.ones(n_seg, dtype=bool)
+
+    def step(self, act, Ga, dFa, Gerr, counts, first: bool):
+        """Next s of the live segments ``act`` from G = F − 1 and dF/ds; returns (s_new, s_log,
+        s_lin, done): safeguarded Newton (on log F, else on F, else bisection) and which
+        segments have converged."""
+        sa = self.s[act]
+        self.lo[act] = np.where(Ga >= 0, sa, self.lo[act])
+        self.hi[act] = np.where(Ga <= 0, sa, self.hi[act])
+        lo, hi = self.lo[act], self.hi[act]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s_log = sa - np.log1p(Ga) * (1 + Ga) / dFa  # Newton on log F: exact when F ∝ e^{−s}
+            s_lin = sa - Ga / dFa                       # Newton on F: exact when F is linear
+        inside = lambda t: np.isfinite(t) & (t > lo) & (t < hi)  # noqa: E731
+        s_new = np.where(inside(s_log), s_log, np.where(inside(s_lin), s_lin, 0.5 * (lo + hi)))
+        if not first:  # Newton that does not halve |G| is not converging fast: bisect instead
+            s_new = np.where(np.abs(Ga) <= 0.5 * self.prev_G[act], s_new, 0.5 * (lo + hi))
+        scale = np.maximum(1.0, np.abs(sa))
+        # Gerr bounds the rounding error of G (n ulps for n terms); rounding errors of a sum
+        # typically grow like √n, so iteration goes on until |G| reaches that typical floor,
+        # or sits near the worst-case floor without halving any more
+        typical = Gerr / np.sqrt(counts + 4.0)
+        stalled = (np.abs(Ga) <= 8 * Gerr) & (np.abs(Ga) > 0.5 * self.prev_G[act])
+        self.prev_G[act] = np.abs(Ga)
+        done = (np.abs(Ga) <= typical) | stalled | (np.abs(s_new - sa) <= 4 * EPS * scale) \
+            | (hi - lo <= 4 * EPS * scale)
+        return s_new, s_log, s_lin, done
+
+
+def _take_small_steps(outer, act, sg, idx, s_new, s_log, s_lin, done, p, logp, pa, logpa, dpa):
+    """Segments whose Newton step δ is tiny take it without another evaluation: p moves by
+    dp/ds·δ, and the neglected second-order term is O(p δ²) <= 1e-14 p (this saves the
+    confirming pass of every segment). Updates ``p``/``logp`` in place; returns the mask."""
+    sa = outer.s[act]
+    scale = np.maximum(1.0, np.abs(sa))
+    newton = (s_new == s_log) | (s_new == s_lin)
+    step = np.where(done, 0.0, s_new - sa)
+    close = ~done & newton & (np.abs(step) <= 1e-7 * scale)
+    if close.any():
+        delta = np.zeros(outer.s.size)
+        delta[act[close]] = step[close]
+        d_items = delta[sg]
+        moved = d_items != 0
+        dlogp = dpa[moved] / pa[moved] * d_items[moved]
+        p[idx[moved]] = pa[moved] * (1.0 + dlogp)
+        logp[idx[moved]] = logpa[moved] + dlogp
+    return close
+
+
 def solve(layout: Layout, response, *, maxiter: int = 200) -> Solution:
     """Find s per segment with Σ m p(s) = 1 by safeguarded Newton on log F(s).
 
     ``response.residual`` returns G = F − 1 and a bound on its rounding error. At small
     λ, F is nearly flat in s, so G must be accurate far below eps (summing p directly
     left 2e-10 relative error on tail probabilities at K = 1000, s = 3, λ = 1e-12).
-
-    Bracket: every logit lies in [−H, H] with H the segment's bound, so with M the
-    segment's total multiplicity, log M − H <= s <= log M + H.
+    A finished segment keeps the s it was last evaluated at, so the p, log p stored for it
+    are exact for that s; only unfinished segments are evaluated again.
     """
     seg, mult, n_seg = layout.seg, layout.mult, layout.n_seg
-    M = np.bincount(seg, weights=mult, minlength=n_seg)
-    H = np.zeros(n_seg)
-    np.maximum.at(H, seg, response.bound)
-    lo, hi = np.log(M) - H, np.log(M) + H
-    s = np.log(M).copy()
-    prev_G = np.full(n_seg, np.inf)
+    outer = _Outer(layout, response)
     n_items = seg.size
-    p = np.empty(n_items)
-    logp = np.empty(n_items)
-    active_seg = np.ones(n_seg, dtype=bool)
+    p, logp = np.empty(n_items), np.empty(n_items)
     idx = np.arange(n_items)
     for it in range(1, maxiter + 1):
         sg = seg[idx]
-        pa, logpa, dpa = response.solve(idx, s[sg])
+        pa, logpa, dpa = response.solve(idx, outer.s[sg])
         p[idx], logp[idx] = pa, logpa
-        G, Gerr = response.residual(idx, sg, pa, logpa, s[sg], layout)
+        G, Gerr = response.residual(idx, sg, pa, logpa, outer.s[sg], layout)
         dF = np.bincount(sg, weights=mult[idx] * dpa, minlength=n_seg)
-        act = np.flatnonzero(active_seg)
-        Ga, dFa, sa = G[act], dF[act], s[act]
-        lo[act] = np.where(Ga >= 0, sa, lo[act])
-        hi[act] = np.where(Ga <= 0, sa, hi[act])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s_log = sa - np.log1p(Ga) * (1 + Ga) / dFa  # Newton on log F: exact when F ∝ e^{−s}
-            s_lin = sa - Ga / dFa                       # Newton on F: exact when F is linear
-        inside = lambda t: np.isfinite(t) & (t > lo[act]) & (t < hi[act])  # noqa: E731
-        s_new = np.where(inside(s_log), s_log, np.where(inside(s_lin), s_lin, 0.5 * (lo[act] + hi[act])))
-        # Newton that does not halve |G| is not converging fast: bisect instead
-        s_new = np.where(np.abs(Ga) <= 0.5 * prev_G[act], s_new, 0.5 * (lo[act] + hi[act])) if it > 1 else s_new
-        scale = np.maximum(1.0, np.abs(sa))
-        # Gerr bounds the rounding error of G: once |G| is at that floor (or near it and
-        # no longer halving), s is as good as float64 allows
-        # Gerr is the worst case (n ulps for n terms); rounding errors of a sum typically
-        # grow like √n, so iteration goes on until |G| reaches that typical floor or stalls
-        floor = Gerr[act]
-        typical = floor / np.sqrt(layout.counts[act] + 4.0)
-        stalled = (np.abs(Ga) <= 8 * floor) & (np.abs(Ga) > 0.5 * prev_G[act])
-        prev_G[act] = np.abs(Ga)
-        done = (np.abs(Ga) <= typical) | stalled | (np.abs(s_new - sa) <= 4 * EPS * scale) \
-            | (hi[act] - lo[act] <= 4 * EPS * scale)
-        # a finished segment keeps the s it was last evaluated at, so p, log p stored
-        # for it are exact for that s; only unfinished segments are evaluated again.
-        # A segment whose Newton step is tiny takes it without another evaluation: p moves
-        # by dp/ds·δ, and the neglected second-order term is O(p δ²) <= 1e-14 p. This saves
-        # the confirming pass (203 -> 139 evaluations for K = 50,000 × 64 λ).
-        newton = (s_new == s_log) | (s_new == s_lin)
-        step = np.where(done, 0.0, s_new - sa)
-        close = ~done & newton & (np.abs(step) <= 1e-7 * scale)
-        if close.any():
-            delta = np.zeros(n_seg)
-            delta[act[close]] = step[close]
-            d_items = delta[sg]
-            moved = d_items != 0
-            dlogp = dpa[moved] / pa[moved] * d_items[moved]
-            p[idx[moved]] = pa[moved] * (1.0 + dlogp)
-            logp[idx[moved]] = logpa[moved] + dlogp
-            done = done | close
-        s[act] = np.where(done & ~close, sa, s_new)
-        active_seg[act[done]] = False
-        if not active_seg.any():
+        act = np.flatnonzero(outer.active)
+        s_new, s_log, s_lin, done = outer.step(act, G[act], dF[act], Gerr[act], layout.counts[act], it == 1)
+        close = _take_small_steps(outer, act, sg, idx, s_new, s_log, s_lin, done, p, logp, pa, logpa, dpa)
+        done = done | close
+        outer.s[act] = np.where(done & ~close, outer.s[act], s_new)
+        outer.active[act[done]] = False
+        if not outer.active.any():
             break
-        idx = np.flatnonzero(active_seg[seg])
+        idx = np.flatnonzero(outer.active[seg])
     else:
         raise RuntimeError(f"softmax fixed point did not converge in {maxiter} iterations")
-    G, _ = response.residual(np.arange(n_items), seg, p, logp, s[seg], layout)
-    logits = response.logits(np.arange(n_items), p, logp, s[seg], layout)
+    logits = response.logits(np.arange(n_items), p, logp, outer.s[seg], layout)
     if hasattr(response, "polish"):
         logits = response.polish(logits, layout)
     logp, lse = log_softmax_segments(logits, layout)

@@ -1,6 +1,8 @@
 """Speed of the theory core (run on demand: pytest -m benchmark tests/benchmarks -s).
 
-Each figure is a ratio or a time measured in this process; the machine is printed.
+Each figure is a ratio or a time measured in this process, printed with the machine it ran
+on; none is a pass/fail target. The asserts check only what holds on any machine: the
+results are finite, the solver beats L-BFGS at equal accuracy, memory is O(nnz).
 """
 
 import os
@@ -35,14 +37,14 @@ def test_unigram_64_lambdas_50k_tokens():
     pi = zipf_pmf(50_000, 1.0)
     lams = np.logspace(-6, 2, 64)
     t, eq = _best_of(lambda: unigram_equilibrium(pi, lams))
-    print(f"\n[{_machine()}] unigram K=50,000 × 64 λ: {t:.2f} s (target <= 2 s)")
+    print(f"\n[{_machine()}] unigram K=50,000 × 64 λ: {t:.2f} s")
     assert np.isfinite(eq.probs).all()
 
 
 def test_unigram_vs_lbfgs_same_accuracy():
     """Per λ: our batched solve (64 λ at once, time / 64) vs scipy L-BFGS-B on the raw
     objective, run until its probabilities are within 1e-9 (relative) of the exact ones —
-    the accuracy the toolkit promises (ours is ~1e-13). L-BFGS's time per λ is averaged
+    the accuracy the toolkit promises and its tests check. L-BFGS's time per λ is averaged
     over five λ of the grid, since running it on all 64 takes minutes."""
     pi = zipf_pmf(50_000, 1.0)
     lams = np.logspace(-6, 2, 64)
@@ -78,7 +80,7 @@ def test_unigram_vs_lbfgs_same_accuracy():
         print(f"\nλ={lam:g}: L-BFGS-B {t:.2f} s, {'reached 1e-9' if 't' in reached else f'stopped at {err:.1e}'}")
     ratio = np.mean(times) / per_lam
     print(f"[{_machine()}] ours {per_lam * 1e3:.1f} ms per λ (64 λ in {t_ours:.2f} s); "
-          f"L-BFGS-B {np.mean(times):.2f} s per λ on average: {ratio:.0f}× (target >= 100×)")
+          f"L-BFGS-B {np.mean(times):.2f} s per λ on average: {ratio:.0f}×")
     assert ratio > 1
 
 
@@ -103,7 +105,7 @@ def test_bigram_sparse_50k_by_50k_1e6_nnz(optimizer):
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     dense_bytes = 8 * n * V
-    print(f"\n[{_machine()}] bigram {optimizer} {n}×{V}, nnz={C.nnz:,}: {dt:.2f} s (target <= 10 s), "
+    print(f"\n[{_machine()}] bigram {optimizer} {n}×{V}, nnz={C.nnz:,}: {dt:.2f} s, "
           f"peak traced memory {peak / 2**20:.0f} MiB = {peak / (8 * C.nnz):.0f} doubles per nonzero "
           f"(a dense matrix would be {dense_bytes / 2**30:.0f} GiB)")
     assert np.isfinite(eq.aggregate_loss)
