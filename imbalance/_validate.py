@@ -6,6 +6,7 @@ caller never sees a NaN or a traceback from deep inside numpy.
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 
 import numpy as np
@@ -23,12 +24,55 @@ __all__ = [
     "as_positive_int",
     "as_fraction",
     "as_token_ids",
+    "as_real_array",
+    "as_real",
+    "allocation",
 ]
 
 
 def _short(value) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def as_real_array(value, name: str, what: str = "a numeric array") -> np.ndarray:
+    """``value`` as a float64 array; strings, complex numbers and non-numeric objects are
+    refused (complex values would otherwise lose their imaginary part without a word)."""
+    if isinstance(value, (str, bytes)) or value is None:
+        raise ValueError(f"{name} must be {what}, got {name}={_short(value)}")
+    try:
+        raw = np.asarray(value)
+        if raw.dtype.kind == "c" or (raw.dtype.kind == "O" and any(isinstance(v, complex) for v in raw.ravel())):
+            raise TypeError
+        arr = np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{name} must be {what}, got {name}={_short(value)}") from None
+    return arr
+
+
+def as_real(value, name: str) -> float:
+    """A finite real scalar (bools, strings and complex numbers refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise ValueError(f"{name} must be a real number, got {name}={_short(value)}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {name}={value!r}")
+    return value
+
+
+@contextlib.contextmanager
+def allocation(name: str, value):
+    """Turn a failed allocation (a size far beyond memory, or beyond numpy's index range)
+    into a ``ValueError`` naming the parameter that asked for it."""
+    try:
+        yield
+    except MemoryError:
+        raise ValueError(f"{name}={_short(value)} asks for more memory than is available") from None
+    except (ValueError, OverflowError) as e:
+        text = str(e)
+        if any(k in text.lower() for k in ("maximum allowed", "too big", "too large")) or isinstance(e, OverflowError):
+            raise ValueError(f"{name}={_short(value)} is too large to allocate ({text})") from None
+        raise
 
 
 def as_lams(lam, name: str = "lam", *, allow_zero: bool = False) -> tuple[np.ndarray, bool]:
@@ -39,12 +83,9 @@ def as_lams(lam, name: str = "lam", *, allow_zero: bool = False) -> tuple[np.nda
     (>= 0 with ``allow_zero``, for simulations, where λ = 0 is a run like any other).
     """
     what = "non-negative" if allow_zero else "positive"
-    if isinstance(lam, (bool, np.bool_, str, bytes)):
+    if isinstance(lam, (bool, np.bool_)):
         raise ValueError(f"{name} must be a {what} number or 1-D array, got {name}={_short(lam)}")
-    try:
-        arr = np.asarray(lam, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a {what} number or 1-D array, got {name}={_short(lam)}") from None
+    arr = as_real_array(lam, name, f"a {what} number or 1-D array")
     if arr.ndim > 1:
         raise ValueError(f"{name} must be a scalar or a 1-D array, got shape {arr.shape}")
     scalar = arr.ndim == 0
@@ -82,10 +123,7 @@ def drop_lam_axis(fields: dict, scalar: bool) -> dict:
 
 def as_distribution(pi, name: str = "pi", min_size: int = 2, atol: float = 1e-9) -> np.ndarray:
     """A finite, non-negative 1-D float64 vector summing to 1 (within ``atol``)."""
-    try:
-        arr = np.asarray(pi, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a 1-D array of probabilities, got {_short(pi)}") from None
+    arr = as_real_array(pi, name, "a 1-D array of probabilities")
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
     if arr.size < min_size:
@@ -96,8 +134,9 @@ def as_distribution(pi, name: str = "pi", min_size: int = 2, atol: float = 1e-9)
     if (arr < 0).any():
         i = int(np.flatnonzero(arr < 0)[0])
         raise ValueError(f"{name} must be non-negative, got {name}[{i}]={arr[i]!r}")
-    total = float(arr.sum())
-    if abs(total - 1.0) > atol:
+    with np.errstate(over="ignore"):
+        total = float(arr.sum())
+    if not abs(total - 1.0) <= atol:
         raise ValueError(f"{name} must sum to 1 (within {atol:g}), got sum={total!r}")
     return arr
 
@@ -105,12 +144,7 @@ def as_distribution(pi, name: str = "pi", min_size: int = 2, atol: float = 1e-9)
 def as_frequencies(freq, name: str = "pi", size: int | None = None) -> np.ndarray:
     """Non-negative counts or weights with a positive sum (of length ``size`` if given),
     returned normalised to a distribution."""
-    if isinstance(freq, (str, bytes)):
-        raise ValueError(f"{name} must be a 1-D array of counts or frequencies, got {name}={_short(freq)}")
-    try:
-        arr = np.asarray(freq, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a 1-D array of counts or frequencies, got {name}={_short(freq)}") from None
+    arr = as_real_array(freq, name, "a 1-D array of counts or frequencies")
     if arr.ndim != 1 or (size is not None and arr.shape != (size,)):
         want = "a 1-D array" if size is None else f"shape ({size},) to match the token axis"
         raise ValueError(f"{name} must be {want}, got shape {arr.shape}")
@@ -174,12 +208,11 @@ def as_count_matrix(counts, name: str = "counts", min_vocab: int = 2) -> sp.csr_
     densifying anything else.
     """
     if sp.issparse(counts):
+        if counts.dtype.kind not in "biuf":
+            raise ValueError(f"{name} must hold real counts, got dtype {counts.dtype}")
         mat = sp.csr_matrix(counts, dtype=np.float64, copy=True)
     else:
-        try:
-            arr = np.asarray(counts, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be a 2-D array or scipy.sparse matrix, got {_short(counts)}") from None
+        arr = as_real_array(counts, name, "a 2-D array or scipy.sparse matrix")
         if arr.ndim != 2:
             raise ValueError(f"{name} must be 2-D (contexts × vocabulary), got shape {arr.shape}")
         mat = sp.csr_matrix(arr)
@@ -197,6 +230,10 @@ def as_count_matrix(counts, name: str = "counts", min_vocab: int = 2) -> sp.csr_
     mat.sort_indices()
     if mat.nnz == 0:
         raise ValueError(f"{name} must contain at least one positive count")
+    with np.errstate(over="ignore"):
+        total = mat.data.sum()
+    if not np.isfinite(total):
+        raise ValueError(f"{name} must have a finite total, got sum={float(total)!r}: divide the counts by a constant")
     return mat
 
 

@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import scipy.sparse as sp
 
-from ._validate import as_nonnegative, as_positive_int
+from ._validate import allocation, as_nonnegative, as_positive_int, as_real
 from .zipf import zipf_pmf
 
 __all__ = ["tokenize_words", "bigram_counts", "zipf_transition_matrix", "zipf_markov_stream",
@@ -56,7 +56,8 @@ def bigram_counts(ids, vocab_size: int) -> sp.csr_matrix:
         raise ValueError(f"ids must be integers, got dtype {ids.dtype}")
     if ids.min() < 0 or ids.max() >= vocab_size:
         raise ValueError(f"ids must lie in [0, {vocab_size}), got range [{ids.min()}, {ids.max()}]")
-    C = sp.csr_matrix((np.ones(ids.size - 1), (ids[:-1], ids[1:])), shape=(vocab_size, vocab_size))
+    with allocation("vocab_size", vocab_size):
+        C = sp.csr_matrix((np.ones(ids.size - 1), (ids[:-1], ids[1:])), shape=(vocab_size, vocab_size))
     C.sum_duplicates()
     return C
 
@@ -72,8 +73,10 @@ def zipf_transition_matrix(V: int, *, s: float = 1.1, sharpness: float = 3.0, se
     V = as_positive_int(V, "V", minimum=2)
     s = as_nonnegative(s, "s")
     beta = as_nonnegative(sharpness, "sharpness")
-    pi = zipf_pmf(V, s)
-    logK = beta * np.random.default_rng(seed).standard_normal((V, V))
+    seed = as_positive_int(seed, "seed", minimum=0)
+    with allocation("V", V):
+        pi = zipf_pmf(V, s)
+        logK = beta * np.random.default_rng(seed).standard_normal((V, V))
     logpi = np.log(pi)
     f = np.zeros(V)
     g = np.zeros(V)
@@ -96,8 +99,9 @@ def zipf_markov_stream(V: int, n_tokens: int, *, s: float = 1.1, sharpness: floa
     rng = np.random.default_rng([seed, 1])
     cum = np.cumsum(T, axis=1)
     cum /= cum[:, -1:]
-    u = rng.random(n_tokens)
-    ids = np.empty(n_tokens, dtype=np.int64)
+    with allocation("n_tokens", n_tokens):
+        u = rng.random(n_tokens)
+        ids = np.empty(n_tokens, dtype=np.int64)
     x = int(rng.choice(T.shape[0], p=zipf_pmf(T.shape[0], s)))
     for t in range(n_tokens):
         x = min(int(np.searchsorted(cum[x], u[t], side="right")), T.shape[0] - 1)
@@ -114,11 +118,16 @@ def zipf_successor_stream(V: int, n_tokens: int, rng: np.random.Generator, *, s:
     V = as_positive_int(V, "V", minimum=2)
     n_tokens = as_positive_int(n_tokens, "n_tokens", minimum=2)
     block = as_positive_int(block, "block")
-    if not 0.0 <= float(follow) <= 1.0:
+    follow = as_real(follow, "follow")
+    if not 0.0 <= follow <= 1.0:
         raise ValueError(f"follow must be in [0, 1], got follow={follow!r}")
-    pmf = zipf_pmf(V, s)
-    fresh = rng.choice(V, size=n_tokens, p=pmf)
-    follow_mask = rng.random(n_tokens) < follow
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), got rng={rng!r:.80}")
+    with allocation("V", V):
+        pmf = zipf_pmf(V, s)
+    with allocation("n_tokens", n_tokens):
+        fresh = rng.choice(V, size=n_tokens, p=pmf)
+        follow_mask = rng.random(n_tokens) < follow
     follow_mask[0] = False
     succ = np.arange(V)
     for start in range(0, V, block):

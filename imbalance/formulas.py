@@ -23,17 +23,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import as_distribution, as_frequencies, as_lams, as_nonnegative, as_positive, as_positive_int
+from ._validate import (as_distribution, as_frequencies, as_lams, as_nonnegative, as_positive, as_positive_int,
+                        as_real_array)
 
 __all__ = ["kappa", "adamw_rho", "logit_adjustment", "unigram_small_lambda", "unigram_large_lambda"]
 
 
 def _probabilities(pi, name: str) -> np.ndarray:
     """Entries of ``pi`` as float64 in [0, 1] (any shape, not necessarily summing to 1)."""
-    try:
-        arr = np.asarray(pi, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be an array of probabilities, got {pi!r:.80}") from None
+    arr = as_real_array(pi, name, "an array of probabilities")
     bad = ~np.isfinite(arr) | (arr < 0) | (arr > 1)
     if bad.any():
         raise ValueError(f"{name} must hold probabilities in [0, 1], got {name} entry {arr[bad].ravel()[0]!r}")
@@ -52,7 +50,10 @@ def kappa(context_prob, lam, r: float = 1.0) -> np.ndarray:
     P = _probabilities(context_prob, "context_prob")
     lams, scalar = as_lams(lam)
     r = as_positive(r, "r")
-    out = P[None] * (r * r) / lams.reshape((-1,) + (1,) * P.ndim)
+    with np.errstate(over="ignore"):
+        out = P[None] * (r * r) / lams.reshape((-1,) + (1,) * P.ndim)
+    if not np.isfinite(out).all():
+        raise ValueError(f"kappa = P r²/λ overflows float64 for r={r!r} and lam down to {lams.min()!r}")
     return out[0] if scalar else out
 
 
@@ -68,6 +69,8 @@ def adamw_rho(pi, batch_size) -> np.ndarray:
     """
     P = _probabilities(pi, "pi")
     B = float(as_positive_int(batch_size, "batch_size"))
+    if not np.isfinite(B * B):
+        raise ValueError(f"batch_size={batch_size} is too large for float64 arithmetic")
     return np.sqrt(B * P / (1.0 + (B - 1.0) * P))
 
 

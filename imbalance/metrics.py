@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import _short, as_choice, as_frequencies, as_positive_int
+from ._validate import _short, allocation, as_choice, as_frequencies, as_positive_int, as_real_array
 from .zipf import frequency_buckets
 
 __all__ = ["per_token_loss", "aggregate_loss", "token_balanced_loss", "bucket_loss", "fairness_gap",
@@ -21,21 +21,25 @@ __all__ = ["per_token_loss", "aggregate_loss", "token_balanced_loss", "bucket_lo
 
 
 def _real_array(x, name: str, *, min_ndim: int = 0) -> np.ndarray:
-    if isinstance(x, (str, bytes)):
-        raise ValueError(f"{name} must be a numeric array, got {name}={_short(x)}")
-    try:
-        arr = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a numeric array, got {name}={_short(x)}") from None
+    arr = as_real_array(x, name)
     if arr.ndim < min_ndim:
         raise ValueError(f"{name} must have at least {min_ndim} dimension(s), got shape {arr.shape}")
     return arr
 
 
+def _pi_for(pi, values, values_name):
+    """π normalised, with as many entries as the token (last) axis of ``values``."""
+    pi = as_frequencies(pi, "pi")
+    if values.shape[-1] != pi.size:
+        raise ValueError(f"pi has {pi.size} tokens but {values_name} has {values.shape[-1]} on its token (last) axis "
+                         f"(shape {values.shape})")
+    return pi
+
+
 def _loss_and_pi(loss_per_token, pi):
     """(ℓ (..., V) float64, π (V,) normalised, mask π > 0): ℓ finite where π > 0 (NaN allowed elsewhere)."""
     lpt = _real_array(loss_per_token, "loss_per_token", min_ndim=1)
-    pi = as_frequencies(pi, "pi", lpt.shape[-1])
+    pi = _pi_for(pi, lpt, "loss_per_token")
     seen = pi > 0
     bad = ~np.isfinite(lpt[..., seen])
     if bad.any():
@@ -60,8 +64,9 @@ def per_token_loss(ce, targets, vocab_size: int) -> np.ndarray:
     if not np.isfinite(ce).all() or (ce < 0).any():
         bad = ce[~np.isfinite(ce) | (ce < 0)][0]
         raise ValueError(f"ce must be finite and >= 0 (a cross-entropy), got a value {bad!r}")
-    tot = np.bincount(targets, weights=ce, minlength=vocab_size)
-    cnt = np.bincount(targets, minlength=vocab_size)
+    with allocation("vocab_size", vocab_size):
+        tot = np.bincount(targets, weights=ce, minlength=vocab_size)
+        cnt = np.bincount(targets, minlength=vocab_size)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(cnt > 0, tot / np.maximum(cnt, 1), np.nan)
 
@@ -163,6 +168,8 @@ def expected_calibration_error(confidence, correct, n_bins: int = 15) -> np.ndar
     if not np.isin(corr, (0.0, 1.0)).all():
         raise ValueError(f"correct must be 0/1 (or booleans), got a value {corr[~np.isin(corr, (0.0, 1.0))][0]!r}")
     n_bins = as_positive_int(n_bins, "n_bins")
+    if n_bins > 2 ** 31 - 1:
+        raise ValueError(f"n_bins must be < 2**31, got n_bins={n_bins}")
     lead = conf.shape[:-1]
     conf2, corr2 = conf.reshape(-1, conf.shape[-1]), corr.reshape(-1, conf.shape[-1])
     b = np.clip(np.ceil(conf2 * n_bins).astype(int) - 1, 0, n_bins - 1)  # (R, N) bin of each prediction
@@ -178,11 +185,12 @@ def marginal_calibration_error(pred_marginal, pi) -> np.ndarray:
     p̄ = E_x p(·|x) (normalised here) and the target frequencies π (decay flattens p̄ towards
     uniform, so rare tokens are over-predicted; reweighting and logit adjustment do so by design)."""
     p = _real_array(pred_marginal, "pred_marginal", min_ndim=1)
-    pi = as_frequencies(pi, "pi", p.shape[-1])
+    pi = _pi_for(pi, p, "pred_marginal")
     if not np.isfinite(p).all() or (p < 0).any():
         bad = p[~(np.isfinite(p) & (p >= 0))][0]
         raise ValueError(f"pred_marginal must be finite and non-negative, got a value {bad!r}")
     total = p.sum(-1, keepdims=True)
     if (total <= 0).any() or not np.isfinite(total).all():
-        raise ValueError(f"pred_marginal must have a positive, finite sum over the token axis, got sums {_short(total)}")
+        raise ValueError("pred_marginal must have a positive, finite sum over the token axis, "
+                         f"got sums {_short(total)}")
     return 0.5 * np.abs(p / total - pi).sum(-1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import matplotlib as mpl
 import numpy as np
 
+from ._validate import as_choice, as_distribution, as_lams
 from .formulas import kappa, unigram_large_lambda, unigram_small_lambda
 from .theory import margin_law, unigram_equilibrium
 
@@ -65,13 +66,17 @@ def aggregate_vs_balanced(ax, lams, aggregate, balanced, *, label=""):
 def unigram_bias_shift(ax, pi, lams, tokens=(0, -1)):
     """Unigram logits b_k(λ) (T1) with the first-order small-λ line
     b⁰_k + λ ∂b_k/∂λ|₀ and the large-λ asymptote (π_k − 1/K)/λ."""
-    pi = np.asarray(pi, dtype=float)
-    lams = np.atleast_1d(lams)
+    pi = as_distribution(pi, "pi")
+    lams, _ = as_lams(lams, "lams")
+    K = pi.size
+    if isinstance(tokens, (str, bytes)) or not all(isinstance(k, (int, np.integer)) and -K <= k < K
+                                                   for k in np.atleast_1d(np.asarray(tokens, dtype=object))):
+        raise ValueError(f"tokens must be integer ranks in [-{K}, {K}), got tokens={tokens!r:.80}")
+    tokens = [int(k) for k in np.atleast_1d(np.asarray(tokens, dtype=object))]
     eq = unigram_equilibrium(pi, lams)
     b0, slope = unigram_small_lambda(pi)
     big = lams > 1.0
     large = unigram_large_lambda(pi, lams[big]) if big.any() else np.zeros((0, pi.size))  # (n_big, K)
-    K = pi.size
     for k, c in zip(tokens, _lam_colors(len(tokens))):
         kk = k % K
         ax.plot(lams, eq.logits[:, kk], color=c, label=f"token rank {kk + 1} (exact)")
@@ -88,8 +93,10 @@ def unigram_bias_shift(ax, pi, lams, tokens=(0, -1)):
 def margin_collapse(ax, pi, lams, *, r=1.0, optimizer="sgd", batch_size=None, eps=1e-8):
     """Per-class loss of the deterministic bigram against its scaling variable, for
     several λ: π r²/λ under SGD (T2: the curves coincide) and rρ/λ under AdamW (T3)."""
-    pi = np.asarray(pi, dtype=float)
-    for lam, c in zip(np.atleast_1d(lams), _lam_colors(len(np.atleast_1d(lams)))):
+    pi = as_distribution(pi, "pi")
+    lams, _ = as_lams(lams, "lams")
+    optimizer = as_choice(optimizer, "optimizer", {"sgd", "adamw"})
+    for lam, c in zip(lams, _lam_colors(lams.size)):
         ml = margin_law(pi, lam, r=r, optimizer=optimizer, batch_size=batch_size, eps=eps)
         x = kappa(pi, lam, r) if optimizer == "sgd" else r * ml.rho / lam
         ax.plot(x, ml.loss_per_token, "o", ms=3, color=c, label=f"λ = {lam:g}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import as_choice, as_nonnegative, as_positive_int
+from ._validate import allocation, as_choice, as_nonnegative, as_positive_int, as_real, as_real_array
 
 __all__ = ["zipf_pmf", "frequency_buckets"]
 
@@ -17,11 +17,12 @@ def zipf_pmf(K: int, s: float, q: float = 0.0) -> np.ndarray:
     """
     K = as_positive_int(K, "K", minimum=2)
     s = as_nonnegative(s, "s")
-    q = float(q)
-    if not np.isfinite(q) or q <= -1:
+    q = as_real(q, "q")
+    if q <= -1:
         raise ValueError(f"q must be finite and > -1, got q={q!r}")
     # log-space keeps large s (e.g. s = 50) from underflowing to an all-zero vector
-    logw = -s * np.log(np.arange(1, K + 1, dtype=np.float64) + q)
+    with allocation("K", K):
+        logw = -s * np.log(np.arange(1, K + 1, dtype=np.float64) + q)
     w = np.exp(logw - logw.max())
     return w / w.sum()
 
@@ -40,7 +41,7 @@ def frequency_buckets(pi, scheme: str = "log3", n_groups: int = 10) -> np.ndarra
     (at the end of its interval) reaches (g + 1)/``n_groups`` — the crossing token stays in
     the earlier group. Token t therefore lands in group #{g ≥ 1 : g/n_groups ≤ mass before t}.
     A group that no token opens stays empty, so ids may skip a value when one token holds
-    more than 1/``n_groups`` of the mass. Equal frequencies are ordered by token index (a
+    more than 1/``n_groups`` of the mass (at most 2**24 groups). Equal frequencies are ordered by token index (a
     stable sort), so tied tokens can straddle a group boundary: four equal frequencies in
     two groups give [0, 0, 1, 1] (the second token's interval ends exactly at ½ and
     closes group 0).
@@ -50,12 +51,7 @@ def frequency_buckets(pi, scheme: str = "log3", n_groups: int = 10) -> np.ndarra
     >>> frequency_buckets([9, 3, 1, 0]).tolist()
     [0, 1, 2, -1]
     """
-    if isinstance(pi, (str, bytes)):
-        raise ValueError(f"pi must be a 1-D array of frequencies, got pi={pi!r:.80}")
-    try:
-        arr = np.asarray(pi, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"pi must be a 1-D array of frequencies, got pi={pi!r:.80}") from None
+    arr = as_real_array(pi, "pi", "a 1-D array of frequencies")
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"pi must be a non-empty 1-D array, got shape {arr.shape}")
     if not np.isfinite(arr).all() or (arr < 0).any():
@@ -76,10 +72,13 @@ def frequency_buckets(pi, scheme: str = "log3", n_groups: int = 10) -> np.ndarra
         out[pos] = b
         return out
     n_groups = as_positive_int(n_groups, "n_groups")
+    if n_groups > 2 ** 24:
+        raise ValueError(f"n_groups must be <= 2**24, got n_groups={n_groups}")
     idx = np.flatnonzero(pos)
     order = idx[np.argsort(-arr[idx], kind="stable")]
     cum = np.cumsum(arr[order] / arr[order].sum())           # mass at the end of each token's interval
     before = np.concatenate([[0.0], cum[:-1]])               # mass before each token
-    breakpoints = np.linspace(0.0, 1.0, n_groups, endpoint=False)[1:]
+    with allocation("n_groups", n_groups):
+        breakpoints = np.linspace(0.0, 1.0, n_groups, endpoint=False)[1:]
     out[order] = np.searchsorted(breakpoints, before, side="right")
     return out

@@ -29,7 +29,8 @@ def test_notebook_executes(path, monkeypatch, tmp_path):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     nb = jupytext.read(path)
     # a last cell reports what the kernel saw: the fast setting must have reached it
-    nb.cells.append(nbformat.v4.new_code_cell('import os; print("IMBALANCE_FAST=" + os.environ.get("IMBALANCE_FAST", ""))'))
+    report = 'import os; print("IMBALANCE_FAST=" + os.environ.get("IMBALANCE_FAST", ""))'
+    nb.cells.append(nbformat.v4.new_code_cell(report))
     client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
     client.execute()  # raises CellExecutionError on the first failing cell
     code = [c for c in nb.cells if c.cell_type == "code"]

@@ -78,7 +78,8 @@ def margin_section(st: Settings) -> Section:
                                         / np.maximum(be.loss_per_token, 1e-300))))
             rows.append(dict(lam=float(lam), optimizer=opt, margin_rank1=float(ml.margins[0]),
                              margin_rank8=float(ml.margins[7]), margin_rank64=float(ml.margins[63]),
-                             aggregate_loss=float(ml.aggregate_loss), token_balanced_loss=float(ml.token_balanced_loss)))
+                             aggregate_loss=float(ml.aggregate_loss),
+                             token_balanced_loss=float(ml.token_balanced_loss)))
     fig, axs = plt.subplots(1, 2, figsize=(10, 3.8))
     plot.margin_collapse(axs[0], pi, [1e-3, 1e-2, 1e-1])
     plot.margin_collapse(axs[1], pi, [1e-3, 1e-2, 1e-1], optimizer="adamw", batch_size=64, eps=0.0)

@@ -10,6 +10,7 @@ from .. import metrics, plot
 from ..sim import BigramTable, BigramTask, FeatureTask, LinearSoftmax
 from ..sim.paradox import paradox_calibration, paradox_sweep_args, posthoc_adjusted, small_lm, summarise_paradox
 from ..sim.validate import compare_bigram, compare_margins, feature_lbfgs
+from . import configs
 from .exact import text_tokens
 from .report import Check, Section, Settings
 
@@ -22,25 +23,25 @@ def _plt():
     return _figure()
 
 
-def _submit(st, name, task, lams, optimizer, B, lr, steps, seeds):
+def _submit(st, name, task, run: configs.BigramRun, seeds):
     """A bigram-table sweep (checkpointed every fifth of the run), started through ``st.runner``."""
-    return st.submit(name, task, lams, model=BigramTable(), optimizer=optimizer, steps=steps, batch_size=B, lr=lr,
-                     seeds=tuple(range(seeds)), average_last=steps // 2, eval_every=steps // 5, progress=False)
+    kw = run.sweep_kwargs(seeds) | dict(eval_every=run.steps // 5)
+    return st.submit(name, task, list(run.lams), model=BigramTable(), progress=False, **kw)
 
 
 def margin_sim_section(st: Settings) -> Section:
     """Deterministic bigram K = 64, s = 1.2: trained margins (iterate average over the second
     half, seed mean) vs margin_law, SGD + L2 within 2 %, AdamW (B = 64, ε = 1e-8) within 3 %."""
     plt = _plt()
-    task = BigramTask.deterministic_zipf(64, 1.2, r=1.0)
+    task = BigramTask.deterministic_zipf(**configs.MARGIN_TASK)
     seeds = max(4, st.seeds) if st.fast else max(8, st.seeds)  # SE of the seed mean well below the tolerance
-    runs = {"sgd": ([0.003, 0.01], 1024, 0.5, 6000, 0.02),
-            "adamw": ([1.0], 64, 3e-3, 8000, 0.03) if st.fast else ([0.5, 1.0], 64, 3e-3, 20000, 0.03)}
+    runs = {"sgd": (configs.MARGINS_SGD, 0.02),
+            "adamw": (configs.MARGINS_ADAMW_FAST if st.fast else configs.MARGINS_ADAMW, 0.03)}
     rows, checks = [], []
-    pending = {opt: _submit(st, f"margins_sim-{opt}", task, lams, opt, B, lr, steps, seeds)
-               for opt, (lams, B, lr, steps, tol) in runs.items()}
+    pending = {opt: _submit(st, f"margins_sim-{opt}", task, run, seeds) for opt, (run, tol) in runs.items()}
     fig, axs = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, (opt, (lams, B, lr, steps, tol)) in zip(axs, runs.items()):
+    for ax, (opt, (run, tol)) in zip(axs, runs.items()):
+        lams, B, steps = list(run.lams), run.batch_size, run.steps
         res = pending[opt].result()
         c = compare_margins(res, task, eps=1e-8)
         for i, lam in enumerate(lams):
@@ -63,14 +64,14 @@ def margin_sim_section(st: Settings) -> Section:
 
 def bigram_sim_section(st: Settings) -> Section:
     """Stochastic Zipfian bigram (V = 32): per-bucket loss of training vs bigram_equilibrium, within 3 %."""
-    task = BigramTask.stochastic_zipf(32, 1.0, 0.7)
-    runs = {"sgd": ([0.003, 0.01], 1024, 0.5, 3000 if st.fast else 6000),
-            "adamw": ([1.0], 64, 3e-3, 6000) if st.fast else ([0.5, 1.0], 64, 3e-3, 12000)}
+    task = BigramTask.stochastic_zipf(**configs.BUCKET_TASK)
+    runs = {"sgd": configs.BUCKETS_SGD_FAST if st.fast else configs.BUCKETS_SGD,
+            "adamw": configs.BUCKETS_ADAMW_FAST if st.fast else configs.BUCKETS_ADAMW}
     pi = task.token_probs
     rows, worst = [], {"sgd": 0.0, "adamw": 0.0}
-    pending = {opt: _submit(st, f"bigram_sim-{opt}", task, lams, opt, B, lr, steps, max(4, st.seeds))
-               for opt, (lams, B, lr, steps) in runs.items()}
-    for opt, (lams, B, lr, steps) in runs.items():
+    pending = {opt: _submit(st, f"bigram_sim-{opt}", task, run, max(run.seeds, st.seeds)) for opt, run in runs.items()}
+    for opt, run in runs.items():
+        lams = list(run.lams)
         res = pending[opt].result()
         c = compare_bigram(res, task, eps=1e-8)
         for i, lam in enumerate(lams):

@@ -31,6 +31,7 @@ def bigram_symbols(K: int):
 
 def bigram_context_objective(K: int) -> sp.Expr:
     """P Σ_j −q_j log softmax(r w)_j + (λ/2)‖w‖² for one context."""
+    K = check_size(K)
     q, w, *_ = bigram_symbols(K)
     p = softmax([r * wj for wj in w])
     return -P * sp.Add(*[qj * sp.log(pj) for qj, pj in zip(q, p)]) + lam / 2 * sp.Add(*[wj**2 for wj in w])
@@ -49,6 +50,7 @@ def bigram_fixed_point(K: int) -> dict:
     >>> bigram_fixed_point(3)["residual"]
     [0, 0, 0]
     """
+    K = check_size(K)
     q, w, *_ = bigram_symbols(K)
     L = bigram_context_objective(K)
     p = softmax([r * wj for wj in w])

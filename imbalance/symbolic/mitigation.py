@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import sympy as sp
 
+from ._common import check_size
 from .adamw import deterministic_adamw_margin, deterministic_rho
-from .adamw import P as P_adamw
 from .adamw import lam as lam_adamw
 from .adamw import r as r_adamw
 
@@ -28,7 +28,10 @@ def scaled_decay_kappa() -> sp.Expr:
     >>> scaled_decay_kappa()
     r**2/lambda_0
     """
-    from .bigram import P as P_b, lam as lam_b, r as r_b, bigram_fixed_point
+    from .bigram import P as P_b
+    from .bigram import bigram_fixed_point
+    from .bigram import lam as lam_b
+    from .bigram import r as r_b
 
     kappa = bigram_fixed_point(2)["kappa"]  # P r²/λ, derived from the gradient
     return sp.simplify(kappa.subs({P_b: P, r_b: r}).subs(lam_b, lam0 * P))
@@ -69,9 +72,7 @@ def balanced_bayes_predictor(K: int = 3) -> dict:
     >>> balanced_bayes_predictor(2)["p"][0]
     pi_2*q_1/(pi_1*q_2 + pi_2*q_1)
     """
-    if int(K) < 2:
-        raise ValueError(f"K must be >= 2, got K={K!r}")
-    K = int(K)
+    K = check_size(K, maximum=6)  # sympy's solve grows fast with K
     q = sp.symbols(f"q_1:{K + 1}", positive=True)
     pi = sp.symbols(f"pi_1:{K + 1}", positive=True)
     p = sp.symbols(f"p_1:{K + 1}", positive=True)

@@ -39,6 +39,7 @@ def unigram_objective(K: int) -> sp.Expr:
     >>> unigram_objective(2)
     lambda*(b1**2 + b2**2)/2 - pi1*log(exp(b1)/(exp(b1) + exp(b2))) - pi2*log(exp(b2)/(exp(b1) + exp(b2)))
     """
+    K = check_size(K, maximum=256)
     pi, b, _ = unigram_symbols(K)
     p = softmax(b)
     return -sp.Add(*[pk * sp.log(qk) for pk, qk in zip(pi, p)]) + lam / 2 * sp.Add(*[bk**2 for bk in b])
@@ -52,6 +53,7 @@ def unigram_stationarity(K: int) -> list[sp.Expr]:
     >>> unigram_stationarity(2)[0]
     b1*lambda - pi1 + (pi1 + pi2)*exp(b1)/(exp(b1) + exp(b2))
     """
+    K = check_size(K, maximum=256)
     pi, b, _ = unigram_symbols(K)
     L = unigram_objective(K)
     p = softmax(b)
@@ -77,6 +79,7 @@ def unigram_omega_solution(K: int) -> dict:
     >>> unigram_omega_solution(3)["log_odds_gap"]
     [0, 0]
     """
+    K = check_size(K, maximum=256)
     pi, _, _ = unigram_symbols(K)
     p = [lam * wright_omega(pk / lam - t) for pk in pi]
     b = [(pk - qk) / lam for pk, qk in zip(pi, p)]
@@ -92,6 +95,7 @@ def unigram_small_lam_limit(K: int) -> list[sp.Expr]:
     >>> unigram_small_lam_limit(2)
     [log(pi1)/2 - log(pi2)/2, -log(pi1)/2 + log(pi2)/2]
     """
+    K = check_size(K, maximum=256)
     pi, _, _ = unigram_symbols(K)
     mean_log = sp.Add(*[sp.log(p) for p in pi]) / K
     return [sp.log(p) - mean_log for p in pi]
@@ -127,6 +131,7 @@ def unigram_first_order_shift(K: int) -> list[sp.Expr]:
 def unigram_first_order_closed_form(K: int) -> list[sp.Expr]:
     """The stated closed form −b⁰_k/π_k + (1/K) Σ_j b⁰_j/π_j (``proofs/T1_unigram.md``; typed in, not
     derived: the tests compare it with ``unigram_first_order_shift``)."""
+    K = check_size(K, maximum=256)
     pi, _, _ = unigram_symbols(K)
     b0 = unigram_small_lam_limit(K)
     mean = sp.Add(*[bj / pj for bj, pj in zip(b0, pi)]) / K

@@ -17,8 +17,16 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .._validate import (as_choice, as_count_matrix, as_frequencies, as_lams, as_nonnegative, as_positive, as_positive_int,
-                         drop_lam_axis)
+from .._validate import (
+    as_choice,
+    as_count_matrix,
+    as_frequencies,
+    as_lams,
+    as_nonnegative,
+    as_positive,
+    as_positive_int,
+    drop_lam_axis,
+)
 from ..formulas import kappa, logit_adjustment
 from . import fixed_point
 from .fixed_point import AdamWResponse, L2Response, Layout, ratio_defect
@@ -74,8 +82,11 @@ class BigramEquilibrium:
         nz, absent = np.atleast_2d(nz), np.atleast_2d(absent)
         n_ctx, V = self.counts.shape
         rows = np.arange(n_ctx) if contexts is None else np.atleast_1d(np.asarray(contexts))
-        if rows.ndim != 1 or rows.size and (rows.min() < -n_ctx or rows.max() >= n_ctx):
-            raise ValueError(f"contexts must be indices in [0, {n_ctx}), got {contexts!r}")
+        if rows.size == 0:
+            rows = rows.astype(np.int64)
+        if rows.ndim != 1 or rows.dtype.kind not in "iu" or rows.size and (rows.min() < -n_ctx or rows.max() >= n_ctx):
+            raise ValueError(f"contexts must be a 1-D array of integer indices in [-{n_ctx}, {n_ctx}), "
+                             f"got contexts={contexts!r:.80}")
         rows = rows % n_ctx
         out = np.repeat(absent[:, rows, None], V, axis=2)  # (L, n_rows, V)
         indptr, indices = self.counts.indptr, self.counts.indices

@@ -18,9 +18,8 @@ Items are flat arrays over (λ, context, coordinate); a segment is one (λ, cont
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import wrightomega

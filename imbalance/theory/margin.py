@@ -110,6 +110,10 @@ def _adamw_law(pi, lams, r, seen, B, eps):
     eps_r = eps / r
     m = np.zeros((L, K))
     hi = (2 * r * rho / lam2)[seen]                            # the ε → 0 margin bounds the root
+    if eps_r > 0:
+        # with c = 1/(e^m + K − 1) <= e^{−m} the right side is at most scale·K c/ε', so the root
+        # has m e^m <= scale·K/ε' and m <= W(scale·K/ε') <= log(1 + scale·K/ε')
+        hi = np.minimum(hi, np.logaddexp(0.0, np.log(scale[seen]) + np.log(K) - np.log(eps_r)))
     m[seen] = increasing_root(_AdamWMarginEquation(s[seen], scale[seen], eps_r, K),
                               np.zeros_like(hi), hi * (1 + 1e-12), hi)
     a, c = _wrong_share(m, K)

@@ -29,7 +29,7 @@ from imbalance.theory import unigram_equilibrium
 from ._tol import EPS, softmax
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _symbolic(K, name):
     """Lambdified T1 closed form ``name`` for K classes: b⁰ or d as functions of π."""
     pis, _, _ = U.unigram_symbols(K)

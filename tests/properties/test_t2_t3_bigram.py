@@ -23,7 +23,7 @@ radii = st.floats(0.1, 10.0, allow_nan=False, allow_subnormal=False)
 batch_sizes = st.integers(1, 4096)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sym(name):
     if name == "kappa":
         return sp.lambdify([Bg.P, Bg.r, Bg.lam], Bg.bigram_fixed_point(2)["kappa"], "numpy")

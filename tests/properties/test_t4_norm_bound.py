@@ -8,6 +8,7 @@ terms vanish; the test requires them to be tiny (converged) and checks the bound
 """
 
 import numpy as np
+import sympy as sp
 from hypothesis import given
 from scipy.optimize import minimize
 from scipy.special import log_softmax
@@ -16,8 +17,6 @@ from imbalance.symbolic import features as T4
 from imbalance.testing import labelled_features, weight_decays
 
 from ._tol import EPS
-
-import sympy as sp
 
 _BOUND = sp.lambdify([sp.Symbol("pi_c", positive=True), T4.R, T4.lam], T4.norm_bound(), "numpy")
 

@@ -27,7 +27,9 @@ RHO = sp.lambdify([A.P, A.B], A.deterministic_rho(), "numpy")
 
 def _margin_from_kappa(kappa, K):
     # root of m(eᵐ + K − 1) = K κ in log form (independent of imbalance.theory)
-    g = lambda m: np.log(m) + m + np.log1p((K - 1) * np.exp(-m)) - np.log(K * kappa)
+    def g(m):
+        return np.log(m) + m + np.log1p((K - 1) * np.exp(-m)) - np.log(K * kappa)
+
     return brentq(g, 1e-300, np.log(K * kappa) + 2 if K * kappa > 1 else 1.0, xtol=1e-300, rtol=4 * EPS, maxiter=500)
 
 

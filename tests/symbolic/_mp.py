@@ -20,7 +20,7 @@ def _omega(x):
     return mp.lambertw(mp.exp(x)).real
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _omega_probs(K):
     sol = U.unigram_omega_solution(K)
     pis, _, lam_s = U.unigram_symbols(K)
@@ -36,7 +36,9 @@ def unigram_mp(pi, lam, dps: int = DPS):
         total = mp.fsum(pi_mp)
         pi_mp = [x / total for x in pi_mp]
         lam_mp = mp.mpf(float(lam))
-        g = lambda t: mp.fsum(f_p(pi_mp, lam_mp, t)) - 1  # decreasing in t
+        def g(t):  # decreasing in t
+            return mp.fsum(f_p(pi_mp, lam_mp, t)) - 1
+
         # bracket: t = log λ + log Σ e^b, and |b_k| ≤ 1/λ since λ b = π − p
         lo = mp.log(lam_mp) + mp.log(K) - 2 / lam_mp - 1
         hi = mp.log(lam_mp) + mp.log(K) + 2 / lam_mp + 1
@@ -50,7 +52,9 @@ def margin_mp(c, K, dps: int = DPS):
     """Root m > 0 of m(eᵐ + K − 1) = c (T2 deterministic margin, c = K κ)."""
     with mp.workdps(dps):
         c = mp.mpf(c)
-        f = lambda m: m * (mp.exp(m) + K - 1) - c
+        def f(m):
+            return m * (mp.exp(m) + K - 1) - c
+
         hi = mp.mpf(1) + mp.log(1 + c)  # f(hi) > 0 > f(0)
         return mp.findroot(f, (mp.mpf(0), hi), solver="illinois", tol=mp.mpf(10) ** (-2 * dps + 10))
 

@@ -32,7 +32,8 @@ def test_omega_form_makes_b_minus_log_p_constant(K):
 def test_wright_omega_derivative_matches_implicit_function():
     # ω' = ω/(1 + ω) from ω + log ω = x; compare with a central difference at 40 digits
     x = sp.Symbol("x", real=True)
-    dw = sp.lambdify(x, U.wright_omega(x).diff(x), modules=[{"wright_omega": lambda v: mp.lambertw(mp.exp(v)).real}, "mpmath"])
+    omega = {"wright_omega": lambda v: mp.lambertw(mp.exp(v)).real}
+    dw = sp.lambdify(x, U.wright_omega(x).diff(x), modules=[omega, "mpmath"])
     with mp.workdps(40):
         for x0 in (-3, 0.5, 20):
             num = mp.diff(lambda v: mp.lambertw(mp.exp(v)).real, mp.mpf(x0))

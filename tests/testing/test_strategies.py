@@ -9,7 +9,13 @@ from hypothesis import strategies as st
 
 from imbalance._validate import as_count_matrix, as_distribution
 from imbalance.testing import (
-    bigram_counts, feature_sets, frequency_vectors, labelled_features, register_profiles, weight_decays, zipf_vectors,
+    bigram_counts,
+    feature_sets,
+    frequency_vectors,
+    labelled_features,
+    register_profiles,
+    weight_decays,
+    zipf_vectors,
 )
 
 TINY = np.finfo(np.float64).tiny  # smallest normal
