@@ -198,7 +198,8 @@ class BatchedAdamW(_Batched):
             key = (p.device, p.dtype)
             if key not in self._hp:
                 self._hp[key] = torch.tensor([self.lr, *self.betas, self.eps], dtype=p.dtype, device=p.device)
-                self._step_t[key] = torch.zeros((), dtype=p.dtype, device=p.device)
+                # (1,), not 0-d: dynamo reads a 0-d CPU tensor's value back into a Python number
+                self._step_t[key] = torch.zeros(1, dtype=p.dtype, device=p.device)
             s = self.shrink.get(name)
             if s is None:
                 s = torch.ones((p.shape[0],) + (1,) * (p.dim() - 1), dtype=p.dtype, device=p.device)  # (M, 1, ...)
