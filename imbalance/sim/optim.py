@@ -18,7 +18,7 @@ import types
 import numpy as np
 import torch
 
-from .._validate import as_choice, as_nonnegative, as_positive
+from .._validate import as_choice, as_nonnegative, as_positive, as_positive_int
 
 __all__ = ["BatchedSGD", "BatchedAdamW", "RowGrad", "make_optimizer", "frequency_decay_scale"]
 
@@ -303,6 +303,6 @@ def frequency_decay_scale(freq, optimizer: str = "sgd", batch_size: int | None =
     else:
         if batch_size is None:
             raise ValueError("batch_size is required for optimizer='adamw', got batch_size=None")
-        B = float(batch_size)
+        B = float(as_positive_int(batch_size, "batch_size"))
         w = np.sqrt(B * P / (1.0 + (B - 1.0) * P))
     return w / w[P > 0].mean()

@@ -85,7 +85,7 @@ def sweep(task, lams, *, model, optimizer, steps, batch_size, lr, seeds=(0,), de
     run = _prepare(task, lams, model=model, optimizer=optimizer, steps=steps, batch_size=batch_size, lr=lr,
                    seeds=seeds, device=device, dtype=dtype, out=out, eval_every=eval_every, betas=betas, eps=eps,
                    decay_scale=decay_scale, reweight=reweight, average_last=average_last, fused=fused,
-                   precision=precision, deterministic=deterministic)
+                   precision=precision, deterministic=deterministic, callback=callback)
     st = _restore(run)
     bar = tqdm(total=run.steps, initial=st.start, disable=None if progress else True, leave=False,
                desc=f"sweep {run.optimizer} ({run.M} models)")
@@ -250,6 +250,10 @@ def _settings(task, lams, *, model, optimizer, steps, batch_size, lr, seeds=(0,)
         raise ValueError(f"deterministic must be True or False, got deterministic={deterministic!r:.80}")
     if decay_scale is not None and not isinstance(decay_scale, dict):
         raise ValueError(f"decay_scale must be a dict name → scale or None, got decay_scale={decay_scale!r:.80}")
+    unknown = sorted(map(str, set(decay_scale or {}) - set(model.decayed)))
+    if unknown:
+        raise ValueError(f"decay_scale names parameters that are not decayed: {unknown} "
+                         f"(decayed: {list(model.decayed)})")
     if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
         raise ValueError(f"betas must be a pair of numbers in [0, 1), got betas={betas!r:.80}")
     betas = tuple(as_nonnegative(b, f"betas[{i}]") for i, b in enumerate(betas))
@@ -290,7 +294,6 @@ def sweep_identity(task, lams, *, out=None, **sweep_kw) -> dict:
 
 def _prepare(task, lams, *, out, **sweep_kw) -> _Run:
     s = _settings(task, lams, **sweep_kw)
-    s.pop("callback", None)
     lam_arr, seeds, model, dev, dtype = s["lams"], s["seeds"], s["model"], s["device"], s["dtype"]
     L, S, B = lam_arr.size, len(seeds), s["batch_size"]
     gens = [torch.Generator().manual_seed(seed) for seed in seeds]
