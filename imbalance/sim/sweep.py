@@ -65,7 +65,7 @@ class SweepResult:
 def sweep(task, lams, *, model, optimizer, steps, batch_size, lr, seeds=(0,), device="auto",
           dtype=torch.float64, out=None, eval_every=None, betas=(0.9, 0.999), eps=1e-8,
           decay_scale=None, reweight=False, average_last=0, callback=None, progress=True,
-          fused=False, precision="strict", deterministic=True) -> SweepResult:
+          fused="auto", precision="strict", deterministic=True) -> SweepResult:
     """Train model × (λ ∈ lams) × (seed ∈ seeds) on ``task`` in one batched loop.
 
     ``optimizer``: "sgd" (coupled L2) or "adamw" (decoupled); ``decay_scale``: dict
@@ -76,7 +76,8 @@ def sweep(task, lams, *, model, optimizer, steps, batch_size, lr, seeds=(0,), de
     ``callback(step)`` runs after each step (and after any checkpoint of that step).
     ``fused``: True compiles the AdamW update into one memory pass (torch.compile; the first
     steps pay the compilation; results agree with the eager update to rounding, and a fused run
-    resumes only as a fused run); "auto" turns it on where it pays (``resolve_fused``).
+    resumes only as a fused run); "auto" (the default) turns it on where it was measured to pay
+    (``resolve_fused``), and the choice enters the sweep's identity.
     ``precision``: "strict" (IEEE float32, no TF32: theory checks), "tf32", or "bf16" (bfloat16
     autocast + TF32, float32 parameters; language-model runs on tensor cores); recorded in the
     sweep's identity. ``deterministic``: ``torch.use_deterministic_algorithms`` inside the run
@@ -205,7 +206,11 @@ def _check_dtype(dtype, device) -> torch.dtype:
     return dtype
 
 
-_AUTO_FUSED_MIN_UPDATES = 5e8  # parameter entries × steps below which compiling does not repay itself
+# fused="auto": where compiling the AdamW update was measured to repay itself, end to end as a user
+# calls sweep (tests/benchmarks/bench_sweep.py::test_fused_auto_threshold: 16 bigram tables, V = 256,
+# float64, 1 CPU thread; break-even near 3·10⁸ entry-updates; smaller models were not measured)
+_AUTO_FUSED_MIN_ENTRIES = 2 ** 18  # parameter entries per step, all models together
+_AUTO_FUSED_MIN_UPDATES = 5e8  # parameter entries × steps
 
 
 def _compiler_available(device: torch.device) -> bool:
@@ -219,11 +224,12 @@ def _compiler_available(device: torch.device) -> bool:
 
 def resolve_fused(fused, optimizer: str, device, steps: int, n_entries: int) -> bool:
     """``fused`` as a bool. "auto": on for AdamW where torch.compile has a compiler for ``device``
-    (a C++ compiler on CPU, Triton on CUDA) and the run updates at least 5·10⁸ parameter entries
-    in all (``n_entries`` × ``steps``), so the measured per-step saving outweighs the compilation."""
+    (a C++ compiler on CPU, Triton on CUDA), the models hold at least 2¹⁸ parameter entries
+    together (``n_entries``) and the run updates at least 5·10⁸ in all (× ``steps``): where the
+    measured per-step saving outweighs the compilation."""
     if isinstance(fused, str) and fused == "auto":
-        return (optimizer == "adamw" and _compiler_available(resolve_device(device))
-                and n_entries * steps >= _AUTO_FUSED_MIN_UPDATES)
+        return (optimizer == "adamw" and n_entries >= _AUTO_FUSED_MIN_ENTRIES
+                and n_entries * steps >= _AUTO_FUSED_MIN_UPDATES and _compiler_available(resolve_device(device)))
     if not isinstance(fused, (bool, np.bool_)):
         raise ValueError(f"fused must be True, False or 'auto', got fused={fused!r:.80}")
     return bool(fused)
@@ -231,7 +237,7 @@ def resolve_fused(fused, optimizer: str, device, steps: int, n_entries: int) -> 
 
 def _settings(task, lams, *, model, optimizer, steps, batch_size, lr, seeds=(0,), device="auto", dtype=torch.float64,
               eval_every=None, betas=(0.9, 0.999), eps=1e-8, decay_scale=None, reweight=False, average_last=0,
-              fused=False, precision="strict", deterministic=True, callback=None, progress=True,
+              fused="auto", precision="strict", deterministic=True, callback=None, progress=True,
               available=True) -> dict:
     """``sweep``'s arguments validated, defaults filled in, ``device`` and ``fused`` resolved.
     ``available=False``: ``device`` is only parsed, not required here (a job elsewhere resolves it)."""
