@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     grp.add_argument("--slurm-time", type=int, default=60, metavar="MIN",
                      help="time limit per job in minutes; a job that reaches it is requeued and resumes "
                           "(default: %(default)s)")
-    grp.add_argument("--slurm-gpus", type=int, default=0, metavar="N", help="GPUs per job (default: 0)")
+    grp.add_argument("--slurm-gpus", type=int, default=None, metavar="N",
+                     help="GPUs per job (default: 1 with --device cuda, else 0)")
     grp.add_argument("--slurm-cpus", type=int, default=None, metavar="N", help="CPUs per job")
     grp.add_argument("--slurm-mem-gb", type=float, default=None, metavar="GB", help="memory per job")
     grp.add_argument("--slurm-param", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         slurm = SlurmOptions(partition=args.slurm_partition, time_min=args.slurm_time, gpus=args.slurm_gpus,
                              cpus=args.slurm_cpus, mem_gb=args.slurm_mem_gb, params=dict(args.slurm_param))
         runner = SweepRunner(args.executor, args.out / "sweeps", lam_jobs=args.lam_jobs, slurm=slurm,
-                             fresh=args.fresh)
+                             fresh=args.fresh, device=args.device)
     except (ValueError, RuntimeError) as e:  # RuntimeError: submitit finds no slurm here
         parser.error(f"--executor {args.executor}: {e}")
     t0 = time.perf_counter()

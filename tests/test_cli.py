@@ -109,3 +109,16 @@ def test_bad_scaleout_arguments(tmp_path, monkeypatch, capsys):
     assert "KEY=VALUE" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["reproduce", "--lam-jobs", "0"])
+
+
+def test_device_cuda_with_slurm_asks_for_a_gpu(tmp_path, monkeypatch, capsys):
+    """--device cuda through Slurm gets one GPU per job unless told otherwise; --slurm-gpus 0 is refused."""
+    seen = {}
+    monkeypatch.setattr(cli, "run", lambda st: seen.setdefault("st", st) and [])
+    _fake_srun(tmp_path, monkeypatch)
+    assert cli.main(["reproduce", "--out", str(tmp_path / "out"), "--executor", "slurm", "--device", "cuda"]) == 0
+    assert seen["st"].runner.executor._executor.parameters["gpus_per_node"] == 1
+    with pytest.raises(SystemExit) as e:
+        cli.main(["reproduce", "--out", str(tmp_path / "out"), "--executor", "slurm", "--device", "cuda",
+                  "--slurm-gpus", "0"])
+    assert e.value.code == 2 and "gpus=0" in capsys.readouterr().err

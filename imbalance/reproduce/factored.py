@@ -41,7 +41,7 @@ def factored_section(st: Settings) -> Section:
     tl = [0.003, 0.01]
     pending = st.submit("factored-sgd", task, tl, model=FactoredBigram(width=24, tied=False, init_scale=0.1),
                         optimizer="sgd", steps=4000, batch_size=512, lr=0.5, seeds=(0, 1, 2, 3), average_last=2000,
-                        eval_every=1000, progress=False)
+                        eval_every=1000)
     C, source = _stream_counts(st)
     lams = np.array([3e-4, 1e-3, 3e-3]) if st.fast else np.array([1e-4, 3e-4, 1e-3, 3e-3, 1e-2])
     eq = factored_bigram_equilibrium(C, lams, lams, rtol=1e-7)

@@ -8,6 +8,7 @@ import torch
 
 from .. import metrics, plot
 from ..sim import BigramTable, BigramTask, FeatureTask, LinearSoftmax
+from ..sim.devices import resolve_device
 from ..sim.paradox import paradox_calibration, paradox_sweep_args, posthoc_adjusted, small_lm, summarise_paradox
 from ..sim.validate import compare_bigram, compare_margins, feature_lbfgs
 from . import configs
@@ -26,7 +27,7 @@ def _plt():
 def _submit(st, name, task, run: configs.BigramRun, seeds):
     """A bigram-table sweep (checkpointed every fifth of the run), started through ``st.runner``."""
     kw = run.sweep_kwargs(seeds) | dict(eval_every=run.steps // 5)
-    return st.submit(name, task, list(run.lams), model=BigramTable(), progress=False, **kw)
+    return st.submit(name, task, list(run.lams), model=BigramTable(), **kw)
 
 
 def margin_sim_section(st: Settings) -> Section:
@@ -96,7 +97,7 @@ def feature_section(st: Settings) -> Section:
     lams = [0.01, 0.1]
     steps = 2000 if st.fast else 4000
     res = st.submit("features-sgd", task, lams, model=LinearSoftmax(bias=True), optimizer="sgd", steps=steps,
-                    batch_size=512, lr=0.5, seeds=(0, 1, 2), average_last=steps // 2, progress=False).result()
+                    batch_size=512, lr=0.5, seeds=(0, 1, 2), average_last=steps // 2).result()
     pi = task.token_probs
     rows, err, ratio = [], 0.0, 0.0
     for i, lam in enumerate(lams):
@@ -125,13 +126,17 @@ def lm_paradox_section(st: Settings) -> Section:
     B = 16
     lams = (0.0, 0.1, 0.3, 1.0)
     seeds = tuple(range(st.seeds))
-    kw = dict(model=model, steps=steps, batch_size=B, lr=1e-2, seeds=seeds, dtype=torch.float32, progress=False)
+    # language-model runs: bfloat16 autocast + TF32 on a GPU (recorded in each sweep's identity)
+    precision = "bf16" if resolve_device(st.device).type == "cuda" else "strict"
+    kw = dict(model=model, steps=steps, batch_size=B, lr=1e-2, seeds=seeds, dtype=torch.float32, precision=precision)
     pending = {name: st.submit(f"lm_paradox-{name}", task, lams, **paradox_sweep_args(task, mitigation=m, **kw))
                for name, m in (("adamw", None), ("reweight", "reweight"))}
     base, mitig = (summarise_paradox(p.result(), B * task.seq_len) for p in pending.values())
-    posthoc = posthoc_adjusted(base, model, task, 1.0)  # T6c: the AdamW models, logits − log π
-    cal = {"adamw": paradox_calibration(base, model, task), "adamw+reweight": paradox_calibration(mitig, model, task),
-           "adamw+posthoc": paradox_calibration(base, model, task, tau=1.0)}
+    dev = st.device
+    posthoc = posthoc_adjusted(base, model, task, 1.0, device=dev)  # T6c: the AdamW models, logits − log π
+    cal = {"adamw": paradox_calibration(base, model, task, device=dev),
+           "adamw+reweight": paradox_calibration(mitig, model, task, device=dev),
+           "adamw+posthoc": paradox_calibration(base, model, task, tau=1.0, device=dev)}
     rows = []
     for name, p in (("adamw", base), ("adamw+reweight", mitig), ("adamw+posthoc", posthoc)):
         for i, lam in enumerate(p.lams):

@@ -13,7 +13,7 @@ import torch
 
 __all__ = ["SweepStore"]
 
-_FORMAT = "imbalance.sim.sweep/1"
+_FORMAT = "imbalance.sim.sweep/2"  # /1: task digests without shapes and settings
 
 
 def _atomic_write_bytes(path: Path, write) -> None:
@@ -23,6 +23,13 @@ def _atomic_write_bytes(path: Path, write) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _check_text(path: Path) -> None:
+    try:
+        path.read_text()
+    except UnicodeDecodeError:
+        raise ValueError(f"{str(path)!r} is not a text file of sweep results (not UTF-8)") from None
 
 
 class SweepStore:
@@ -36,8 +43,12 @@ class SweepStore:
         if cfg.exists():
             try:
                 old = json.loads(cfg.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise ValueError(f"out={str(out)!r}: config.json is not valid JSON ({e})") from None
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+                raise ValueError(f"out={str(out)!r}: config.json is not valid JSON ({str(e)[:120]})") from None
+            if isinstance(old, dict) and str(old.get("format", "")).startswith("imbalance.sim.sweep/") \
+                    and old.get("format") != _FORMAT:
+                raise ValueError(f"out={str(out)!r} holds a sweep stored in format {old.get('format')!r}, not "
+                                 f"{_FORMAT!r} (an earlier version of imbalance): use a new directory or delete it")
             if not isinstance(old, dict) or old.get("format") != _FORMAT:
                 raise ValueError(f"out={str(out)!r}: config.json is not an imbalance sweep config")
             if old != json.loads(json.dumps(self.config)):
@@ -58,8 +69,8 @@ class SweepStore:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 — any unreadable file is reported the same way
-            raise ValueError(f"{str(path)!r} is not a readable sweep checkpoint ({type(e).__name__}: {e})") from None
-        if not isinstance(state, dict) or state.get("fingerprint") != self.config["fingerprint"]:
+            raise ValueError(f"{str(path)!r} is not a readable sweep checkpoint ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]})") from None
+        if not isinstance(state, dict) or state.get("fingerprint") != self.config.get("fingerprint"):
             raise ValueError(f"{str(path)!r} belongs to a different sweep (fingerprint mismatch)")
         return state
 
@@ -72,12 +83,12 @@ class SweepStore:
         path = self.dir / "results.jsonl"
         done, keep = set(), []
         if path.exists():
+            _check_text(path)
             for line in path.read_text().splitlines():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line torn by a kill mid-write
-                done.add(rec.get("step"))
+                rec = _record(line)
+                if rec is None:
+                    continue  # a line torn by a kill mid-write, or not ours
+                done.add(rec["step"])
                 keep.append(line)
             if len(keep) != len(path.read_text().splitlines()):
                 _atomic_write_bytes(path, lambda f: f.write("".join(k + "\n" for k in keep).encode()))
@@ -92,10 +103,16 @@ class SweepStore:
         path = self.dir / "results.jsonl"
         if not path.exists():
             return []
-        out = []
-        for line in path.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return out
+        _check_text(path)
+        return [rec for rec in map(_record, path.read_text().splitlines()) if rec is not None]
+
+
+def _record(line: str) -> dict | None:
+    """A results line as a dict with an integer "step", or None (torn, corrupt or foreign)."""
+    try:
+        rec = json.loads(line)
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    if not isinstance(rec, dict) or not isinstance(rec.get("step"), int):
+        return None
+    return rec

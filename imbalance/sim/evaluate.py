@@ -10,41 +10,63 @@ from .. import metrics
 __all__ = ["evaluate", "summarise", "sequence_loss_per_token", "sequence_calibration"]
 
 
+_CPU_EVAL_BYTES = 2 ** 28  # working memory of one evaluation batch on CPU
+
+
+def eval_batch_rows(M: int, T: int, V: int, dtype: torch.dtype, device: torch.device) -> int:
+    """Rows of a corpus evaluated at once: the (M, rows, T, V) logits and their softmax (about four
+    such arrays at a time) in a quarter of the free device memory (CUDA), or 256 MiB on CPU."""
+    budget = _CPU_EVAL_BYTES
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        budget = free // 4
+    per_row = 4 * M * T * V * torch.empty((), dtype=dtype).element_size()
+    return max(1, int(budget // per_row))
+
+
 def _logit_batches(model, params, task, data, batch, logit_bias):
-    """(logits + logit_bias (M, b, T, V), targets (b, T)) over ``data`` (n, T+1) in batches of rows."""
+    """(logits + logit_bias (M, b, T, V), targets (b, T)) over ``data`` (n, T+1) in batches of rows
+    (``batch`` None: sized by ``eval_batch_rows``); logits in the parameters' dtype (under bf16
+    autocast too)."""
     ref = next(iter(params.values()))
     M = ref.shape[0]
+    if batch is None:
+        batch = eval_batch_rows(M, data.shape[1] - 1, task.vocab_size, ref.dtype, ref.device)
     if logit_bias is not None:
         logit_bias = torch.as_tensor(logit_bias, dtype=ref.dtype, device=ref.device)
         if logit_bias.shape != (task.vocab_size,) or not torch.isfinite(logit_bias).all():
             raise ValueError(f"logit_bias must be {task.vocab_size} finite numbers, got shape "
                              f"{tuple(logit_bias.shape)}")
+    pin = ref.device.type == "cuda"
     for i in range(0, data.shape[0], batch):
-        x = data[i:i + batch].to(ref.device)  # (b, T+1)
+        x = data[i:i + batch]
+        x = (x.pin_memory() if pin else x).to(ref.device, non_blocking=pin)  # (b, T+1)
         inp, tgt = x[:, :-1], x[:, 1:]
-        z = model.logits(params, inp.expand(M, *inp.shape), task)  # (M, b, T, V)
+        z = model.logits(params, inp.expand(M, *inp.shape), task).to(ref.dtype)  # (M, b, T, V)
         yield (z if logit_bias is None else z + logit_bias), tgt
 
 
 @torch.no_grad()
-def sequence_loss_per_token(model, params, task, data, batch: int = 64, logit_bias=None) -> torch.Tensor:
+def sequence_loss_per_token(model, params, task, data, batch: int | None = None, logit_bias=None) -> torch.Tensor:
     """Mean CE per target token over a corpus ``data`` (n, T+1) for all M models → (M, V).
 
     ``logit_bias`` (V,) is added to every model's logits before the softmax (post-hoc
     logit adjustment, T6c: −τ log π)."""
     ref = next(iter(params.values()))
     M, dev, dtype = ref.shape[0], ref.device, ref.dtype
-    tot = torch.zeros(M, task.vocab_size, dtype=dtype, device=dev)  # (M, V)
-    cnt = torch.zeros(task.vocab_size, dtype=dtype, device=dev)  # (V,)
-    for z, tgt in _logit_batches(model, params, task, data, batch, logit_bias):
-        ce = -torch.log_softmax(z, dim=-1).gather(-1, tgt.expand(M, *tgt.shape).unsqueeze(-1)).squeeze(-1)  # (M, b, T)
-        tot.index_add_(1, tgt.reshape(-1), ce.reshape(M, -1))
-        cnt.index_add_(0, tgt.reshape(-1), torch.ones(tgt.numel(), dtype=dtype, device=dev))
-    return tot / torch.where(cnt > 0, cnt, torch.full_like(cnt, float("nan")))
+    ces = [-torch.log_softmax(z, dim=-1).gather(-1, tgt.expand(M, *tgt.shape).unsqueeze(-1)).squeeze(-1)  # (M, b, T)
+           for z, tgt in _logit_batches(model, params, task, data, batch, logit_bias)]
+    tgt = data[:, 1:].reshape(-1).to(dev)  # (n·T,)
+    # one accumulation over the whole corpus, so the sums do not depend on the batch size
+    tot = torch.zeros(M, task.vocab_size, dtype=dtype, device=dev).index_add_(1, tgt, torch.cat(ces, 1).reshape(M, -1))
+    cnt = torch.zeros(task.vocab_size, dtype=dtype, device=dev).index_add_(
+        0, tgt, torch.ones(tgt.numel(), dtype=dtype, device=dev))  # (V,)
+    return tot / torch.where(cnt > 0, cnt, torch.full_like(cnt, float("nan")))  # (M, V)
 
 
 @torch.no_grad()
-def sequence_calibration(model, params, task, data, batch: int = 64, logit_bias=None, n_bins: int = 15) -> dict:
+def sequence_calibration(model, params, task, data, batch: int | None = None, logit_bias=None,
+                         n_bins: int = 15) -> dict:
     """Calibration of all M models on a corpus ``data`` (n, T+1), optionally after a post-hoc
     ``logit_bias`` (V,): {"ece": (M,) top-1 expected calibration error,
     "marginal": (M, V) average predicted distribution over positions,

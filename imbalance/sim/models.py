@@ -31,6 +31,41 @@ def _rows(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return table[m, idx]
 
 
+def _sync_free(device: torch.device) -> bool:
+    """Whether the row gather must avoid data-dependent sizes (on an accelerator, where reading a
+    size back stalls the host until the device catches up)."""
+    return device.type != "cpu"
+
+
+def _batch_rows(key: torch.Tensor, n_rows: int):
+    """The distinct rows of ``key`` (M·B,): (rows (K,), inv (M·B,) slot of each key, slot map or None).
+
+    CPU: K = number of distinct rows (``nonzero``/``unique`` read K back, which costs nothing here).
+    Elsewhere: no value is read back. Keys are sorted, each run of equal keys is one slot; K = M·B
+    slots, the unused ones padded with row ``key_sorted[0]`` and given zero gradient by the caller
+    (``RowGrad`` allows such padding), and the row → slot map is returned for the fused kernel.
+    """
+    dev = key.device
+    if _sync_free(dev):
+        srt, order = torch.sort(key)  # (M·B,)
+        first = torch.ones_like(srt, dtype=torch.bool)
+        first[1:] = srt[1:] != srt[:-1]
+        seg = torch.cumsum(first, 0) - 1  # (M·B,) slot of each sorted key
+        inv = torch.empty_like(seg).scatter_(0, order, seg)  # slot of each key in batch order
+        rows = srt[:1].expand(srt.numel()).clone().scatter_(0, seg, srt)  # (M·B,) padded with srt[0]
+        slot = torch.full((n_rows,), -1, dtype=torch.long, device=dev).scatter_(0, srt, seg)  # equal writes
+        return rows, inv, slot
+    if n_rows <= 8 * key.numel():  # dense marks over all rows: cheaper than a sort unless rows ≫ keys
+        seen = torch.zeros(n_rows, dtype=torch.bool, device=dev)
+        seen[key] = True
+        rows = seen.nonzero().squeeze(1)  # (K,) sorted, as torch.unique
+        slot = torch.empty(n_rows, dtype=torch.long, device=dev)
+        slot[rows] = torch.arange(rows.numel(), device=dev)
+        return rows, slot[key], None
+    rows, inv = torch.unique(key, return_inverse=True)  # (K,), (M·B,)
+    return rows, inv, None
+
+
 _BLOCK_BYTES = 2 ** 20  # rows of the batch softmaxed at a time on CPU: half this CPU's 2 MiB L2
 
 
@@ -77,23 +112,15 @@ class BigramTable:
         B = ctx.shape[1]
         r = task.r
         key = (torch.arange(M, device=W.device).unsqueeze(1) * C + ctx).reshape(-1)  # (M·B,)
-        if M * C <= 8 * key.numel():  # dense marks over all M·C rows beat a sort (0.17 → 0.03 ms at M·C = M·B = 4096)
-            seen = torch.zeros(M * C, dtype=torch.bool, device=W.device)
-            seen[key] = True
-            rows = seen.nonzero().squeeze(1)  # (K,) sorted, as torch.unique
-            slot = torch.empty(M * C, dtype=torch.long, device=W.device)
-            slot[rows] = torch.arange(rows.numel(), device=W.device)
-            inv = slot[key]  # (M·B,)
-        else:
-            rows, inv = torch.unique(key, return_inverse=True)  # (K,), (M·B,)
+        rows, inv, slot = _batch_rows(key, M * C)  # (K,), (M·B,), None or (M·C,)
         w = weights[tgt].reshape(-1) if weights is not None else torch.ones_like(key, dtype=W.dtype)  # (M·B,)
         n = torch.zeros(rows.numel(), dtype=W.dtype, device=W.device).index_add_(0, inv, w)  # (K,)
         W2, K = W.view(M * C, V), rows.numel()
         coef = ((r / B) * n).unsqueeze(1)  # (K, 1)
-        # Softmax a cache-sized block of rows at a time, in place, so that each block stays in cache:
-        # 4.7-4.9 → 4.3-4.6 ms per step of benchmark (a) (K ≈ 1500 rows × V = 256, float64, 1 thread,
-        # this CPU, same process) against torch.softmax on the whole gathered (K, V) array. Small
-        # problems (one block) skip the preallocation. One block on other devices.
+        # Softmax a cache-sized block of rows at a time, in place, so that each block stays in cache
+        # (faster on CPU than torch.softmax on the whole gathered (K, V) array; see
+        # tests/benchmarks/bench_sweep.py). Small problems (one block) skip the preallocation.
+        # One block on other devices.
         block = max(1, _BLOCK_BYTES // (V * W.element_size())) if W.device.type == "cpu" else K
         if K <= block:
             g_rows = W2[rows]  # (K, V) becomes (r/B) n_x softmax(r W[x])
@@ -108,7 +135,7 @@ class BigramTable:
         hit = r * W2[key, y] - lse[inv, 0]  # (M·B,) log p(y_i | x_i), exact log-softmax
         loss = -(w * hit).view(M, B).sum(1) / B  # (M,)
         g_rows.index_put_((inv, y), (-r / B) * w, accumulate=True)  # − (r/B) t_x
-        return loss, {"W": RowGrad(rows, g_rows)}
+        return loss, {"W": RowGrad(rows, g_rows, slot)}
 
 
 class FactoredBigram:

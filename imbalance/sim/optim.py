@@ -13,11 +13,12 @@ AdamW: decoupled decay, w ← w (1 − lr λ) then the Adam step (``torch.optim.
 from __future__ import annotations
 
 import math
+import types
 
 import numpy as np
 import torch
 
-from .._validate import as_choice, as_nonnegative, as_positive
+from .._validate import as_choice, as_nonnegative, as_positive, as_positive_int
 from ..formulas import adamw_rho
 
 __all__ = ["BatchedSGD", "BatchedAdamW", "RowGrad", "make_optimizer", "frequency_decay_scale"]
@@ -25,16 +26,26 @@ __all__ = ["BatchedSGD", "BatchedAdamW", "RowGrad", "make_optimizer", "frequency
 
 class RowGrad:
     """A gradient that is zero except on some rows: ``values`` (K, V) at ``rows`` (K,) of the
-    parameter viewed as (M·C, V). Rows are distinct. The optimisers apply it without a dense
-    gradient tensor (the bigram table touches only the contexts in the batch)."""
+    parameter viewed as (M·C, V). A row may be listed more than once only with zero values in all
+    but one of its slots (the sync-free gather pads with such slots); ``slot`` (M·C,), when given,
+    maps each row to its slot with values (−1: no gradient). The optimisers apply it without a
+    dense gradient tensor (the bigram table touches only the contexts in the batch)."""
 
-    def __init__(self, rows: torch.Tensor, values: torch.Tensor):
-        self.rows, self.values = rows, values
+    def __init__(self, rows: torch.Tensor, values: torch.Tensor, slot: torch.Tensor | None = None):
+        self.rows, self.values, self.slot = rows, values, slot
 
     def dense(self, like: torch.Tensor) -> torch.Tensor:
         out = torch.zeros_like(like)
-        out.view(-1, like.shape[-1]).index_copy_(0, self.rows, self.values)
+        out.view(-1, like.shape[-1]).index_add_(0, self.rows, self.values)  # padded slots add zeros
         return out
+
+    def slot_map(self, n_rows: int) -> torch.Tensor:
+        """(n_rows,) slot of each row in ``values``, −1 where the row has no gradient."""
+        if self.slot is not None:
+            return self.slot
+        slot = torch.full((n_rows,), -1, dtype=torch.long, device=self.rows.device)
+        slot[self.rows] = torch.arange(self.rows.numel(), device=self.rows.device)
+        return slot
 
 
 def _decay_factors(params, lams, decayed, decay_scale):
@@ -111,7 +122,15 @@ class BatchedSGD(_Batched):
 
 
 class BatchedAdamW(_Batched):
-    """AdamW with decoupled decay, same operations as ``torch.optim.AdamW`` (amsgrad off)."""
+    """AdamW with decoupled decay, same operations as ``torch.optim.AdamW`` (amsgrad off).
+
+    ``fused=True`` runs each parameter's update as one compiled pass over memory
+    (``torch.compile``). The step count and the hyper-parameters then live on the parameters'
+    device, so a step reads nothing back from it; parameters are viewed as (M, N) and each
+    distinct (kernel, device, dtype, size-1 pattern) gets a compiled function of its own with
+    symbolic sizes, so no number of parameter shapes, sweeps, dtypes or devices in one process
+    reaches torch's recompilation limit.
+    """
 
     def __init__(self, params, lams, *, lr, betas=(0.9, 0.999), eps=1e-8, decayed=None, decay_scale=None,
                  fused=False):
@@ -126,22 +145,29 @@ class BatchedAdamW(_Batched):
         self.exp_avg = {n: torch.zeros_like(p) for n, p in params.items()}
         self.exp_avg_sq = {n: torch.zeros_like(p) for n, p in params.items()}
         self.shrink = {n: 1.0 - self.lr * lam for n, lam in self.lam.items()}  # (M, ...) 1 − lr λ
-        # the same, one row per row of the parameter viewed as (R, V), for the fused row kernel
-        self.row_shrink = {n: s.expand(*params[n].shape[:-1], s.shape[-1]).reshape(-1, s.shape[-1])
-                           for n, s in self.shrink.items()} if self.fused else {}
+        self._zero = {}  # (device, dtype) → 0-d zero, made once
+        if self.fused:
+            self._fused_setup()
 
     def _state(self):
         return {"exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq}
 
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        for t in getattr(self, "_step_t", {}).values():
+            t.fill_(self.step_count)
+
     @torch.no_grad()
     def step(self, grads: dict) -> None:
         self.step_count += 1
+        if self.fused:
+            for t in self._step_t.values():
+                t.add_(1)  # on the device: no host value, no copy
+            self._fused_step(grads)
+            return
         b1, b2 = self.betas
         bc1 = 1.0 - b1 ** self.step_count
         bc2_sqrt = math.sqrt(1.0 - b2 ** self.step_count)
-        if self.fused:
-            self._fused_step(grads, bc1, bc2_sqrt)
-            return
         for name, p in self.params.items():
             g = grads[name]
             m, v = self.exp_avg[name], self.exp_avg_sq[name]
@@ -150,7 +176,7 @@ class BatchedAdamW(_Batched):
                     # β m + (1−β) g = β (m + g (1−β)/β): add the rows, then a gradient-free dense pass
                     m.view(-1, m.shape[-1]).index_add_(0, g.rows, g.values, alpha=(1.0 - b1) / b1)
                     v.view(-1, v.shape[-1]).index_add_(0, g.rows, torch.square(g.values), alpha=(1.0 - b2) / b2)
-                    g = _ZERO.to(p)
+                    g = self._zero_like(p)
                 else:
                     g = g.dense(p)
             if name in self.shrink:
@@ -160,63 +186,95 @@ class BatchedAdamW(_Batched):
             denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
             p.addcdiv_(m, denom, value=-self.lr / bc1)
 
-    def _fused_step(self, grads, bc1, bc2_sqrt):
-        """One compiled pass over memory per parameter.
+    def _zero_like(self, p):
+        key = (p.device, p.dtype)
+        if key not in self._zero:
+            self._zero[key] = torch.zeros((), dtype=p.dtype, device=p.device)
+        return self._zero[key]
 
-        −(lr/bc1) m/(√v/bc2 + ε) = −(lr bc2/bc1) m/(√v + ε bc2): one division per entry, not two
-        (2.7 → 1.9 ms for 16 × 256 × 256 float64 entries, 1 thread, this CPU). Hyper-parameters
-        travel as 0-d tensors so that a kernel compiles once, not once per step.
-        """
-        b1, b2 = self.betas
+    def _fused_setup(self):
+        """Device-resident step counts, hyper-parameters and decay factors, made once."""
+        self._step_t, self._hp, self._dense_shrink, self._row_shrink = {}, {}, {}, {}
+        for name, p in self.params.items():
+            key = (p.device, p.dtype)
+            if key not in self._hp:
+                self._hp[key] = torch.tensor([self.lr, *self.betas, self.eps], dtype=p.dtype, device=p.device)
+                # (1,), not 0-d: dynamo reads a 0-d CPU tensor's value back into a Python number
+                self._step_t[key] = torch.zeros(1, dtype=p.dtype, device=p.device)
+            s = self.shrink.get(name)
+            if s is None:
+                s = torch.ones((p.shape[0],) + (1,) * (p.dim() - 1), dtype=p.dtype, device=p.device)  # (M, 1, ...)
+            self._dense_shrink[name] = s
+            if p.dim() >= 2:  # the rows kernel: one decay factor per row of the (R, V) view, or per entry
+                last = s.shape[-1]
+                self._row_shrink[name] = s.expand(*p.shape[:-1], last).reshape(-1, last).contiguous()  # (R, 1|V)
+
+    def _fused_step(self, grads):
         for name, p in self.params.items():
             g = grads[name]
             m, v = self.exp_avg[name], self.exp_avg_sq[name]
-            hp = torch.tensor([-self.lr * bc2_sqrt / bc1, b1, b2, self.eps * bc2_sqrt], dtype=p.dtype,
-                              device=p.device)
+            key = (p.device, p.dtype)
+            hp, step = self._hp[key], self._step_t[key]
             if isinstance(g, RowGrad) and g.rows.numel() > 0:
                 # the kernel reads each row's gradient through a row → slot map (−1: zero gradient), so
-                # the rows of the batch cost no pass of their own: 5.0-5.2 → 4.0-4.1 ms per step of
-                # benchmark (a) (1 thread, this CPU, same process), against adding the rows to m and v
-                # with index_add_ before a gradient-free pass
+                # the rows of the batch cost no pass of their own
                 V = p.shape[-1]
-                slot = torch.full((p.numel() // V,), -1, dtype=torch.long, device=p.device)
-                slot[g.rows] = torch.arange(g.rows.numel(), device=p.device)
-                _compiled(_adamw_rows, dynamic=True)(p.view(-1, V), m.view(-1, V), v.view(-1, V), g.values, slot,
-                                                     self.row_shrink.get(name, _ONE.to(p)), hp)
+                slot = g.slot_map(p.numel() // V)  # (R,)
+                args = (p.view(-1, V), m.view(-1, V), v.view(-1, V), g.values, slot, self._row_shrink[name], step, hp)
+                _compiled(_adamw_rows, args)(*args)
                 continue
             if isinstance(g, RowGrad):
-                g = _ZERO.to(p)
-            _compiled(_adamw_update)(p, g, m, v, self.shrink.get(name, _ONE.to(p)), hp)
+                g = g.dense(p)
+            elif g._base is not None or not g.is_contiguous():
+                g = g.clone(memory_format=torch.contiguous_format)  # dynamo guards a view on its base's layout
+            args = (p, g, m, v, self._dense_shrink[name], step, hp)
+            _compiled(_adamw_update, args)(*args)
 
 
-_ONE = torch.ones(())
-_ZERO = torch.zeros(())
 _COMPILED = {}
+_BACKEND = "inductor"  # torch.compile backend of the fused kernels (tests use "eager")
 
 
-def _adamw_update(p, g, m, v, shrink, hp):
-    """The AdamW step of ``BatchedAdamW.step`` written as one expression for torch.compile."""
-    step, b1, b2, eps = hp.unbind()  # step = −lr bc2/bc1, eps = ε bc2
+def _adamw_update(p, g, m, v, shrink, step, hp):
+    """The AdamW step of ``BatchedAdamW.step`` as one expression for torch.compile.
+
+    −(lr/bc1) m/(√v/bc2 + ε) = −(lr bc2/bc1) m/(√v + ε bc2): one division per entry, not two.
+    """
+    lr, b1, b2, eps = hp.unbind()
+    bc2_sqrt = (1.0 - b2 ** step).sqrt()
+    step_size = -lr * bc2_sqrt / (1.0 - b1 ** step)
     m_new = m + (1.0 - b1) * (g - m)  # lerp
     v_new = v * b2 + (1.0 - b2) * g * g
-    p.copy_(p * shrink + step * m_new / (v_new.sqrt() + eps))
+    p.copy_(p * shrink + step_size * m_new / (v_new.sqrt() + eps * bc2_sqrt))
     m.copy_(m_new)
     v.copy_(v_new)
 
 
-def _adamw_rows(p, m, v, values, slot, shrink, hp):
+def _adamw_rows(p, m, v, values, slot, shrink, step, hp):
     """``_adamw_update`` on (R, V) views with the gradient of row i = values[slot[i]], zero where slot[i] < 0."""
     rows = slot.unsqueeze(1)  # (R, 1)
     cols = torch.arange(p.shape[1], device=p.device)
     g = torch.where(rows >= 0, values[rows.clamp(0, values.shape[0] - 1), cols], 0.0)  # (R, V); a non-finite
     # gradient row stays in its row (a product with the 0/1 mask would spread inf · 0 = nan)
-    _adamw_update(p, g, m, v, shrink, hp)
+    _adamw_update(p, g, m, v, shrink, step, hp)
 
 
-def _compiled(fn, dynamic=False):
-    if (fn, dynamic) not in _COMPILED:
-        _COMPILED[fn, dynamic] = torch.compile(fn, dynamic=dynamic, fullgraph=True)
-    return _COMPILED[fn, dynamic]
+def _compiled(fn, args):
+    """A compiled copy of ``fn`` for these arguments' device, dtypes and size-1 pattern.
+
+    Each copy is a fresh code object, so torch's per-function recompilation limit counts the
+    graphs of that copy alone; sizes are symbolic (``dynamic=True``), so a copy compiles once for
+    every parameter shape that shares the pattern.
+    """
+    tensors = [a for a in args if torch.is_tensor(a)]
+    key = (fn.__name__, _BACKEND, tensors[0].device.type, tensors[0].device.index,
+           tuple((str(t.dtype), t.dim(), tuple(s == 1 for s in t.shape)) for t in tensors))
+    if key not in _COMPILED:
+        tag = f"{fn.__name__}_{len(_COMPILED)}"
+        code = fn.__code__.replace(co_name=tag, co_qualname=tag)
+        copy = types.FunctionType(code, fn.__globals__, tag, fn.__defaults__, fn.__closure__)
+        _COMPILED[key] = torch.compile(copy, dynamic=True, fullgraph=True, backend=_BACKEND)
+    return _COMPILED[key]
 
 
 def make_optimizer(name: str, params, lams, *, lr, decayed=None, decay_scale=None, betas=(0.9, 0.999), eps=1e-8,
@@ -246,5 +304,5 @@ def frequency_decay_scale(freq, optimizer: str = "sgd", batch_size: int | None =
     else:
         if batch_size is None:
             raise ValueError("batch_size is required for optimizer='adamw', got batch_size=None")
-        w = adamw_rho(P, batch_size)
+        w = adamw_rho(P, as_positive_int(batch_size, "batch_size"))
     return w / w[P > 0].mean()

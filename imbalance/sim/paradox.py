@@ -18,6 +18,7 @@ import torch
 from .. import metrics
 from .._validate import as_choice, as_positive_int
 from ..formulas import logit_adjustment
+from .devices import resolve_device
 from .evaluate import evaluate, sequence_calibration
 from .optim import frequency_decay_scale
 from .sweep import SweepResult, sweep
@@ -146,26 +147,28 @@ def posthoc_bias(token_probs, tau) -> np.ndarray:
     return logit_adjustment(token_probs, tau, unseen="rarest", name="token_probs")
 
 
-def _stacked(res: SweepResult):
-    return {k: v.reshape(-1, *v.shape[2:]) for k, v in res.params.items()}  # (L, S, ...) → (M, ...)
+def _stacked(res: SweepResult, device="auto"):
+    """The trained parameters as (M, ...) on ``device`` (evaluations run where training ran)."""
+    dev = resolve_device(device)
+    return {k: v.reshape(-1, *v.shape[2:]).to(dev) for k, v in res.params.items()}  # (L, S, ...) → (M, ...)
 
 
-def posthoc_adjusted(result: ParadoxResult, model, task, tau, scheme: str = "log3") -> ParadoxResult:
+def posthoc_adjusted(result: ParadoxResult, model, task, tau, scheme: str = "log3", device="auto") -> ParadoxResult:
     """The same trained models, evaluated after post-hoc logit adjustment z − τ log π (T6c):
     no training, only a bias on the logits at evaluation; π is the training-split ``token_probs``."""
     res = result.sweep
-    ev = evaluate(model, _stacked(res), task, res.lams.size, len(res.seeds),
+    ev = evaluate(model, _stacked(res, device), task, res.lams.size, len(res.seeds),
                   logit_bias=posthoc_bias(res.token_probs, tau))
     adjusted = replace(res, loss_per_token=ev["train"].numpy(), heldout_loss_per_token=ev["heldout"].numpy(),
                        loss_per_token_avg=None, heldout_loss_per_token_avg=None)
     return summarise_paradox(adjusted, result.tokens_per_batch, scheme)
 
 
-def paradox_calibration(result: ParadoxResult, model, task, tau=0.0, n_bins: int = 15) -> dict:
+def paradox_calibration(result: ParadoxResult, model, task, tau=0.0, n_bins: int = 15, device="auto") -> dict:
     """Held-out calibration of the trained models (after a post-hoc adjustment τ if τ > 0):
     {"ece", "ece_ci", "marginal_error", "marginal_error_ci"}, seed means and 95 % CIs, (L,)."""
     res = result.sweep
-    params = _stacked(res)
+    params = _stacked(res, device)
     cal = sequence_calibration(model, params, task, task.heldout, logit_bias=posthoc_bias(res.token_probs, tau),
                                n_bins=n_bins)
     L, S = res.lams.size, len(res.seeds)

@@ -3,26 +3,33 @@
 Model m = i_λ · n_seed + i_seed. Seed s owns one CPU ``torch.Generator`` that draws
 its initialisation and its minibatches; every λ of that seed sees the same batches
 (common random numbers), so a λ-difference is never a sampling difference.
+
+``sweep`` reads top to bottom: ``_prepare`` (validated arguments, stacked parameters,
+optimiser, storage), ``_restore`` (a stored checkpoint or a fresh start), the training loop,
+``_package``. The loop and every evaluation run inside ``numerics`` (precision, determinism).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import importlib.util
+import os
+import shutil
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .._validate import as_positive_int
+from .._validate import as_choice, as_nonnegative, as_positive, as_positive_int
+from .batches import BatchStream, chunk_steps
 from .checkpoint import SweepStore
-from .devices import no_tf32, resolve_device
+from .devices import PRECISIONS, numerics, resolve_device
 from .evaluate import evaluate, summarise
+from .identity import sweep_config, sweep_fingerprint
 from .optim import make_optimizer
 
-__all__ = ["sweep", "SweepResult"]
+__all__ = ["sweep", "SweepResult", "sweep_identity", "check_lams", "resolve_fused"]
 
 
 @dataclass(frozen=True)
@@ -55,40 +62,10 @@ class SweepResult:
     lr: float
 
 
-def _digest(task) -> str:
-    h = hashlib.sha256(type(task).__name__.encode())
-    for name in ("counts", "features", "labels", "train", "heldout", "train_stream"):
-        obj = getattr(task, name, None)
-        if obj is None:
-            continue
-        if hasattr(obj, "indptr"):
-            for a in (obj.indptr, obj.indices, obj.data):
-                h.update(np.ascontiguousarray(a).tobytes())
-        else:
-            h.update(np.ascontiguousarray(obj.numpy() if torch.is_tensor(obj) else obj).tobytes())
-    h.update(repr(getattr(task, "r", None)).encode())
-    return h.hexdigest()
-
-
-def _check_lams(lams) -> np.ndarray:
-    arr = np.atleast_1d(np.asarray(lams, dtype=np.float64))
-    if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"lams must be a scalar or non-empty 1-D array, got shape {arr.shape}")
-    bad = ~np.isfinite(arr) | (arr < 0)
-    if bad.any():
-        raise ValueError(f"lams must be finite and >= 0, got lams={arr[bad][0]!r}")
-    return arr
-
-
-def _chunk_size(eval_every, per_step_numel):
-    cap = max(1, 2 ** 22 // max(1, per_step_numel))
-    return max(d for d in range(1, min(eval_every, cap) + 1) if eval_every % d == 0)
-
-
 def sweep(task, lams, *, model, optimizer, steps, batch_size, lr, seeds=(0,), device="auto",
           dtype=torch.float64, out=None, eval_every=None, betas=(0.9, 0.999), eps=1e-8,
           decay_scale=None, reweight=False, average_last=0, callback=None, progress=True,
-          fused=False) -> SweepResult:
+          fused="auto", precision="strict", deterministic=True) -> SweepResult:
     """Train model × (λ ∈ lams) × (seed ∈ seeds) on ``task`` in one batched loop.
 
     ``optimizer``: "sgd" (coupled L2) or "adamw" (decoupled); ``decay_scale``: dict
@@ -97,146 +74,312 @@ def sweep(task, lams, *, model, optimizer, steps, batch_size, lr, seeds=(0,), de
     for append-only results and checkpoints (every ``eval_every`` steps); rerunning
     with the same arguments resumes and ends identical to an uninterrupted run.
     ``callback(step)`` runs after each step (and after any checkpoint of that step).
-    ``fused=True`` compiles the AdamW update into one memory pass (torch.compile; the
-    first step pays the compilation; results agree with the eager update to rounding, and
-    a fused run resumes only as a fused run).
+    ``fused``: True compiles the AdamW update into one memory pass (torch.compile; the first
+    steps pay the compilation; results agree with the eager update to rounding, and a fused run
+    resumes only as a fused run); "auto" (the default) turns it on where it was measured to pay
+    (``resolve_fused``), and the choice enters the sweep's identity.
+    ``precision``: "strict" (IEEE float32, no TF32: theory checks), "tf32", or "bf16" (bfloat16
+    autocast + TF32, float32 parameters; language-model runs on tensor cores); recorded in the
+    sweep's identity. ``deterministic``: ``torch.use_deterministic_algorithms`` inside the run
+    (bit-identical resume and λ-splitting on CUDA too; see ``imbalance.sim.devices``).
     """
-    lam_arr = _check_lams(lams)
-    seeds = tuple(int(as_positive_int(s, "seeds", minimum=0)) for s in np.atleast_1d(seeds).tolist())
-    if len(seeds) == 0 or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct non-negative integers, got seeds={seeds!r}")
-    steps = as_positive_int(steps, "steps")
-    B = as_positive_int(batch_size, "batch_size")
-    eval_every = as_positive_int(eval_every or max(1, steps // 20), "eval_every")
-    average_last = int(average_last)
-    if not 0 <= average_last <= steps:
-        raise ValueError(f"average_last must be in [0, steps={steps}], got average_last={average_last}")
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a floating torch.dtype, got dtype={dtype!r}")
-    if getattr(model, "kind", None) != getattr(task, "kind", None):
-        raise ValueError(f"model {type(model).__name__} (kind {model.kind!r}) does not fit task "
-                         f"{type(task).__name__} (kind {task.kind!r})")
-    dev = resolve_device(device)
-    if dev.type == "mps" and dtype == torch.float64:
-        raise ValueError("dtype=torch.float64 is not supported on device 'mps'; use torch.float32 or device='cpu'")
-    L, S = lam_arr.size, len(seeds)
-    M = L * S
-
-    gens = [torch.Generator().manual_seed(s) for s in seeds]
-    params = {k: v.unsqueeze(0).expand(L, *v.shape).reshape(M, *v.shape[1:]).to(dev).contiguous()
-              for k, v in model.init(task, gens, dtype).items()}  # (M, ...)
-    opt = make_optimizer(optimizer, params, np.repeat(lam_arr, S), lr=lr, decayed=model.decayed,
-                         decay_scale=decay_scale, betas=betas, eps=eps, fused=fused)
-    pi = np.asarray(task.token_probs, dtype=np.float64)
-    weights = None
-    if reweight:
-        w = np.where(pi > 0, 1.0 / (np.count_nonzero(pi) * np.where(pi > 0, pi, 1.0)), 0.0)
-        weights = torch.as_tensor(w, dtype=dtype, device=dev)  # (V,)
-
-    probe = task.sample(torch.Generator().manual_seed(0), 1)
-    chunk = _chunk_size(eval_every, B * S * sum(t[0].numel() for t in probe))
-    store = None
-    if out is not None:
-        config = {"task": type(task).__name__, "task_digest": _digest(task), "model": type(model).__name__,
-                  "model_config": {k: v for k, v in vars(model).items() if isinstance(v, (int, float, str, bool, tuple))},
-                  "optimizer": str(optimizer).lower(), "lams": lam_arr.tolist(), "seeds": list(seeds),
-                  "steps": steps, "batch_size": B, "lr": float(lr), "dtype": str(dtype), "eval_every": eval_every,
-                  "betas": list(map(float, betas)), "eps": float(eps), "reweight": bool(reweight),
-                  "average_last": average_last,
-                  "decay_scale": {k: hashlib.sha256(np.asarray(v, dtype=np.float64).tobytes()).hexdigest()
-                                  for k, v in (decay_scale or {}).items()}}
-        if fused:  # fused and eager AdamW differ in rounding: a run resumes only as what it was
-            config["fused"] = True
-        config = json.loads(json.dumps(config))
-        config["fingerprint"] = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
-        store = SweepStore(out, config)
-
-    train_loss = torch.zeros(steps, M, dtype=dtype, device=dev)  # (steps, M)
-    avg = {k: torch.zeros_like(p) for k, p in params.items()} if average_last else None
-    curves: list[tuple[int, dict]] = []
-    start = 0
-    state = store.load() if store else None
-    if state is not None:
-        start = int(state["step"])
-        for k in params:
-            params[k].copy_(state["params"][k])
-        opt.load_state_dict(state["opt"])
-        for g, st in zip(gens, state["gens"]):
-            g.set_state(st)
-        train_loss[:start] = state["train_loss"].to(dev)
-        if avg is not None:
-            for k in avg:
-                avg[k].copy_(state["avg"][k])
-        curves = [(int(s), e) for s, e in zip(state["curve_steps"], state["curve_evals"])]
-    else:
-        curves.append((0, evaluate(model, params, task, L, S)))
-
-    def save(step):
-        if store is None:
-            return
-        store.save({"step": step, "params": {k: p.cpu() for k, p in params.items()}, "opt": {
-            k: (v.cpu() if torch.is_tensor(v) else v) for k, v in opt.state_dict().items()},
-            "gens": [g.get_state() for g in gens], "train_loss": train_loss[:step].cpu(),
-            "avg": {k: a.cpu() for k, a in avg.items()} if avg is not None else {},
-            "curve_steps": [s for s, _ in curves], "curve_evals": [e for _, e in curves]})
-        store.append_results([summarise(s, e, pi, lam_arr, seeds) for s, e in curves])
-
-    bar = tqdm(total=steps, initial=start, disable=None if progress else True, desc=f"sweep {optimizer}",
-               leave=False)
-    data = None
-    with no_tf32():
-        for step in range(start, steps):
-            if data is None or step % chunk == 0:
-                samples = [task.sample(g, chunk * B) for g in gens]
-                data = [torch.stack([s[i] for s in samples]).view(S, chunk, B, *samples[0][i].shape[1:])
-                        .to(dev, dtype=dtype if samples[0][i].is_floating_point() else None)
-                        for i in range(len(samples[0]))]  # each (S, chunk, B, ...)
-            x, y = (t[:, step % chunk].unsqueeze(0).expand(L, *t[:, 0].shape).reshape(M, *t.shape[2:])
-                    for t in data)  # (M, B, ...)
-            if hasattr(model, "loss_and_grads"):
-                loss, grads = model.loss_and_grads(params, x, y, task, weights)
-            else:
-                loss, grads = _autograd_step(model, params, x, y, task, weights)
-            opt.step(grads)
-            train_loss[step] = loss.detach()
-            if avg is not None and step >= steps - average_last:
-                for k in avg:
-                    avg[k].add_(params[k])
-            if (step + 1) % eval_every == 0 or step + 1 == steps:
-                curves.append((step + 1, evaluate(model, params, task, L, S)))
-                bad = ~torch.isfinite(train_loss[step])
-                if bad.any():
-                    m = int(bad.nonzero()[0])
-                    warnings.warn(f"sweep: training loss is not finite at step {step + 1} for λ={lam_arr[m // S]}, "
-                                  f"seed={seeds[m % S]} (diverged? lower lr)", UserWarning, stacklevel=2)
-                save(step + 1)
+    run = _prepare(task, lams, model=model, optimizer=optimizer, steps=steps, batch_size=batch_size, lr=lr,
+                   seeds=seeds, device=device, dtype=dtype, out=out, eval_every=eval_every, betas=betas, eps=eps,
+                   decay_scale=decay_scale, reweight=reweight, average_last=average_last, fused=fused,
+                   precision=precision, deterministic=deterministic, callback=callback)
+    st = _restore(run)
+    bar = tqdm(total=run.steps, initial=st.start, disable=None if progress else True, leave=False,
+               desc=f"sweep {run.optimizer} ({run.M} models)")
+    with numerics(run.device, run.precision, run.deterministic):
+        if not st.curves:
+            st.curves.append((0, run.evaluate(run.params)))
+        for step in range(st.start, run.steps):
+            x, y = run.batches.batch(step)  # (M, B, ...) each
+            loss, grads = _loss_and_grads(run, x, y)  # (M,), name → gradient
+            run.opt.step(grads)
+            st.train_loss[step] = loss
+            if st.avg is not None and step >= run.steps - run.average_last:
+                for k, a in st.avg.items():
+                    a.add_(run.params[k])  # (M, ...)
+            if (step + 1) % run.eval_every == 0 or step + 1 == run.steps:
+                st.curves.append((step + 1, run.evaluate(run.params)))
+                _warn_if_diverged(run, st.train_loss[step], step + 1)
+                _save(run, st, step + 1)
             bar.update(1)
             if callback is not None:
                 callback(step + 1)
-    bar.close()
-    if start == steps and store is not None:
-        save(steps)  # restart of a finished run: make sure results.jsonl is complete
+        bar.close()
+        if st.start == run.steps:
+            _save(run, st, run.steps)  # restart of a finished run: make sure results.jsonl is complete
+        params_avg = {k: a / run.average_last for k, a in st.avg.items()} if st.avg is not None else None
+        final_avg = run.evaluate(params_avg) if params_avg is not None else None
+    return _package(run, st, params_avg, final_avg)
 
-    params_avg = {k: (a / average_last) for k, a in avg.items()} if avg is not None else None
-    final = curves[-1][1]
-    fin_avg = evaluate(model, params_avg, task, L, S) if params_avg is not None else None
 
-    def stack(key, evals):
-        if evals[0].get(key) is None:
-            return None
-        return np.stack([e[key].numpy() for e in evals])
+# --- preparation -----------------------------------------------------------------------
 
-    evals = [e for _, e in curves]
-    shape = lambda d: {k: v.detach().cpu().reshape(L, S, *v.shape[1:]) for k, v in d.items()}  # noqa: E731
-    return SweepResult(
-        lams=lam_arr, seeds=seeds, token_probs=pi,
-        loss_per_token=final["train"].numpy(), heldout_loss_per_token=_np(final.get("heldout")),
-        loss_per_token_avg=_np(fin_avg["train"]) if fin_avg else None,
-        heldout_loss_per_token_avg=_np(fin_avg.get("heldout")) if fin_avg else None,
-        curve_steps=np.array([s for s, _ in curves]), curve_loss_per_token=stack("train", evals),
-        curve_heldout=stack("heldout", evals), train_loss=train_loss.cpu().numpy().reshape(steps, L, S),
-        params=shape(params), params_avg=shape(params_avg) if params_avg is not None else None,
-        optimizer=str(optimizer).lower(), batch_size=B, lr=float(lr))
+@dataclass
+class _Run:
+    """A validated sweep: settings, device-resident models and optimiser, batches, storage."""
+
+    task: object
+    model: object
+    lams: np.ndarray
+    seeds: tuple
+    optimizer: str
+    steps: int
+    B: int
+    lr: float
+    eval_every: int
+    average_last: int
+    device: torch.device
+    dtype: torch.dtype
+    precision: str
+    deterministic: bool
+    params: dict
+    opt: object
+    gens: list
+    batches: BatchStream
+    weights: torch.Tensor | None
+    store: SweepStore | None
+    pi: np.ndarray
+
+    @property
+    def L(self):
+        return self.lams.size
+
+    @property
+    def S(self):
+        return len(self.seeds)
+
+    @property
+    def M(self):
+        return self.L * self.S
+
+    def evaluate(self, params):
+        return evaluate(self.model, params, self.task, self.L, self.S)
+
+
+def check_lams(lams) -> np.ndarray:
+    """λ as a non-empty 1-D float64 array of finite values ≥ 0."""
+    try:
+        arr = np.atleast_1d(np.asarray(lams, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise ValueError(f"lams must be a number or a 1-D array of numbers, got lams={lams!r:.80}") from None
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"lams must be a scalar or non-empty 1-D array, got shape {arr.shape}")
+    bad = ~np.isfinite(arr) | (arr < 0)
+    if bad.any():
+        raise ValueError(f"lams must be finite and >= 0, got lams={arr[bad][0]!r}")
+    return arr
+
+
+def _check_seeds(seeds) -> tuple:
+    try:
+        raw = np.atleast_1d(np.asarray(seeds, dtype=object)).tolist()
+    except (TypeError, ValueError):
+        raise ValueError(f"seeds must be non-negative integers, got seeds={seeds!r:.80}") from None
+    if not isinstance(raw, list) or any(isinstance(s, list) for s in raw):
+        raise ValueError(f"seeds must be an integer or a 1-D sequence of integers, got seeds={seeds!r:.80}")
+    out = tuple(as_positive_int(s, "seeds", minimum=0) for s in raw)
+    if len(out) == 0 or len(set(out)) != len(out):
+        raise ValueError(f"seeds must be distinct non-negative integers, got seeds={out!r}")
+    return out
+
+
+def _check_model_and_task(model, task) -> None:
+    for name, obj, needs in (("task", task, ("kind", "sample", "token_probs")),
+                             ("model", model, ("kind", "init", "decayed"))):
+        missing = [a for a in needs if not hasattr(obj, a)]
+        if missing:
+            raise ValueError(f"{name} must be an imbalance.sim {name} (lacks {missing}), got {name}={obj!r:.80}")
+    if model.kind != task.kind:
+        raise ValueError(f"model {type(model).__name__} (kind {model.kind!r}) does not fit task "
+                         f"{type(task).__name__} (kind {task.kind!r})")
+
+
+def _check_dtype(dtype, device) -> torch.dtype:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating torch.dtype, got dtype={dtype!r}")
+    if device.type == "mps" and dtype == torch.float64:
+        raise ValueError("dtype=torch.float64 is not supported on device 'mps'; use torch.float32 or device='cpu'")
+    return dtype
+
+
+# fused="auto": where compiling the AdamW update was measured to repay itself, end to end as a user
+# calls sweep (tests/benchmarks/bench_sweep.py::test_fused_auto_threshold: 16 bigram tables, V = 256,
+# float64, 1 CPU thread; break-even near 3·10⁸ entry-updates; smaller models were not measured)
+_AUTO_FUSED_MIN_ENTRIES = 2 ** 18  # parameter entries per step, all models together
+_AUTO_FUSED_MIN_UPDATES = 5e8  # parameter entries × steps
+
+
+def _compiler_available(device: torch.device) -> bool:
+    if device.type == "cpu":
+        cxx = os.environ.get("CXX", "")
+        return any(shutil.which(c) for c in (cxx, "g++", "c++", "clang++") if c)
+    if device.type == "cuda":
+        return importlib.util.find_spec("triton") is not None
+    return False
+
+
+def resolve_fused(fused, optimizer: str, device, steps: int, n_entries: int) -> bool:
+    """``fused`` as a bool. "auto": on for AdamW where torch.compile has a compiler for ``device``
+    (a C++ compiler on CPU, Triton on CUDA), the models hold at least 2¹⁸ parameter entries
+    together (``n_entries``) and the run updates at least 5·10⁸ in all (× ``steps``): where the
+    measured per-step saving outweighs the compilation."""
+    if isinstance(fused, str) and fused == "auto":
+        return (optimizer == "adamw" and n_entries >= _AUTO_FUSED_MIN_ENTRIES
+                and n_entries * steps >= _AUTO_FUSED_MIN_UPDATES and _compiler_available(resolve_device(device)))
+    if not isinstance(fused, (bool, np.bool_)):
+        raise ValueError(f"fused must be True, False or 'auto', got fused={fused!r:.80}")
+    return bool(fused)
+
+
+def _settings(task, lams, *, model, optimizer, steps, batch_size, lr, seeds=(0,), device="auto", dtype=torch.float64,
+              eval_every=None, betas=(0.9, 0.999), eps=1e-8, decay_scale=None, reweight=False, average_last=0,
+              fused="auto", precision="strict", deterministic=True, callback=None, progress=True,
+              available=True) -> dict:
+    """``sweep``'s arguments validated, defaults filled in, ``device`` and ``fused`` resolved.
+    ``available=False``: ``device`` is only parsed, not required here (a job elsewhere resolves it)."""
+    if callback is not None and not callable(callback):
+        raise ValueError(f"callback must be callable or None, got callback={callback!r:.80}")
+    lam_arr, seeds = check_lams(lams), _check_seeds(seeds)
+    _check_model_and_task(model, task)
+    optimizer = as_choice(optimizer, "optimizer", {"sgd", "adamw"})
+    steps, B, lr = as_positive_int(steps, "steps"), as_positive_int(batch_size, "batch_size"), as_positive(lr, "lr")
+    eval_every = as_positive_int(eval_every or max(1, steps // 20), "eval_every")
+    average_last = as_positive_int(average_last, "average_last", minimum=0)
+    if average_last > steps:
+        raise ValueError(f"average_last must be in [0, steps={steps}], got average_last={average_last}")
+    precision = as_choice(precision, "precision", set(PRECISIONS))
+    if not isinstance(deterministic, (bool, np.bool_)):
+        raise ValueError(f"deterministic must be True or False, got deterministic={deterministic!r:.80}")
+    if decay_scale is not None and not isinstance(decay_scale, dict):
+        raise ValueError(f"decay_scale must be a dict name → scale or None, got decay_scale={decay_scale!r:.80}")
+    unknown = sorted(map(str, set(decay_scale or {}) - set(model.decayed)))
+    if unknown:
+        raise ValueError(f"decay_scale names parameters that are not decayed: {unknown} "
+                         f"(decayed: {list(model.decayed)})")
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+        raise ValueError(f"betas must be a pair of numbers in [0, 1), got betas={betas!r:.80}")
+    betas = tuple(as_nonnegative(b, f"betas[{i}]") for i, b in enumerate(betas))
+    dev = resolve_device(device) if available else _parse_device(device)
+    dtype = _check_dtype(dtype, dev)
+    if precision == "bf16" and dtype != torch.float32:
+        raise ValueError(f"precision='bf16' autocasts float32 parameters, got dtype={dtype!r}")
+    if isinstance(fused, str) and fused == "auto":  # the work decides: count the parameter entries
+        one = model.init(task, [torch.Generator().manual_seed(0)], dtype)
+        fused = resolve_fused(fused, optimizer, dev, steps, lam_arr.size * len(seeds)
+                              * sum(v.numel() for v in one.values()))
+    return dict(lams=lam_arr, seeds=seeds, model=model, optimizer=optimizer, steps=steps, batch_size=B, lr=lr,
+                device=dev, dtype=dtype, eval_every=eval_every, betas=betas, eps=as_nonnegative(eps, "eps"),
+                decay_scale=decay_scale, reweight=bool(reweight), average_last=average_last,
+                fused=resolve_fused(fused, optimizer, dev, steps, 0), precision=precision,
+                deterministic=bool(deterministic))
+
+
+def _parse_device(device) -> torch.device:
+    if isinstance(device, str) and device == "auto" and os.environ.get("IMBALANCE_DEVICE", "auto") in ("", "auto"):
+        return resolve_device("auto")
+    if isinstance(device, str) and device == "auto":
+        return _parse_device(os.environ["IMBALANCE_DEVICE"].strip())
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda[:i]' or 'mps', got device={device!r:.80}") from None
+
+
+def sweep_identity(task, lams, *, out=None, **sweep_kw) -> dict:
+    """The stored identity of ``sweep(task, lams, **sweep_kw)`` (``imbalance.sim.identity``):
+    its configuration with its ``"fingerprint"``. ``device``, ``out``, ``callback`` and
+    ``progress`` do not enter it, and the device need not be present here."""
+    s = _settings(task, lams, available=False, **sweep_kw)
+    config = sweep_config(task, s.pop("lams"), **{k: v for k, v in s.items() if k != "device"})
+    return {**config, "fingerprint": sweep_fingerprint(config)}
+
+
+def _prepare(task, lams, *, out, **sweep_kw) -> _Run:
+    s = _settings(task, lams, **sweep_kw)
+    lam_arr, seeds, model, dev, dtype = s["lams"], s["seeds"], s["model"], s["device"], s["dtype"]
+    L, S, B = lam_arr.size, len(seeds), s["batch_size"]
+    gens = [torch.Generator().manual_seed(seed) for seed in seeds]
+    params = {k: v.unsqueeze(0).expand(L, *v.shape).reshape(L * S, *v.shape[1:]).to(dev).contiguous()
+              for k, v in model.init(task, gens, dtype).items()}  # (M, ...)
+    opt = make_optimizer(s["optimizer"], params, np.repeat(lam_arr, S), lr=s["lr"], decayed=model.decayed,
+                         decay_scale=s["decay_scale"], betas=s["betas"], eps=s["eps"], fused=s["fused"])
+    pi = np.asarray(task.token_probs, dtype=np.float64)
+    weights = None
+    if s["reweight"]:
+        w = np.where(pi > 0, 1.0 / (np.count_nonzero(pi) * np.where(pi > 0, pi, 1.0)), 0.0)
+        weights = torch.as_tensor(w, dtype=dtype).to(dev)  # (V,)
+    probe = task.sample(torch.Generator().manual_seed(0), 1)
+    chunk = chunk_steps(s["eval_every"], B * S * sum(t[0].numel() for t in probe))
+    store = None
+    if out is not None:
+        identity = sweep_identity(task, lam_arr, **{k: v for k, v in s.items() if k != "lams"})
+
+        store = SweepStore(out, identity)
+    return _Run(task=task, model=model, lams=lam_arr, seeds=seeds, optimizer=s["optimizer"], steps=s["steps"], B=B,
+                lr=s["lr"], eval_every=s["eval_every"], average_last=s["average_last"], device=dev, dtype=dtype,
+                precision=s["precision"], deterministic=s["deterministic"], params=params, opt=opt, gens=gens,
+                batches=BatchStream(task, gens, B, L, chunk, dev, dtype), weights=weights, store=store, pi=pi)
+
+
+# --- state: fresh, restored, saved ------------------------------------------------------
+
+@dataclass
+class _State:
+    start: int
+    train_loss: torch.Tensor  # (steps, M) on the device
+    avg: dict | None  # name → (M, ...) running sum of the last iterates
+    curves: list = field(default_factory=list)  # [(step, evaluation)]
+
+
+def _restore(run: _Run) -> _State:
+    """A fresh state, or the one stored in ``run.store`` copied into the run's tensors."""
+    st = _State(start=0, train_loss=torch.zeros(run.steps, run.M, dtype=run.dtype, device=run.device),
+                avg={k: torch.zeros_like(p) for k, p in run.params.items()} if run.average_last else None)
+    state = run.store.load() if run.store is not None else None
+    if state is None:
+        return st
+    try:
+        st.start = int(state["step"])
+        for k in run.params:
+            run.params[k].copy_(state["params"][k])
+        run.opt.load_state_dict(state["opt"])
+        for g, gs in zip(run.gens, state["gens"], strict=True):
+            g.set_state(gs)
+        st.train_loss[:st.start] = state["train_loss"].to(run.device)
+        if st.avg is not None:
+            for k in st.avg:
+                st.avg[k].copy_(state["avg"][k])
+        st.curves = [(int(s), e) for s, e in zip(state["curve_steps"], state["curve_evals"], strict=True)]
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as e:
+        raise ValueError(f"{str(run.store.checkpoint_path)!r} does not hold this sweep's state "
+                         f"({type(e).__name__}: {str(e)[:200]}); delete it to start over") from None
+    if not 0 <= st.start <= run.steps:
+        raise ValueError(f"{str(run.store.checkpoint_path)!r} holds step {st.start}, outside [0, {run.steps}]")
+    return st
+
+
+def _save(run: _Run, st: _State, step: int) -> None:
+    if run.store is None:
+        return
+    run.store.save({
+        "step": step, "params": {k: p.cpu() for k, p in run.params.items()},
+        "opt": {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in run.opt.state_dict().items()},
+        "gens": [g.get_state() for g in run.gens], "train_loss": st.train_loss[:step].cpu(),
+        "avg": {k: a.cpu() for k, a in st.avg.items()} if st.avg is not None else {},
+        "curve_steps": [s for s, _ in st.curves], "curve_evals": [e for _, e in st.curves]})
+    run.store.append_results([summarise(s, e, run.pi, run.lams, run.seeds) for s, e in st.curves])
+
+
+# --- one step, a warning, the result ----------------------------------------------------
+
+def _loss_and_grads(run: _Run, x, y):
+    if hasattr(run.model, "loss_and_grads"):
+        return run.model.loss_and_grads(run.params, x, y, run.task, run.weights)
+    return _autograd_step(run.model, run.params, x, y, run.task, run.weights)
 
 
 def _autograd_step(model, params, x, y, task, weights):
@@ -245,7 +388,8 @@ def _autograd_step(model, params, x, y, task, weights):
     with torch.enable_grad():
         for p in params.values():
             p.requires_grad_(True)
-        logp = torch.log_softmax(model.logits(params, x, task), dim=-1)  # (M, B, [T,] V)
+        dtype = next(iter(params.values())).dtype  # logits in the parameters' dtype, also under autocast
+        logp = torch.log_softmax(model.logits(params, x, task).to(dtype), dim=-1)  # (M, B, [T,] V)
         ce = -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1).reshape(M, -1)  # (M, B·T)
         if weights is not None:
             ce = ce * weights[y.reshape(M, -1)]
@@ -256,5 +400,35 @@ def _autograd_step(model, params, x, y, task, weights):
     return loss.detach(), dict(zip(params, grads))
 
 
-def _np(t):
-    return None if t is None else t.numpy()
+def _warn_if_diverged(run: _Run, loss, step: int) -> None:
+    """One host read per evaluation: the first model whose minibatch loss is not finite."""
+    bad = ~torch.isfinite(loss)  # (M,)
+    if bad.any():
+        m = int(bad.nonzero()[0])
+        warnings.warn(f"sweep: training loss is not finite at step {step} for λ={run.lams[m // run.S]}, "
+                      f"seed={run.seeds[m % run.S]} (diverged? lower lr)", UserWarning, stacklevel=3)
+
+
+def _package(run: _Run, st: _State, params_avg, final_avg) -> SweepResult:
+    L, S = run.L, run.S
+    evals = [e for _, e in st.curves]
+    final = evals[-1]
+
+    def stack(key):
+        return None if evals[0].get(key) is None else np.stack([e[key].numpy() for e in evals])
+
+    def shape(d):
+        return {k: v.detach().cpu().reshape(L, S, *v.shape[1:]) for k, v in d.items()}
+
+    def np_or_none(t):
+        return None if t is None else t.numpy()
+
+    return SweepResult(
+        lams=run.lams, seeds=run.seeds, token_probs=run.pi,
+        loss_per_token=final["train"].numpy(), heldout_loss_per_token=np_or_none(final.get("heldout")),
+        loss_per_token_avg=np_or_none(final_avg["train"]) if final_avg else None,
+        heldout_loss_per_token_avg=np_or_none(final_avg.get("heldout")) if final_avg else None,
+        curve_steps=np.array([s for s, _ in st.curves]), curve_loss_per_token=stack("train"),
+        curve_heldout=stack("heldout"), train_loss=st.train_loss.cpu().numpy().reshape(run.steps, L, S),
+        params=shape(run.params), params_avg=shape(params_avg) if params_avg is not None else None,
+        optimizer=run.optimizer, batch_size=run.B, lr=run.lr)

@@ -117,3 +117,34 @@ def test_memory_bound_sweep_is_near_bandwidth():
           f"({seq / bat2:.2f}x)")
     assert bat <= 2.0 * bound
     assert bat2 <= seq
+
+
+def _wall(task, lams, steps, fused):
+    t = time.perf_counter()
+    sweep(task, lams, model=BigramTable(), optimizer="adamw", steps=steps, batch_size=256, lr=1e-2, progress=False,
+          fused=fused, device="cpu", eval_every=steps)
+    return time.perf_counter() - t
+
+
+def test_fused_auto_threshold():
+    """(c) The ``fused="auto"`` rule, measured as a user calls ``sweep`` (compilation included; run in a
+    fresh process, as torch's in-process compile cache would otherwise hide it): 16 bigram tables,
+    V = 256, batch 256, float64, 1 thread, eager and fused at 100 and 400 steps. Prints the
+    per-step saving and the compilation cost, and the break-even in entry-updates; asserts that the
+    rule's threshold (5·10⁸) lies beyond the measured break-even, so "auto" compiles only where it pays."""
+    from imbalance.sim.sweep import _AUTO_FUSED_MIN_UPDATES
+
+    task = BigramTask.stochastic_zipf(256, 1.0, 0.5)
+    lams = np.logspace(-3, 0, 16)
+    torch._dynamo.reset()
+    first = _wall(task, lams, 100, True)  # 100 fused steps, compilation included
+    f100, f400 = _wall(task, lams, 100, True), _wall(task, lams, 400, True)  # compiled already
+    e100, e400 = _wall(task, lams, 100, False), _wall(task, lams, 400, False)
+    per_eager, per_fused = (e400 - e100) / 300, (f400 - f100) / 300
+    compile_s = first - f100
+    entries = 16 * 256 * 256
+    even = compile_s / max(per_eager - per_fused, 1e-12) * entries
+    print(f"\n(c) eager {per_eager * 1e3:.2f} ms/step, fused {per_fused * 1e3:.2f} ms/step, compilation "
+          f"{compile_s:.1f} s: break-even at {even:.2e} entry-updates (auto threshold {_AUTO_FUSED_MIN_UPDATES:.0e})")
+    assert per_fused < per_eager
+    assert _AUTO_FUSED_MIN_UPDATES >= even
