@@ -36,7 +36,8 @@ def test_gap_bounds_distance_to_direct_optimum(psd):
     rng = np.random.default_rng(1)
     C = rng.poisson(3.0, size=(12, 12)).astype(float)
     lam = 4e-3
-    direct = bigram_direct(C, lam, lam, tied=psd, seed=0)[0]
+    # untied: λ‖Z‖_*; tied, one matrix decayed by 2λ: (2λ/2) tr Z = λ tr Z
+    direct = (bigram_direct(C, None, 2 * lam, tied=True, seed=0) if psd else bigram_direct(C, lam, lam, seed=0))[0]
     mu = lam
     sol = solve_nuclear_softmax(sp.csr_matrix(C / C.sum()), mu, psd=psd, rtol=1e-3)
     assert sol.dual_value <= direct + 1e-14
