@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._validate import as_distribution, as_positive, as_positive_int
+from .collapse import minority_collapse_threshold
 from .nuclear import broadcast_lams, solve_path
 
 __all__ = ["UFMEquilibrium", "ufm_equilibrium", "two_group_pi", "minority_cosine", "minority_collapse_threshold"]
@@ -143,28 +144,3 @@ def minority_cosine(k_major: int, k_minor: int, ratio, lam_w, lam_h, *, rtol: fl
         nmaj.append(eq.classifier_norms[0])
     shape = np.shape(ratio)
     return tuple(np.asarray(v).reshape(shape) for v in (cos, nmin, nmaj))
-
-
-def minority_collapse_threshold(k_major: int, k_minor: int, lam_w, lam_h, *, tol: float = 1e-6,
-                                ratio_max: float = 1e8, rel_precision: float = 1e-3) -> float:
-    """Smallest imbalance ratio R at which the minority classifiers merge (cosine ≥ 1 − tol).
-
-    Bisection on log R over [1, ratio_max] to relative precision ``rel_precision``; returns
-    ``inf`` if no collapse happens below ``ratio_max``. With weight decay the collapse is
-    exact at a finite R (the minority rows of Z coincide), unlike the limit R → ∞ of the
-    norm-constrained model of Fang et al. (2021, Thm 5). ``tol`` is well above the cosine
-    error of a solve at rtol = 1e-10."""
-    as_positive(lam_w, "lam_w"), as_positive(lam_h, "lam_h"), as_positive(tol, "tol")
-
-    def collapsed(r):
-        return minority_cosine(k_major, k_minor, r, lam_w, lam_h, rtol=1e-10)[0] >= 1 - tol
-
-    lo, hi = 1.0, float(ratio_max)
-    if collapsed(lo):
-        return 1.0
-    if not collapsed(hi):
-        return float("inf")
-    while hi / lo > 1 + rel_precision:
-        mid = np.sqrt(lo * hi)
-        lo, hi = (lo, mid) if collapsed(mid) else (mid, hi)
-    return hi
