@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .._validate import as_count_matrix, as_lams
+from .._validate import as_count_matrix, as_lams, as_positive
 from .nuclear import broadcast_lams, solve_path
 
 __all__ = ["FactoredBigramEquilibrium", "factored_bigram_equilibrium", "factored_penalty_weight"]
@@ -101,6 +101,7 @@ def factored_bigram_equilibrium(counts, lam_w=None, lam_e=None, *, tied: bool = 
     Solved to a relative duality gap ``rtol`` by :func:`imbalance.theory.nuclear.solve_nuclear_softmax`.
     """
     C = as_count_matrix(counts, "counts")
+    rtol = as_positive(rtol, "rtol")
     if not isinstance(tied, (bool, np.bool_)):
         raise ValueError(f"tied must be True or False, got tied={tied!r}")
     n, V = C.shape

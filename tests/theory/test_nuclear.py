@@ -55,3 +55,36 @@ def test_zero_solution_when_mu_exceeds_gradient_norm():
     assert np.abs(sol.logits).max() == 0 and sol.gap <= 1e-15
     sol = solve_nuclear_softmax(M, 0.9 * np.linalg.norm(G0, 2))
     assert np.abs(sol.logits).max() > 0
+
+
+def test_same_bits_under_a_slow_clock(monkeypatch):
+    """The schedule of certificates and rank growth is an operation count, so a machine 1000×
+    slower (every clock read advances 100 s) gives the same iterates, bit for bit."""
+    import time
+
+    rng = np.random.default_rng(5)
+    M = sp.csr_matrix(rng.poisson(rng.gamma(0.5, 4.0, size=(30, 30))).astype(float))
+    M = M / M.sum()
+    ref = [solve_nuclear_softmax(M, 2e-3, psd=psd, rtol=1e-10) for psd in (False, True)]
+    clock = [0.0]
+
+    def slow():
+        clock[0] += 100.0
+        return clock[0]
+
+    for name in ("perf_counter", "monotonic", "time", "process_time"):
+        monkeypatch.setattr(time, name, slow)
+    for psd, r in zip((False, True), ref):
+        s = solve_nuclear_softmax(M, 2e-3, psd=psd, rtol=1e-10)
+        assert s.n_iter == r.n_iter and s.singular_values.size == r.singular_values.size
+        assert np.array_equal(s.logits, r.logits) and s.gap == r.gap
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(rtol=-1e-9), "rtol"), (dict(rtol=0.0), "rtol"), (dict(rtol=float("nan")), "rtol"),
+    (dict(mu=0.0), "mu"), (dict(max_iter=0), "max_iter"), (dict(check_every=0), "check_every"),
+])
+def test_bad_solver_settings_name_parameter(kwargs, name):
+    args = dict(target=np.eye(3) / 3, mu=0.1) | kwargs
+    with pytest.raises(ValueError, match=name):
+        solve_nuclear_softmax(**args)
