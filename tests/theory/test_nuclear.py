@@ -88,3 +88,21 @@ def test_bad_solver_settings_name_parameter(kwargs, name):
     args = dict(target=np.eye(3) / 3, mu=0.1) | kwargs
     with pytest.raises(ValueError, match=name):
         solve_nuclear_softmax(**args)
+
+
+def test_bias_certificate_is_a_lower_bound_on_skewed_classes():
+    """With a bias the dual point must satisfy Σ_x s_x U_x = 0; an earlier certificate ignored
+    the bias gradient's share and reported a *negative* gap (−7.6e-8 relative on this problem:
+    one class of mass 0.99994, two of 3.2e-5, λ_W = 1e-2, λ_H = 10^-2.5). The corrected dual
+    value is below the optimum that direct training of (W, H, b) finds, at any tolerance."""
+    from imbalance.theory.ufm import two_group_pi
+    from tests.theory._direct import ufm_direct
+
+    pi = two_group_pi(1, 2, 0.99 * (1 / (1e-2 * 10 ** -2.5) - 2))
+    lw, lh = 1e-2, 10 ** -2.5
+    direct = ufm_direct(pi, lw, lh, bias=True, seed=0)[0]
+    for rtol in (1e-4, 1e-7):
+        sol = solve_nuclear_softmax(sp.diags(pi).tocsr(), np.sqrt(lw * lh), row_scale=np.sqrt(pi), bias=True,
+                                    rtol=rtol)
+        assert sol.gap >= 0
+        assert sol.dual_value <= direct + 1e-15 * direct  # direct training is feasible: ≥ the optimum
