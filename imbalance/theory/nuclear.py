@@ -256,7 +256,8 @@ def _polish_bias(prob, st, steps=8):
 def _run_lbfgs(prob, st, todo, max_iter, memory):
     """Up to ``todo`` L-BFGS steps at the current rank (restarting the memory if asked)."""
     r = st.A.shape[1]
-    if st.steps is None:
+    fresh = st.steps is None
+    if fresh:
         x0 = prob.pack(st.A, st.B, st.b)
         st.metric = [prob.curvature(x0, r)]
         st.steps = lbfgs_steps(lambda v, r=r: prob.fun(v, r), x0, memory, st.metric)
@@ -268,8 +269,8 @@ def _run_lbfgs(prob, st, todo, max_iter, memory):
         todo -= 1
         if todo <= 0 or st.n_iter >= max_iter:
             break
-    if x is None:  # line search exhausted at this rank
-        st.steps, st.stalled = None, True
+    if x is None:  # line search exhausted: restart the memory; stalled if a fresh start cannot move
+        st.steps, st.stalled = None, fresh
         return
     st.A, st.B, st.b = prob.unpack(x, r)
     if prob.psd:
