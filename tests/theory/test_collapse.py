@@ -76,14 +76,12 @@ def test_any_equal_frequency_group_merges_at_pi_equal_lam_product(others, m, gro
     for f, merged in ((1 / 1.02, False), (1.02, True)):
         lam = np.sqrt(pg * f)
         eq = ufm_equilibrium(pi, lam, lam, bias=bias, rtol=1e-11)
-        if not np.isfinite(eq.classifier_cosine[0, 1]):
-            assert merged and np.linalg.norm(eq.W[:m]) == 0  # every classifier of the group is 0: merged
-            continue
+        scale = np.linalg.norm(eq.W, axis=1).max()  # the group may merge at 0 (rounding-level rows)
+        diff = np.linalg.norm(eq.W[0] - eq.W[1])
         if merged:
-            assert 1 - eq.classifier_cosine[0, 1] <= 1e-9
+            assert diff <= 1e-9 * scale + 1e-12, (diff, scale)
         else:
-            # distinct classifiers; their cosine may be close to 1 when the group is barely alive
-            assert np.linalg.norm(eq.W[0] - eq.W[1]) > 1e-6 * np.linalg.norm(eq.W[0])
+            assert diff > 1e-4 * scale, (diff, scale)
 
 
 @pytest.mark.parametrize("bias", [False, True])
