@@ -8,7 +8,7 @@ import imbalance.symbolic as symbolic
 import imbalance.testing.strategies as strategies
 
 MODULES = [symbolic.unigram, symbolic.bigram, symbolic.adamw, symbolic.features, symbolic.ufm,
-           symbolic.factored, symbolic.mitigation, symbolic._common, strategies]
+           symbolic.factored, symbolic.collapse, symbolic.loss_bounds, symbolic.mitigation, symbolic._common, strategies]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
