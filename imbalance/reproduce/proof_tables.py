@@ -1,0 +1,155 @@
+"""The tables in proofs/, generated (never typed): ``python -m imbalance.reproduce.proof_tables [NAME ...]``
+rewrites each table between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` in its proof file;
+``--check`` only compares (exit status 1 on a difference); ``--fast`` renders the small variants
+that tests run. Each table is a function of ``fast`` returning Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .. import metrics
+from ..corpus import bigram_counts, zipf_successor_stream
+from ..theory import factored_bigram_equilibrium, ufm_equilibrium
+from ..theory.collapse import minority_collapse_threshold
+from ..theory.loss_bounds import ufm_loss_ceiling
+from ..theory.ufm import two_group_pi
+from ..zipf import zipf_pmf
+
+__all__ = ["TABLES", "render", "replace_block", "main"]
+
+PROOFS = Path(__file__).resolve().parents[2] / "proofs"
+
+
+def _md(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def t5_losses(fast=False):
+    """T5 counterexample family π = (.5, .3, .15, .05), λ_W = λ_H = λ: ℓ of the most and least frequent."""
+    pi = np.array([0.5, 0.3, 0.15, 0.05])
+    lams = np.array([0.1, 0.2, 0.3, 0.5, 0.8])
+    eq = ufm_equilibrium(pi, lams, lams, rtol=1e-11)
+    L = eq.loss_per_token  # (L, K)
+    return _md(["λ"] + [f"{x:g}" for x in lams],
+               [["ℓ (π=.5)"] + [f"{v:.3f}" for v in L[:, 0]], ["ℓ (π=.05)"] + [f"{v:.3f}" for v in L[:, 3]]])
+
+
+def t8_two_group(fast=False):
+    """Closed-form R* and the certified solver's minority cosine on both sides (K_A = K_B = 5)."""
+    rows = []
+    for lam in (0.03, 0.1) if fast else (0.01, 0.03, 0.1):
+        R = minority_collapse_threshold(5, 5, lam, lam)
+        cos = []
+        for f in (0.99, 1.01):
+            eq = ufm_equilibrium(two_group_pi(5, 5, R * f), lam, lam, rtol=1e-11)
+            cos.append(1 - eq.classifier_cosine[5, 6])
+        rows.append([f"{lam:g}", f"{R:.6g}", f"{cos[0]:.2e}", f"{cos[1]:.1e}" if cos[1] > 1e-12 else "< 1e-12"])
+    return _md(["λ_W = λ_H", "R* = (1/λ⁴ − 5)/5", "1 − cos at 0.99 R*", "1 − cos at 1.01 R*"], rows)
+
+
+def t8_zipf_rank(fast=False):
+    """rank(Z*) against #{π_k > λ_Wλ_H} on Zipf(1) frequencies, λ_Wλ_H just above π_j and at the
+    geometric midpoint of π_j and π_{j+1}."""
+    rows = []
+    for K, js in ((30, (2, 8)),) if fast else ((30, (2, 8, 20)), (100, (2, 10, 40, 80))):
+        pi = zipf_pmf(K, 1.0)
+        mu2 = np.concatenate([[pi[j] * 1.0002, np.sqrt(pi[j] * pi[j + 1])] for j in js])
+        lams = np.sqrt(mu2)
+        eq = ufm_equilibrium(pi, lams, lams, rtol=1e-10)
+        for m2, W in zip(mu2, eq.W):
+            sv = np.linalg.svd(W, compute_uv=False)
+            rank = int(np.sum(sv > 1e-6 * sv[0]))
+            rows.append([str(K), f"{m2:.4e}", str(int(np.sum(pi > m2))), str(rank)])
+    return _md(["K", "λ_Wλ_H", "#{π_k > λ_Wλ_H}", "rank(Z*)"], rows)
+
+
+def t9_tightness(fast=False):
+    """Ratio optimal loss / ceiling per log3 bucket, UFM on Zipf(1), K = 30."""
+    pi = zipf_pmf(30, 1.0)
+    lams = np.array([3e-3, 3e-2]) if fast else np.array([1e-3, 3e-3, 1e-2, 3e-2])
+    eq = ufm_equilibrium(pi, lams, lams, rtol=1e-11)
+    ceil = ufm_loss_ceiling(pi, lams, lams).ceiling  # (L, K)
+    ids = metrics.frequency_buckets(pi)
+    buckets = np.unique(ids)
+    rows = []
+    for i, lam in enumerate(lams):
+        ratio = eq.loss_per_token[i] / ceil[i]  # 0 where the ceiling is ∞
+        cells = []
+        for b in buckets:
+            r = ratio[ids == b]
+            cells.append("∞ (vacuous)" if np.isinf(ceil[i][ids == b]).all() else f"{r.mean():.4f}")
+        rows.append([f"{lam:g}"] + cells)
+    sizes = [str(int(np.sum(ids == b))) for b in buckets]
+    return _md(["λ"] + [f"b{b} ({s} classes)" for b, s in zip(buckets, sizes)], rows)
+
+
+def t7_paradox(fast=False):
+    """Exact factored bigram LM (λ_W = λ_E = λ) on a Zipfian successor stream, per log3 bucket."""
+    V, n = (100, 100_000) if fast else (500, 1_000_000)
+    C = bigram_counts(zipf_successor_stream(V, n, np.random.default_rng(0)), V)
+    lams = np.array([1e-3, 3e-3]) if fast else np.array([1e-4, 3e-4, 1e-3, 3e-3, 1e-2])
+    eq = factored_bigram_equilibrium(C, lams, lams, rtol=1e-7)
+    ids, bl = metrics.bucket_loss(eq.loss_per_token, eq.token_frequency)  # (L, n_b)
+    rows = [[f"{lam:g}"] + [f"{v:.3f}" for v in bl[i]]
+            + [f"{eq.aggregate_loss[i]:.4f}", f"{eq.token_balanced_loss[i]:.4f}", str(int(eq.rank[i]))]
+            for i, lam in enumerate(lams)]
+    sizes = np.bincount(metrics.frequency_buckets(eq.token_frequency)[eq.token_frequency > 0])
+    head = [f"b{b} ({sizes[b]})" for b in ids]
+    return _md(["λ"] + head + ["aggregate", "token-balanced", "rank"], rows)
+
+
+TABLES = {
+    "t5_losses": ("T5_unconstrained_features.md", t5_losses),
+    "t7_paradox": ("T7_factored_bigram.md", t7_paradox),
+    "t8_two_group": ("T8_collapse_law.md", t8_two_group),
+    "t8_zipf_rank": ("T8_collapse_law.md", t8_zipf_rank),
+    "t9_tightness": ("T9_loss_ceilings.md", t9_tightness),
+}
+
+
+def render(name: str, fast: bool = False) -> str:
+    if name not in TABLES:
+        raise ValueError(f"name must be one of {sorted(TABLES)}, got name={name!r}")
+    return TABLES[name][1](fast)
+
+
+def replace_block(text: str, name: str, table: str) -> str:
+    """The proof text with the block of ``name`` replaced by ``table``; ValueError if absent."""
+    pat = re.compile(rf"(<!-- table:{name} -->\n)(.*?)(<!-- /table:{name} -->)", re.S)
+    if not pat.search(text):
+        raise ValueError(f"no block <!-- table:{name} --> in the proof")
+    return pat.sub(lambda m: m.group(1) + table + "\n" + m.group(3), text)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("names", nargs="*", default=sorted(TABLES))
+    ap.add_argument("--check", action="store_true")
+    ap.add_argument("--fast", action="store_true")
+    args = ap.parse_args(argv)
+    status = 0
+    for name in args.names:
+        path = PROOFS / TABLES[name][0] if name in TABLES else None
+        table = render(name, args.fast)
+        text = path.read_text(encoding="utf-8")
+        new = replace_block(text, name, table)
+        if args.check:
+            if new != text:
+                print(f"{name}: {path.name} differs from the generator", file=sys.stderr)
+                status = 1
+        else:
+            path.write_text(new, encoding="utf-8")
+            print(f"{name}: written to {path.name}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
