@@ -104,11 +104,12 @@ def t7_paradox(fast=False):
     eq = factored_bigram_equilibrium(C, lams, lams, rtol=1e-7)
     ids, bl = metrics.bucket_loss(eq.loss_per_token, eq.token_frequency)  # (L, n_b)
     rows = [[_sci(lam)] + [f"{v:.3f}" for v in bl[i]]
-            + [f"{eq.aggregate_loss[i]:.4f}", f"{eq.token_balanced_loss[i]:.4f}", str(int(eq.rank[i]))]
+            + [f"{eq.aggregate_loss[i]:.4f}", f"{eq.token_balanced_loss[i]:.4f}", str(int(eq.rank[i])),
+               str(int(np.sum(eq.token_frequency > lam)))]
             for i, lam in enumerate(lams)]
     sizes = np.bincount(metrics.frequency_buckets(eq.token_frequency)[eq.token_frequency > 0])
     head = [f"b{b} ({sizes[b]})" for b in ids]
-    return _md(["λ"] + head + ["aggregate", "token-balanced", "rank"], rows)
+    return _md(["λ"] + head + ["aggregate", "token-balanced", "rank", "#{π_v > λ}"], rows)
 
 
 def t3_concentration(fast=False):

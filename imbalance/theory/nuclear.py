@@ -1,7 +1,7 @@
 """Nuclear-norm-regularised softmax regression, solved to a certified duality gap.
 
 The one convex problem behind the unconstrained-features model (T5) and the factored
-bigram LM (T7) (DESIGN.md; Fang et al. 2021, Dang et al. 2024; Pinto et al. 2024 §4):
+bigram LM (T7) (Fang et al. 2021; Dang et al. 2024; Pinto et al. 2024 §4):
 
     min_Z  f(Z) + μ ‖diag(s) Z‖_*,    f(Z) = Σ_x w_x CE(q_x, z_x + b)
 

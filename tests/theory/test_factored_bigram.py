@@ -12,7 +12,7 @@ from imbalance.zipf import frequency_buckets
 from tests.theory._direct import bigram_direct
 from imbalance.corpus import zipf_successor_stream
 
-REL = 1e-8  # issue 5; convex side certified to 1e-11, direct side to ~1e-14 (see test_ufm)
+REL = 1e-8  # convex side certified to 1e-11, direct side to ~1e-14 (see test_ufm)
 
 
 def random_counts(V, n, rng, empty_rows=1):
@@ -178,7 +178,7 @@ def test_counterexample_rarer_not_faster_with_noisy_contexts():
 
 
 def test_paradox_on_zipfian_stream():
-    """Exact per-bucket losses on a synthetic Zipfian stream (DESIGN.md T7): as λ grows the
+    """Exact per-bucket losses on a synthetic Zipfian stream (proofs/T7): as λ grows the
     rare buckets lose most, and the token-balanced loss rises faster than the aggregate."""
     V = 100
     tok = zipf_successor_stream(V, 100_000, np.random.default_rng(0))

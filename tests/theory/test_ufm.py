@@ -10,7 +10,7 @@ from imbalance.theory.ufm import (minority_collapse_threshold, minority_cosine, 
 from imbalance.zipf import zipf_pmf
 from tests.theory._direct import ufm_direct
 
-# Agreement required by issue 5. The convex side is certified to rtol = 1e-11 (duality gap),
+# Agreement required: 1e-8 relative. The convex side is certified to rtol = 1e-11 (duality gap),
 # the direct side stops when L-BFGS cannot decrease f in double precision (~1e-14 relative),
 # so 1e-8 leaves three decades for the conditioning of the direct non-convex problem.
 REL = 1e-8
