@@ -106,3 +106,12 @@ def test_bias_certificate_is_a_lower_bound_on_skewed_classes():
                                     rtol=rtol)
         assert sol.gap >= 0
         assert sol.dual_value <= direct + 1e-15 * direct  # direct training is feasible: ≥ the optimum
+
+
+def test_clustered_top_of_a_full_rank_optimum():
+    """Uniform π, K = 6, λ_W = 1, λ_H = 0.0372: at the optimum every singular value of ∇f equals
+    μ, and LAPACK's one-eigenvalue driver failed ("Internal Error") on that cluster."""
+    from imbalance.theory import ufm_equilibrium
+
+    eq = ufm_equilibrium(np.full(6, 1 / 6), 1.0, 0.037192483224564685, rtol=1e-10)
+    assert eq.rel_gap <= 1e-10
