@@ -55,12 +55,15 @@ for i, lam in enumerate(res.lams):
 print(f"{res.below_line:.0%} of the vocabulary is seen less than once per batch of {res.tokens_per_batch} tokens")
 
 # %% [markdown]
-# ## Tokens per batch (T3)
+# ## Tokens per batch (an analogy with T3, not a prediction)
 #
-# Under AdamW the equilibrium margin of a token depends on how often it appears in a
-# batch (ρ = √(Bπ/(1 + (B−1)π))): tokens seen at least once per batch are treated alike.
-# T3 predicts that the damage done by decay shrinks as the batch grows. Here the token
-# budget is fixed and λ ∈ {0, 1}.
+# T3 is a theorem about the *one-hot* bigram model under AdamW: there the equilibrium margin
+# of context k is 2rρ_k/λ with ρ_k = √(Bπ_k/(1 + (B−1)π_k)), so a token seen once per batch
+# keeps ρ = 0.71 of the head margin, one seen ten times 0.95, and the law needs many
+# occurrences inside the β₂ window (Bπ/(1 − β₂) ≫ 1, `proofs/T3_adamw.md`). A transformer
+# shares its parameters across tokens, so none of this is derived for it. What T3 suggests by
+# analogy — and this cell only measures — is that the damage done by decay might shrink as the
+# number of tokens per batch grows. Here the token budget is fixed and λ ∈ {0, 1}.
 
 # %%
 budget = 16 * 16 * steps

@@ -141,8 +141,10 @@ class BigramTable:
 class FactoredBigram:
     """T7: logits z = W E[x] (unembedding W (V, d), context embedding E (C, d)).
 
-    ``tied=True`` uses W = E (needs contexts = vocabulary). Both decayed by default, so
-    the L2 objective is min_Z Σ_x P(x) CE + λ‖Z‖_* (untied) or λ tr Z, Z ⪰ 0 (tied).
+    ``tied=True`` uses W = E (needs contexts = vocabulary): one matrix, one decay. Every
+    matrix decayed by default, so the L2 objective is min_Z Σ_x P(x) CE + λ‖Z‖_* (untied,
+    (λ/2)(‖W‖² + ‖E‖²)) or (λ/2) tr Z, Z ⪰ 0 (tied, (λ/2)‖E‖²); the exact optimum is
+    ``imbalance.theory.factored_bigram_equilibrium(counts, lam=λ, tied=...)``.
     Initialised i.i.d. N(0, init_scale²).
     """
 

@@ -122,7 +122,7 @@ def compare_factored(result, task, *, tied: bool = False, averaged: bool = True)
     """Factored bigram (E, W both decayed by λ): sweep per-token loss vs the T7 convex optimum.
 
     Untied: λ_W = λ_E = λ, penalty λ‖Z‖_*. Tied (one matrix E decayed by λ, W = E):
-    (λ/2)‖E‖² = ((λ_W + λ_E)/2) tr Z with λ_W = λ_E = λ/2. The theory is the L2 optimum,
+    (λ/2)‖E‖² = (λ/2) tr Z. The theory is the L2 optimum,
     so it predicts SGD; for AdamW the comparison measures how far decoupled decay lands.
     Needs ``imbalance.theory.factored_bigram_equilibrium`` and r = 1.
     """
@@ -131,7 +131,6 @@ def compare_factored(result, task, *, tied: bool = False, averaged: bool = True)
     if task.r != 1.0:
         raise ValueError(f"compare_factored needs r = 1 (T7 has no input norm), got r={task.r}")
     lams = _lams_for_theory(result)
-    lam_each = lams / 2 if tied else lams
-    eq = factored_bigram_equilibrium(task.counts, lam_each, lam_each, tied=tied)
+    eq = factored_bigram_equilibrium(task.counts, lam=lams, tied=tied)
     sim = result.loss_per_token_avg if (averaged and result.loss_per_token_avg is not None) else result.loss_per_token
     return _compare(lams, eq.loss_per_token, sim)

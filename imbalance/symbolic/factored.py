@@ -1,8 +1,9 @@
 """T7, the factored bigram LM: logits Z = W E, penalty (λ_W/2)‖W‖² + (λ_E/2)‖E‖².
 
 Untied: the T5 identity with unit weights (D = I), min_{W E = Z} = √(λ_W λ_E)‖Z‖_*.
-Tied (W = Eᵀ): Z = EᵀE ⪰ 0 and the penalty is ((λ_W + λ_E)/2) tr Z, which is λ tr Z
-when λ_W = λ_E = λ; for Z ⪰ 0, tr Z = ‖Z‖_*.
+Tied (one matrix E used as both tables, W = Eᵀ, decayed once by λ): Z = EᵀE ⪰ 0 and the
+penalty is (λ/2)‖E‖² = (λ/2) tr Z; for Z ⪰ 0, tr Z = ‖Z‖_*. (Decaying "W" and "E" separately
+would decay the one matrix twice: (λ_W + λ_E)/2 · tr Z is not the tied model.)
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import sympy as sp
 from ._common import check_size
 from .ufm import lam_H, lam_W, scalar_variational_identity
 
-__all__ = ["untied_scalar_identity", "tied_penalty"]
+__all__ = ["untied_scalar_identity", "tied_penalty", "lam"]
 
 lam_E = sp.Symbol("lambda_E", positive=True)
+lam = sp.Symbol("lambda", positive=True)  # the one decay of a tied matrix
 
 
 def untied_scalar_identity() -> dict:
@@ -28,7 +30,7 @@ def untied_scalar_identity() -> dict:
 
 
 def tied_penalty(d: int, V: int) -> dict:
-    """For E (d × V) and W = Eᵀ: (λ_W/2)‖Eᵀ‖² + (λ_E/2)‖E‖² − ((λ_W+λ_E)/2) tr(EᵀE) (0),
+    """For E (d × V) decayed by λ and W = Eᵀ (the same matrix): (λ/2)‖E‖² − (λ/2) tr(EᵀE) (0),
     and Z = EᵀE is symmetric with xᵀ Z x = ‖E x‖² (so Z ⪰ 0).
 
     >>> tied_penalty(2, 2)["gap"], tied_penalty(2, 2)["psd_gap"]
@@ -38,13 +40,12 @@ def tied_penalty(d: int, V: int) -> dict:
     V = check_size(V, "V", maximum=5)
     E = sp.Matrix(d, V, lambda i, j: sp.Symbol(f"e_{i + 1}{j + 1}", real=True))
     Z = E.T * E
-    fro2 = sp.Add(*[e**2 for e in E])
-    penalty = lam_W / 2 * fro2 + lam_E / 2 * fro2
+    penalty = lam / 2 * sp.Add(*[e**2 for e in E])
     x = sp.Matrix(V, 1, lambda i, _: sp.Symbol(f"x_{i + 1}", real=True))
     Ex = E * x
     return {
         "penalty": penalty, "Z": Z,
-        "gap": sp.simplify(penalty - (lam_W + lam_E) / 2 * Z.trace()),
+        "gap": sp.simplify(penalty - lam / 2 * Z.trace()),
         "symmetric": Z == Z.T,
         "psd_gap": sp.simplify((x.T * Z * x)[0] - (Ex.T * Ex)[0]),
     }

@@ -1,7 +1,9 @@
 """Exact equilibria of imbalanced softmax models (numpy/scipy; never imports sim)."""
 
 from .bigram import AdjustedLoss, BigramEquilibrium, bigram_equilibrium
+from .collapse import (AllCollapse, factored_collapse_frequency, ufm_all_collapse, ufm_collapse_frequency)
 from .factored_bigram import FactoredBigramEquilibrium, factored_bigram_equilibrium
+from .loss_bounds import LossCeiling, factored_loss_ceiling, ufm_loss_ceiling
 from .margin import MarginLaw, margin_law
 from .nuclear import NuclearSolution, solve_nuclear_softmax
 from .ufm import UFMEquilibrium, minority_collapse_threshold, minority_cosine, two_group_pi, ufm_equilibrium
@@ -14,4 +16,6 @@ __all__ = [
     "factored_bigram_equilibrium", "FactoredBigramEquilibrium",
     "ufm_equilibrium", "UFMEquilibrium", "minority_cosine", "minority_collapse_threshold", "two_group_pi",
     "solve_nuclear_softmax", "NuclearSolution",
+    "ufm_collapse_frequency", "factored_collapse_frequency", "ufm_all_collapse", "AllCollapse",
+    "ufm_loss_ceiling", "factored_loss_ceiling", "LossCeiling",
 ]

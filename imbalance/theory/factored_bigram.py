@@ -4,9 +4,10 @@
 
 W (V × d) unembeddings, E (d × n) context embeddings, width d ≥ min(n, V). By the variational
 identity min_{WE=Z} (a/2)‖W‖² + (b/2)‖E‖² = √(ab)‖Z‖_* this equals
-min_Z Σ_x P(x) CE(q_x, z_x) + √(λ_Wλ_E)‖Z‖_*; with tied embeddings (W = Eᵀ, n = V) it is
-min_{Z ⪰ 0} Σ_x P(x) CE(q_x, z_x) + ((λ_W + λ_E)/2) tr Z (proofs/T7_factored_bigram.md).
-DESIGN.md T7; Pinto et al. 2024 (the paradox), here without any training.
+min_Z Σ_x P(x) CE(q_x, z_x) + √(λ_Wλ_E)‖Z‖_*. Tied embeddings (one matrix E used as both
+tables, W = Eᵀ, n = V, as in GPT-2) have *one* decay λ: the penalty is (λ/2)‖E‖² = (λ/2) tr Z,
+so the problem is min_{Z ⪰ 0} Σ_x P(x) CE(q_x, z_x) + (λ/2) tr Z (proofs/T7_factored_bigram.md).
+Pinto et al. 2024 (the paradox), here without any training.
 """
 
 from __future__ import annotations
@@ -16,12 +17,39 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .._validate import as_count_matrix
+from .._validate import as_count_matrix, as_lams, as_positive
 from .nuclear import broadcast_lams, solve_path
 
-__all__ = ["FactoredBigramEquilibrium", "factored_bigram_equilibrium"]
+__all__ = ["FactoredBigramEquilibrium", "factored_bigram_equilibrium", "factored_penalty_weight"]
 
 RANK_RTOL = 1e-6  # singular values below RANK_RTOL·σ₁ are counted as zero in ``rank``
+
+
+def _decays(lam_w, lam_e, lam, tied):
+    """(λ_W path, λ_E path, is_scalar); tied: both are the one decay ``lam`` of the shared matrix."""
+    if tied:
+        if lam_w is not None or lam_e is not None:
+            raise ValueError(f"tied embeddings are one matrix with one decay: pass lam=..., not "
+                             f"lam_w={lam_w!r}, lam_e={lam_e!r}")
+        if lam is None:
+            raise ValueError("tied embeddings need lam (the decay of the shared matrix), got lam=None")
+        lams, scalar = as_lams(lam, "lam")
+        return lams, lams.copy(), scalar
+    if lam is not None:
+        if lam_w is not None or lam_e is not None:
+            raise ValueError(f"pass either lam or (lam_w, lam_e), got lam={lam!r}, lam_w={lam_w!r}, lam_e={lam_e!r}")
+        lams, scalar = as_lams(lam, "lam")
+        return lams, lams.copy(), scalar
+    if lam_w is None or lam_e is None:
+        raise ValueError(f"untied embeddings need lam_w and lam_e (or lam), got lam_w={lam_w!r}, lam_e={lam_e!r}")
+    return broadcast_lams(lam_w, "lam_w", lam_e, "lam_e")
+
+
+def factored_penalty_weight(lam_w=None, lam_e=None, *, tied: bool = False, lam=None) -> np.ndarray | float:
+    """μ of the convex program: √(λ_Wλ_E) on ‖Z‖_* (untied) or λ/2 on tr Z (tied, one decay λ)."""
+    lw, le, scalar = _decays(lam_w, lam_e, lam, bool(tied))
+    mu = lw / 2 if tied else np.sqrt(lw * le)
+    return float(mu[0]) if scalar else mu
 
 
 @dataclass(frozen=True)
@@ -39,7 +67,7 @@ class FactoredBigramEquilibrium:
 
     lam_w: np.ndarray | float
     lam_e: np.ndarray | float
-    tied: bool
+    tied: bool  # tied: lam_w = lam_e = the one decay λ of the shared matrix
     token_frequency: np.ndarray
     loss_per_token: np.ndarray
     aggregate_loss: np.ndarray | float
@@ -56,28 +84,36 @@ class FactoredBigramEquilibrium:
     dual_ratio: np.ndarray | float
 
 
-def factored_bigram_equilibrium(counts, lam_w, lam_e, *, tied: bool = False,
+def factored_bigram_equilibrium(counts, lam_w=None, lam_e=None, *, tied: bool = False, lam=None,
                                 rtol: float = 1e-9) -> FactoredBigramEquilibrium:
     """Exact global minimiser of the weight-decayed factored bigram LM (T7).
 
     ``counts``: (contexts × vocabulary) non-negative counts, dense or scipy.sparse (the
-    empirical law P(x) q(v|x) = C_xv / ΣC). ``tied=True`` needs a square matrix (contexts
-    are the vocabulary) and uses W = Eᵀ. ``lam_w``, ``lam_e``: scalars or 1-D arrays.
+    empirical law P(x) q(v|x) = C_xv / ΣC). Decays (scalars or 1-D arrays):
+
+    * untied: ``lam_w`` (unembedding W) and ``lam_e`` (embedding E), or ``lam`` alone for
+      λ_W = λ_E = λ; penalty (λ_W/2)‖W‖² + (λ_E/2)‖E‖².
+    * ``tied=True`` (square counts, W = Eᵀ): the one shared matrix has the one decay ``lam``,
+      penalty (λ/2)‖E‖² = (λ/2) tr Z; passing ``lam_w``/``lam_e`` is an error (one matrix
+      cannot be decayed twice). This is what ``imbalance.sim.models.FactoredBigram(tied=True)``
+      trains with L2 decay λ.
+
     Solved to a relative duality gap ``rtol`` by :func:`imbalance.theory.nuclear.solve_nuclear_softmax`.
     """
     C = as_count_matrix(counts, "counts")
+    rtol = as_positive(rtol, "rtol")
     if not isinstance(tied, (bool, np.bool_)):
         raise ValueError(f"tied must be True or False, got tied={tied!r}")
     n, V = C.shape
     if tied and n != V:
         raise ValueError(f"tied embeddings need a square counts matrix (contexts = vocabulary), "
                          f"got counts.shape={C.shape}")
-    lw, le, scalar = broadcast_lams(lam_w, "lam_w", lam_e, "lam_e")
+    lw, le, scalar = _decays(lam_w, lam_e, lam, bool(tied))
     N = C.sum()
     target_count = np.asarray(C.sum(axis=0)).ravel()
     seen_ctx = np.flatnonzero(np.diff(C.indptr) > 0)
     if tied:
-        M, mus = C / N, (lw + le) / 2
+        M, mus = C / N, lw / 2  # (λ/2) tr Z
         sols = solve_path(M, mus, psd=True, rtol=rtol)
     else:
         M, mus = C[seen_ctx] / N, np.sqrt(lw * le)  # unseen contexts have e_x = 0 at the optimum

@@ -1,7 +1,7 @@
 """Nuclear-norm-regularised softmax regression, solved to a certified duality gap.
 
 The one convex problem behind the unconstrained-features model (T5) and the factored
-bigram LM (T7) (DESIGN.md; Fang et al. 2021, Dang et al. 2024; Pinto et al. 2024 §4):
+bigram LM (T7) (Fang et al. 2021; Dang et al. 2024; Pinto et al. 2024 §4):
 
     min_Z  f(Z) + μ ‖diag(s) Z‖_*,    f(Z) = Σ_x w_x CE(q_x, z_x + b)
 
@@ -14,33 +14,28 @@ Method. Burer–Monteiro: Y = diag(s) Z = A Bᵀ with penalty (μ/2)(‖A‖² +
 equals μ‖Y‖_* at a balanced factorisation), minimised by L-BFGS with a diagonal
 Gauss–Newton initial metric; the rank is grown (after rebalancing by a thin SVD) along the
 top singular pairs of the part of −∇f outside the current factor spans whenever their
-singular value exceeds μ (descent directions of the convex problem). The stopping rule is the Fenchel duality
-gap (see :func:`_certificate`), a bound on the distance to the optimal value that holds
-for any iterate. Why not proximal gradient: on a 500-token corpus it needed thousands
-of full SVDs and stalled 6e-5 (relative) above the optimum (hand check in DESIGN.md,
-T7); here a certificate costs one Gram matrix + Lanczos + Cholesky and is taken only
-when it costs ≤ ~20 % of the run. Measured on this shared 2-core machine, one thread,
-relative gap 1e-6 (tests/benchmarks/bench_factored.py): UFM K = 1000 Zipf classes
-38–57 s (full rank 999, ~200 L-BFGS steps); factored bigram V = 2000 from 1e6 tokens
-107–121 s at load ≈ 3 (243 s once at load ≈ 4; rank 58, ~1000 steps); UFM K = 50 to a
-certified 7e-10: 0.09 s against 142 s for cvxpy/Clarabel (1500×).
+singular value exceeds μ (descent directions of the convex problem). The stopping rule is the
+Fenchel duality gap (see :func:`_certificate`), a bound on the distance to the optimal value
+that holds for any iterate. Why not proximal gradient: every step needs a full SVD, and on a
+500-token bigram corpus thousands of them still left the objective ~6e-5 (relative) above the
+optimum. A certificate costs one Gram matrix + Lanczos + Cholesky, so it is taken after a
+number of L-BFGS steps chosen from an operation count (about a fifth of the steps' cost): the
+schedule, hence every iterate, ``n_iter`` and the rank, depends on the problem only, never on
+the speed of the machine. Timings: tests/benchmarks/bench_factored.py.
 """
 
 from __future__ import annotations
 
-import time
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from .._validate import as_lams
+from .._validate import as_lams, as_positive, as_positive_int
 from ._lbfgs import lbfgs_steps
 from ._spectral import FULL_SVD_MAX, balance, dual_norm, growth_directions
 
 __all__ = ["NuclearSolution", "solve_nuclear_softmax", "solve_path", "broadcast_lams"]
-
-_TRACE = False  # debugging aid: print the certificate at every check
 
 
 @dataclass(frozen=True)
@@ -149,31 +144,137 @@ class _Problem:
             parts.append((self.w[:, None] * P * (1 - P)).sum(axis=0) + 1e-12 * self.w.sum())
         return np.concatenate(parts)
 
-    def entropy_dual(self, P, theta):
-        """Σ_x w_x H(θ p_x + (1−θ) q_x): the dual objective −f*(θ∇f) (f* is negative entropy)."""
+    def entropy_dual(self, P, theta, shift=None):
+        """Σ_x w_x H(θ p_x + (1−θ) q_x − shift): the dual objective −f*(U) at the dual point
+        U_x = (w_x/s_x)(θ p_x + (1−θ) q_x − shift − q_x) (f* is negative entropy); −∞ if a
+        shifted row leaves the simplex."""
         Pm = theta * P[self.seen]
         idx = np.cumsum(self.seen) - 1
         Pm[idx[self.rows], self.cols] += (1 - theta) * self.data / self.w[self.rows]
+        if shift is not None:
+            Pm -= shift[None, :]
+            if (Pm < 0).any():
+                return -np.inf
         with np.errstate(divide="ignore", invalid="ignore"):
             H = -np.where(Pm > 0, Pm * np.log(Pm), 0.0).sum(axis=1)
         return float(self.w[self.seen] @ H)
 
 
 def _certificate(prob, A, B, b, rng, rtol):
-    """Primal value with the factor penalty (≥ P(Y)), and the dual value −f*(θ∇f) at
-    θ = min(1, μ/‖∇f‖), a feasible dual point; their difference bounds primal − optimum."""
+    """Primal value with the factor penalty (≥ P(Y)), and the dual value −f*(U) at a feasible
+    dual point U; their difference bounds primal − optimum.
+
+    U = θ∇_Y f, θ = min(1, μ/‖∇_Y f‖₂). With a bias the dual also needs Σ_x s_x U_x = 0, which
+    ∇f meets only up to the bias gradient c = Σ_x w_x (p_x − q_x): every row's probability is
+    shifted by θc/Σw (a rank-one change of U of norm ≤ θ‖w/s‖‖c‖/Σw, added to ‖∇f‖₂ when
+    choosing θ), so the bound is rigorous at any bias residual."""
     Z = prob.logits(A, B, b)
     f, P, G = prob.loss_grad(Z)
     Gy = G * prob.inv_s[:, None]
     top = dual_norm(prob, Gy, rng, rtol)
-    theta = 1.0 if top <= prob.mu else prob.mu / top
+    c = G.sum(axis=0) if prob.bias else None  # (V,) ∇_b f
+    delta = float(np.linalg.norm(prob.w * prob.inv_s) * np.linalg.norm(c) / prob.w.sum()) if prob.bias else 0.0
+    theta = 1.0 if top + delta <= prob.mu else prob.mu / (top + delta)
     if prob.psd:
         primal = f + prob.mu * float(np.sum(A * A))
     else:
         primal = f + 0.5 * prob.mu * (float(np.sum(A * A)) + float(np.sum(B * B)))
-    dual = prob.entropy_dual(P, theta)
-    bias_res = float(np.abs(G.sum(axis=0)).max()) if prob.bias else 0.0
+    dual = prob.entropy_dual(P, theta, None if c is None else theta * c / prob.w.sum())
+    bias_res = float(np.abs(c).max()) if prob.bias else 0.0
     return Z, Gy, primal, dual, top / prob.mu, bias_res
+
+
+@dataclass
+class _State:
+    """Loop state of :func:`solve_nuclear_softmax`: factors, the L-BFGS step generator at the
+    current rank (None: restart), and the rank-growth bookkeeping."""
+
+    A: np.ndarray
+    B: np.ndarray
+    b: np.ndarray
+    n_iter: int = 0
+    k_dirs: int = 16  # growth directions asked for per check (doubles while all are taken)
+    last_growth: int = -10**9
+    stalled: bool = False  # line search exhausted at this rank
+    steps: object = None
+    metric: list | None = None
+    polished: bool = False  # bias polished by Newton once L-BFGS stalled
+
+
+def _check_interval(prob, r, check_every):
+    """L-BFGS steps between certificates: ≥ ``check_every`` and enough that a certificate
+    (Gram matrix n·V·m, capped Lanczos + Cholesky or a dense eigensolve, ≲ 3m³, m = min(n, V))
+    costs ≤ ~20 % of the steps (≈ 2 evaluations of 2·n·V·(r + 5) flops each). An operation
+    count, not a clock."""
+    n, V = prob.n, prob.V
+    m = min(n, V)
+    cert = 3.0 * m ** 3 + (0 if prob.psd else n * V * m)
+    step = 4.0 * n * V * (r + 5)
+    return max(int(check_every), int(np.ceil(cert / (4.0 * step))))
+
+
+def _grow(prob, st, Gy, rng, Lcurv):
+    """Add the top singular pairs of −∇f outside the factor spans whose value exceeds μ (descent
+    lemma step √((σ − μ)/L)); returns False when there is nothing to add."""
+    n, V, psd = prob.n, prob.V, prob.psd
+    k = min(n, V) if min(n, V) <= FULL_SVD_MAX else min(st.k_dirs, min(n, V) - 1)
+    vals, U, Vv = growth_directions(prob, Gy, st.A, st.B, k, rng)
+    grow = vals > prob.mu
+    if not grow.any():
+        return False
+    A, B, _ = balance(prob, st.A, st.B)
+    t = np.sqrt((vals[grow] - prob.mu) / Lcurv)  # decrease ≥ Σ (σ_i − μ)²/(2L)
+    st.A = np.hstack([A, (U[:, grow] if psd else -U[:, grow]) * t])
+    st.B = st.A if psd else np.hstack([B, Vv[:, grow] * t])
+    st.k_dirs = min(2 * st.k_dirs, 512) if grow.all() else st.k_dirs
+    st.stalled, st.steps = False, None  # new variables: restart the quasi-Newton memory
+    return True
+
+
+def _polish_bias(prob, st, steps=8):
+    """Newton steps on the bias at fixed factors (Hessian Σ_x w_x (diag p_x − p_x p_xᵀ), singular
+    along 𝟙: least squares), with backtracking on f. L-BFGS can stall at rounding level with a
+    bias gradient that still costs a gap ≫ rtol when the class weights span many decades."""
+    f, P, G = prob.loss_grad(prob.logits(st.A, st.B, st.b))
+    for _ in range(steps):
+        c = G.sum(axis=0)  # (V,) ∇_b f
+        Wp = prob.w[:, None] * P  # (n, V)
+        H = np.diag(Wp.sum(axis=0)) - P.T @ Wp  # (V, V)
+        d = np.linalg.lstsq(H, -c, rcond=1e-14)[0]
+        t = 1.0
+        while t > 1e-4:
+            fn, Pn, Gn = prob.loss_grad(prob.logits(st.A, st.B, st.b + t * d))
+            if fn <= f:
+                break
+            t *= 0.5
+        else:
+            return
+        st.b, f, P, G = st.b + t * d, fn, Pn, Gn
+    st.steps = None
+
+
+def _run_lbfgs(prob, st, todo, max_iter, memory):
+    """Up to ``todo`` L-BFGS steps at the current rank (restarting the memory if asked)."""
+    r = st.A.shape[1]
+    fresh = st.steps is None
+    if fresh:
+        x0 = prob.pack(st.A, st.B, st.b)
+        st.metric = [prob.curvature(x0, r)]
+        st.steps = lbfgs_steps(lambda v, r=r: prob.fun(v, r), x0, memory, st.metric)
+    else:
+        st.metric[0] = prob.curvature(prob.pack(st.A, st.B, st.b), r)
+    x = None
+    for x in st.steps:
+        st.n_iter += 1
+        todo -= 1
+        if todo <= 0 or st.n_iter >= max_iter:
+            break
+    if x is None:  # line search exhausted: restart the memory; stalled if a fresh start cannot move
+        st.steps, st.stalled = None, fresh
+        return
+    st.A, st.B, st.b = prob.unpack(x, r)
+    if prob.psd:
+        st.B = st.A
 
 
 def solve_nuclear_softmax(target, mu, *, row_scale=None, psd=False, bias=False, warm=None,
@@ -182,79 +283,51 @@ def solve_nuclear_softmax(target, mu, *, row_scale=None, psd=False, bias=False, 
 
     ``target`` is M = diag(w) Q (n × V, dense or sparse, non-negative), ``row_scale`` s (n,),
     ``warm`` a previous :class:`NuclearSolution` (same shapes). Stops when the duality gap
-    is ≤ rtol·|primal| (and, with a bias, its gradient ≤ rtol·Σw). Internal: callers
-    validate inputs.
+    is ≤ rtol·|primal| (rigorous with a bias too, see :func:`_certificate`), or warns after ``max_iter``
+    L-BFGS steps. Deterministic: the same input gives the same bits on any machine.
+    Callers validate the target; ``mu``, ``rtol``, ``max_iter``, ``check_every``, ``memory``
+    are validated here.
     """
-    _T0 = time.perf_counter()
+    mu = as_positive(mu, "mu")
+    rtol = as_positive(rtol, "rtol")
+    max_iter = as_positive_int(max_iter, "max_iter")
+    check_every = as_positive_int(check_every, "check_every")
+    memory = as_positive_int(memory, "memory")
     prob = _Problem(target, mu, row_scale, psd, bias)
     rng = np.random.default_rng(seed)
     n, V = prob.n, prob.V
     if psd and n != V:
         raise ValueError(f"psd needs a square target, got shape {(n, V)}")
     if warm is not None:
-        A, B, b = warm.left.copy(), warm.right.copy(), warm.bias.copy()
+        st = _State(warm.left.copy(), warm.right.copy(), warm.bias.copy())
     else:
-        A, B, b = np.zeros((n, 0)), np.zeros((V, 0)), np.zeros(V)
+        st = _State(np.zeros((n, 0)), np.zeros((V, 0)), np.zeros(V))
     # curvature bound of f along a unit direction in Y coordinates: ‖diag(p) − ppᵀ‖ ≤ 1/2
     Lcurv = 0.5 * float(np.max(prob.w * prob.inv_s ** 2))
-    k_dirs, n_iter, steps, r, stalled, last_growth = 16, 0, None, 0, False, -10**9
-    t_growth_end, t_growth = 0.0, 0.0
     while True:
         # the certificate uses the factor penalty (μ/2)(‖A‖² + ‖B‖²) ≥ μ‖ABᵀ‖_*, valid without
-        # rebalancing (an O(r³) SVD, 2 s at K = 1000); L-BFGS balances the factors itself
-        t0 = time.perf_counter()
-        Z, Gy, primal, dual, ratio, bias_res = _certificate(prob, A, B, b, rng, rtol)
-        t_cert = time.perf_counter() - t0
+        # rebalancing; L-BFGS balances the factors itself
+        Z, Gy, primal, dual, ratio, bias_res = _certificate(prob, st.A, st.B, st.b, rng, rtol)
         gap = primal - dual
-        if _TRACE:
-            print(n_iter, A.shape[1], ratio - 1, gap / abs(primal), steps is None, round(t_cert, 2), round(time.perf_counter() - _T0, 1))
-        if (gap <= rtol * abs(primal) and bias_res <= rtol * prob.w.sum()) or n_iter >= max_iter:
+        if gap <= rtol * abs(primal) or st.n_iter >= max_iter:
             break
-        # growth checks (QR + partial SVD) are kept to ≤ ~20 % of the time, like certificates
-        if steps is None or (ratio > 1 + 1e-3 and n_iter - last_growth >= 3 * check_every
-                             and time.perf_counter() - t_growth_end >= 4 * t_growth):
-            last_growth, t0 = n_iter, time.perf_counter()
-            k = min(n, V) if min(n, V) <= FULL_SVD_MAX else min(k_dirs, min(n, V) - 1)
-            vals, U, Vv = growth_directions(prob, Gy, A, B, k, rng)
-            grow = vals > prob.mu
-            if grow.any():  # escape along −∇f: decrease ≥ Σ (σ_i − μ)²/(2L) (descent lemma)
-                A, B, _ = balance(prob, A, B)
-                t = np.sqrt((vals[grow] - prob.mu) / Lcurv)
-                A = np.hstack([A, (U[:, grow] if psd else -U[:, grow]) * t])
-                B = A if psd else np.hstack([B, Vv[:, grow] * t])
-                k_dirs = min(2 * k_dirs, 512) if grow.all() else k_dirs
-                stalled, steps = False, None  # new variables: restart the quasi-Newton memory
-            elif stalled:
+        interval = _check_interval(prob, st.A.shape[1], check_every)
+        if st.steps is None or (ratio > 1 + 1e-3 and st.n_iter - st.last_growth >= 3 * interval):
+            st.last_growth = st.n_iter
+            if not _grow(prob, st, Gy, rng, Lcurv) and st.stalled:
+                if prob.bias and not st.polished:
+                    _polish_bias(prob, st)
+                    st.polished = True
+                    continue
                 break  # rounding level reached and no direction left to add
-            t_growth_end = time.perf_counter()
-            t_growth = t_growth_end - t0
-        if steps is None:
-            r = A.shape[1]
-            x0 = prob.pack(A, B, b)
-            metric = [prob.curvature(x0, r)]
-            steps = lbfgs_steps(lambda v, r=r: prob.fun(v, r), x0, memory, metric)
-        else:
-            metric[0] = prob.curvature(prob.pack(A, B, b), r)
-        # certify again after enough steps that certificates cost ≤ ~20 % of the time
-        x, t0, todo = None, time.perf_counter(), check_every
-        for x in steps:
-            n_iter += 1
-            todo -= 1
-            if (todo <= 0 and time.perf_counter() - t0 >= 4 * t_cert) or n_iter >= max_iter:
-                break
-        if x is None:  # line search exhausted at this rank
-            steps, stalled = None, True
-            continue
-        A, B, b = prob.unpack(x, r)
-        if psd:
-            B = A
-    A, B, S = balance(prob, A, B)
-    if gap > rtol * abs(primal) or bias_res > rtol * prob.w.sum():
-        warnings.warn(f"nuclear solver stopped uncertified after {n_iter} steps: relative gap "
+        _run_lbfgs(prob, st, interval, max_iter, memory)
+    A, B, S = balance(prob, st.A, st.B)
+    if not gap <= rtol * abs(primal):
+        warnings.warn(f"nuclear solver stopped uncertified after {st.n_iter} steps: relative gap "
                       f"{gap / abs(primal):.2e} > rtol={rtol:g}", RuntimeWarning, stacklevel=3)
     return NuclearSolution(
-        logits=Z, bias=b.copy(), left=A, right=B, singular_values=S, objective=primal, dual_value=dual,
-        gap=gap, rel_gap=gap / abs(primal), dual_ratio=ratio, bias_residual=bias_res, n_iter=n_iter,
+        logits=Z, bias=st.b.copy(), left=A, right=B, singular_values=S, objective=primal, dual_value=dual,
+        gap=gap, rel_gap=gap / abs(primal), dual_ratio=ratio, bias_residual=bias_res, n_iter=st.n_iter,
     )
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._validate import as_distribution, as_positive, as_positive_int
+from .collapse import minority_collapse_threshold
 from .nuclear import broadcast_lams, solve_path
 
 __all__ = ["UFMEquilibrium", "ufm_equilibrium", "two_group_pi", "minority_cosine", "minority_collapse_threshold"]
@@ -28,8 +29,9 @@ class UFMEquilibrium:
 
     ``logits[k]`` = W h_k + b (logits seen by a sample of class k); ``W`` (K × K) has the
     classifiers as rows, ``H`` (K × K) the collapsed features as columns, factored in the
-    balanced way that attains the variational identity (unique up to a rotation, so norms
-    and cosines are unique). ``classifier_cosine[c, c']`` is NaN where a classifier is 0.
+    balanced way that attains the variational identity (unique up to a rotation given Z, so
+    norms and cosines are functions of Z; Z itself is unique without a bias, proofs/T5 Step 6).
+    ``classifier_cosine[c, c']`` is NaN where a classifier is 0.
     ``gap`` bounds objective − optimum (Fenchel duality); ``dual_ratio`` = ‖∇‖₂/μ ≤ 1 + rtol-ish.
     """
 
@@ -70,6 +72,7 @@ def ufm_equilibrium(pi, lam_w, lam_h, *, bias: bool = False, rtol: float = 1e-9)
     ``lam_w``, ``lam_h``: scalars or 1-D arrays (broadcast; λ becomes the leading axis).
     """
     pi = as_distribution(pi, "pi")
+    rtol = as_positive(rtol, "rtol")
     if (pi <= 0).any():
         i = int(np.flatnonzero(pi <= 0)[0])
         raise ValueError(f"pi must be > 0 for every class (a class without samples has no feature), "
@@ -125,46 +128,24 @@ def two_group_pi(k_major: int, k_minor: int, ratio: float) -> np.ndarray:
     return w / w.sum()
 
 
-def minority_cosine(k_major: int, k_minor: int, ratio, lam_w, lam_h, *, rtol: float = 1e-9):
+def minority_cosine(k_major: int, k_minor: int, ratio, lam_w, lam_h, *, bias: bool = False, rtol: float = 1e-9):
     """Cosine between two minority classifiers and the minority/majority classifier norms
     at the UFM optimum of the two-group family (Fang et al. 2021, minority collapse).
 
     ``ratio`` scalar or 1-D; returns (cosine, minority_norm, majority_norm), each shaped
-    like ``ratio`` (λ scalars only). By symmetry of the family every minority pair has the
-    same cosine at the (unique) optimum; the pair (K_A, K_A + 1) is reported."""
+    like ``ratio`` (λ scalars only). Without a bias the optimum is unique (proofs/T5, Step 6)
+    and symmetric within the minority group, so every minority pair has this cosine; with a
+    bias the probabilities are unique but Z* is not proven unique, and the cosine is that of
+    the solver's optimum — whether the pair is merged (cosine 1) is the same for every optimum
+    when π_B ≠ λ_Wλ_H (T8). The pair (K_A, K_A + 1) is reported."""
     if as_positive_int(k_minor, "k_minor") < 2:
         raise ValueError(f"k_minor must be >= 2 to define a minority cosine, got k_minor={k_minor}")
     R = np.atleast_1d(np.asarray(ratio, dtype=np.float64))
     cos, nmin, nmaj = [], [], []
     for r in R:
-        eq = ufm_equilibrium(two_group_pi(k_major, k_minor, float(r)), lam_w, lam_h, rtol=rtol)
+        eq = ufm_equilibrium(two_group_pi(k_major, k_minor, float(r)), lam_w, lam_h, bias=bias, rtol=rtol)
         cos.append(eq.classifier_cosine[k_major, k_major + 1])
         nmin.append(eq.classifier_norms[k_major])
         nmaj.append(eq.classifier_norms[0])
     shape = np.shape(ratio)
     return tuple(np.asarray(v).reshape(shape) for v in (cos, nmin, nmaj))
-
-
-def minority_collapse_threshold(k_major: int, k_minor: int, lam_w, lam_h, *, tol: float = 1e-6,
-                                ratio_max: float = 1e8, rel_precision: float = 1e-3) -> float:
-    """Smallest imbalance ratio R at which the minority classifiers merge (cosine ≥ 1 − tol).
-
-    Bisection on log R over [1, ratio_max] to relative precision ``rel_precision``; returns
-    ``inf`` if no collapse happens below ``ratio_max``. With weight decay the collapse is
-    exact at a finite R (the minority rows of Z coincide), unlike the limit R → ∞ of the
-    norm-constrained model of Fang et al. (2021, Thm 5). ``tol`` is well above the cosine
-    error of a solve at rtol = 1e-10."""
-    as_positive(lam_w, "lam_w"), as_positive(lam_h, "lam_h"), as_positive(tol, "tol")
-
-    def collapsed(r):
-        return minority_cosine(k_major, k_minor, r, lam_w, lam_h, rtol=1e-10)[0] >= 1 - tol
-
-    lo, hi = 1.0, float(ratio_max)
-    if collapsed(lo):
-        return 1.0
-    if not collapsed(hi):
-        return float("inf")
-    while hi / lo > 1 + rel_precision:
-        mid = np.sqrt(lo * hi)
-        lo, hi = (lo, mid) if collapsed(mid) else (mid, hi)
-    return hi

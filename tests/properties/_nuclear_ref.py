@@ -81,11 +81,11 @@ def fit_factored(Q, w, lam_a, lam_b, d_weights, width, seed=0):
     return fun, A @ Cm / s
 
 
-def fit_tied(Q, w, lam_a, lam_b, width, seed=0):
-    """min over E (k×V) of f(EᵀE) + ((λa + λb)/2)‖E‖² (contexts = vocabulary)."""
+def fit_tied(Q, w, lam, width, seed=0):
+    """min over E (k×V) of f(EᵀE) + (λ/2)‖E‖² (contexts = vocabulary; one matrix, one decay)."""
     V = Q.shape[0]
     rng = np.random.default_rng(seed)
-    lam_t = (lam_a + lam_b) / 2
+    lam_t = lam / 2
 
     def obj(x):
         E = x.reshape(width, V)

@@ -60,18 +60,18 @@ def test_factored_bigram_value_equals_unweighted_nuclear_program(counts, lam_w, 
     assert trained - lower <= REL * F, (trained - lower) / F
 
 
-@given(bigram_counts(max_vocab=5, sparse=False, square=True), weight_decays(1e-3, 1.0), weight_decays(1e-3, 1.0))
-def test_tied_factored_value_equals_trace_program(counts, lam_w, lam_e):
+@given(bigram_counts(max_vocab=5, sparse=False, square=True), weight_decays(1e-3, 2.0))
+def test_tied_factored_value_equals_trace_program(counts, lam):
     C = np.asarray(counts, dtype=np.float64)
     Q = (C / C.sum(1, keepdims=True)).T
     w = C.sum(1) / C.sum()
     V = Q.shape[0]
-    lam_t = (lam_w + lam_e) / 2
-    trained, Z = ref.fit_tied(Q, w, lam_w, lam_e, width=V + 1)
+    lam_t = lam / 2  # one matrix E decayed once: (λ/2)‖E‖² = (λ/2) tr EᵀE
+    trained, Z = ref.fit_tied(Q, w, lam, width=V + 1)
     # Z = EᵀE ⪰ 0 up to rounding of ‖E‖² (5e-324: E can underflow when the optimum is Z = 0)
     assert np.linalg.eigvalsh((Z + Z.T) / 2)[0] >= -64 * EPS * np.trace(Z) - 5e-323
     F, _ = ref.tied_value_and_gap(Z, Q, w, lam_t)
-    assert abs(trained - F) <= 64 * EPS * F  # the tied penalty is exactly λ_t tr Z
+    assert abs(trained - F) <= 64 * EPS * F  # the tied penalty is exactly (λ/2) tr Z
     lower = ref.certified_lower_bound_tied(Z, Q, w, lam_t)
     assert trained - lower <= REL * F, (trained - lower) / F
 

@@ -12,7 +12,7 @@ import pytest
 import imbalance.symbolic as symbolic
 
 MODULES = [symbolic.unigram, symbolic.bigram, symbolic.adamw, symbolic.features, symbolic.ufm,
-           symbolic.factored, symbolic.mitigation, symbolic._common]
+           symbolic.factored, symbolic.collapse, symbolic.loss_bounds, symbolic.mitigation, symbolic._common]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)

@@ -49,9 +49,9 @@ def test_factored_untied_and_tied():
     for d, V in [(2, 2), (3, 2), (2, 3)]:
         tied = F.tied_penalty(d, V)
         assert tied["gap"] == 0 and tied["psd_gap"] == 0 and tied["symmetric"]
-    # equal decays: ((λ + λ)/2) tr Z = λ tr Z
-    lam = sp.Symbol("lambda", positive=True)
-    assert sp.simplify(F.tied_penalty(2, 2)["gap"].subs({U5.lam_W: lam, F.lam_E: lam})) == 0
+    # one matrix, one decay: the penalty is (λ/2) tr Z, not λ tr Z
+    assert F.lam in F.tied_penalty(2, 2)["penalty"].free_symbols
+    assert sp.simplify(F.tied_penalty(2, 2)["penalty"] - F.lam * F.tied_penalty(2, 2)["Z"].trace()) != 0
 
 
 def test_scaled_decay_and_reweighting_remove_frequency():

@@ -66,8 +66,10 @@ def ufm_direct(pi, lam_w, lam_h, *, bias=False, relu=False, seed=0, width=None, 
 
 
 def bigram_direct(counts, lam_w, lam_e, *, tied=False, seed=0, width=None, scale=0.1):
-    """min Σ_x P(x) CE(q_x, W e_x) + (λ_W/2)‖W‖² + (λ_E/2)‖E‖², W (V×d), E (d×n); tied: W = Eᵀ.
-    Returns (value, W, E)."""
+    """min Σ_x P(x) CE(q_x, W e_x) + (λ_W/2)‖W‖² + (λ_E/2)‖E‖², W (V×d), E (d×n); tied: W = Eᵀ,
+    one matrix with one decay λ_E (pass lam_w=None): penalty (λ_E/2)‖E‖². Returns (value, W, E)."""
+    if tied and lam_w is not None:
+        raise ValueError(f"tied: one matrix, one decay (lam_e); got lam_w={lam_w!r}")
     C = np.asarray(counts, dtype=np.float64)
     n, V = C.shape
     d = width or min(n, V)
@@ -78,7 +80,8 @@ def bigram_direct(counts, lam_w, lam_e, *, tied=False, seed=0, width=None, scale
         Wm = E.T if W is None else W
         Z = (Wm @ E).T  # (n, V): row x = logits after context x
         ce = (Px * torch.logsumexp(Z, dim=1)).sum() - (Ct * Z).sum()
-        return ce + 0.5 * lam_w * (Wm * Wm).sum() + 0.5 * lam_e * (E * E).sum()
+        pen_w = 0.0 if W is None else 0.5 * lam_w * (W * W).sum()
+        return ce + pen_w + 0.5 * lam_e * (E * E).sum()
 
     shapes = [(d, n)] + ([] if tied else [(V, d)])
     val, parts = _train(loss, shapes, np.random.default_rng(seed), scale)

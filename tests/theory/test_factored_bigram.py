@@ -12,7 +12,7 @@ from imbalance.zipf import frequency_buckets
 from tests.theory._direct import bigram_direct
 from imbalance.corpus import zipf_successor_stream
 
-REL = 1e-8  # issue 5; convex side certified to 1e-11, direct side to ~1e-14 (see test_ufm)
+REL = 1e-8  # convex side certified to 1e-11, direct side to ~1e-14 (see test_ufm)
 
 
 def random_counts(V, n, rng, empty_rows=1):
@@ -27,7 +27,11 @@ def test_convex_optimum_equals_direct_training(V, tied, seeds):
     rng = np.random.default_rng(V + 7 * tied)
     C = random_counts(V, V, rng)
     lw, le = 10 ** rng.uniform(-3, -1.5, 2)
-    eq = factored_bigram_equilibrium(C, lw, le, tied=tied, rtol=1e-11)
+    if tied:  # one shared matrix, one decay
+        eq = factored_bigram_equilibrium(C, lam=le, tied=True, rtol=1e-11)
+        lw = None
+    else:
+        eq = factored_bigram_equilibrium(C, lw, le, rtol=1e-11)
     for seed in range(seeds):
         direct = bigram_direct(C, lw, le, tied=tied, seed=seed)[0]
         assert direct >= eq.objective - eq.gap - 1e-15
@@ -48,7 +52,8 @@ def test_fields_from_factors():
     C = random_counts(8, 8, rng)
     C[:, 2] = 0  # a token never seen as a target
     for tied in (False, True):
-        eq = factored_bigram_equilibrium(C, 1e-2, 3e-3, tied=tied, rtol=1e-11)
+        decays = dict(lam=3e-3) if tied else dict(lam_w=1e-2, lam_e=3e-3)
+        eq = factored_bigram_equilibrium(C, tied=tied, rtol=1e-11, **decays)
         Z = (eq.W @ eq.E).T
         logp = Z - np.log(np.exp(Z).sum(axis=1, keepdims=True))
         nll = -(C * logp).sum(axis=0)
@@ -59,26 +64,54 @@ def test_fields_from_factors():
         assert eq.aggregate_loss == pytest.approx(np.nansum(C.sum(0) * expected) / C.sum())
         assert eq.token_balanced_loss == pytest.approx(np.nanmean(expected))
         np.testing.assert_allclose(eq.unembedding_norms, np.linalg.norm(eq.W, axis=1))
-        pen = 0.5 * 1e-2 * np.sum(eq.W ** 2) + 0.5 * 3e-3 * np.sum(eq.E ** 2)
+        pen = (0.0 if tied else 0.5 * 1e-2 * np.sum(eq.W ** 2)) + 0.5 * 3e-3 * np.sum(eq.E ** 2)  # tied: W = Eᵀ
         assert eq.aggregate_loss + pen == pytest.approx(eq.objective, rel=1e-9)
         sv = np.linalg.svd(Z, compute_uv=False)
         np.testing.assert_allclose(eq.singular_values, sv[: eq.singular_values.size], atol=1e-7)
 
 
-def test_tied_costs_at_least_untied():
-    """(λ_W+λ_E)/2 · tr Z ≥ √(λ_Wλ_E)‖Z‖_* on Z ⪰ 0 (AM–GM), and the tied feasible set is
-    smaller, so the tied optimum is never lower."""
+def test_tied_at_least_untied_at_half_the_decay():
+    """Restated claim (c) of T7: tied with decay λ ≥ untied with λ_W = λ_E = λ/2 (the tied set
+    {Z ⪰ 0} is inside the untied one and (λ/2) tr Z = (λ/2)‖Z‖_* on it)."""
     rng = np.random.default_rng(8)
     C = random_counts(10, 10, rng)
-    t = factored_bigram_equilibrium(C, 1e-3, 1e-2, tied=True, rtol=1e-11)
-    u = factored_bigram_equilibrium(C, 1e-3, 1e-2, tied=False, rtol=1e-11)
+    lam = 4e-3
+    t = factored_bigram_equilibrium(C, lam=lam, tied=True, rtol=1e-11)
+    u = factored_bigram_equilibrium(C, lam=lam / 2, rtol=1e-11)
     assert t.objective >= u.objective - t.gap - u.gap
+
+
+def test_counterexample_tied_below_untied_at_the_same_decay():
+    """The old claim (c), "tied ≥ untied at the same λ", was an artifact of decaying the shared
+    matrix twice. Copy family (context x → token x, Z* diagonal PSD): tied with one decay λ
+    costs (λ/2) tr Z against λ‖Z‖_* untied, and the tied optimum is strictly lower."""
+    C = np.diag([40.0, 25.0, 15.0, 10.0, 6.0, 4.0])
+    lam = 1e-2
+    t = factored_bigram_equilibrium(C, lam=lam, tied=True, rtol=1e-11)
+    u = factored_bigram_equilibrium(C, lam=lam, rtol=1e-11)
+    assert t.objective < u.objective - t.gap - u.gap
+
+
+def test_counterexample_tied_above_untied_on_a_derangement():
+    """...and neither order holds in general: when context x is followed by token x+1 (mod V)
+    the optimal Z is far from symmetric and the tied model (λ) costs more than untied (λ)."""
+    C = np.roll(np.diag([40.0, 25.0, 15.0, 10.0, 6.0, 4.0]), 1, axis=1)
+    lam = 1e-2
+    t = factored_bigram_equilibrium(C, lam=lam, tied=True, rtol=1e-11)
+    u = factored_bigram_equilibrium(C, lam=lam, rtol=1e-11)
+    assert t.objective > u.objective + t.gap + u.gap
 
 
 @pytest.mark.parametrize("kwargs, name", [
     (dict(counts=[[1, -1], [0, 1]], lam_w=1.0, lam_e=1.0), "counts"),
     (dict(counts=[[0, 0], [0, 0]], lam_w=1.0, lam_e=1.0), "counts"),
-    (dict(counts=np.ones((2, 3)), lam_w=1.0, lam_e=1.0, tied=True), "counts"),
+    (dict(counts=np.ones((2, 3)), lam=1.0, tied=True), "counts"),
+    (dict(counts=np.ones((2, 2)), lam_w=1.0, lam_e=1.0, tied=True), "one decay"),
+    (dict(counts=np.ones((2, 2)), lam_w=1.0, tied=True), "one decay"),
+    (dict(counts=np.ones((2, 2)), tied=True), "lam"),
+    (dict(counts=np.ones((2, 2)), lam=1.0, lam_w=1.0), "lam"),
+    (dict(counts=np.ones((2, 2)), lam_w=1.0), "lam_e"),
+    (dict(counts=np.ones((2, 2)), lam=-1.0), "lam"),
     (dict(counts=np.ones((2, 2)), lam_w=0.0, lam_e=1.0), "lam_w"),
     (dict(counts=np.ones((2, 2)), lam_w=1.0, lam_e=[1.0, np.inf]), "lam_e"),
     (dict(counts=np.ones((2, 2)), lam_w=1.0, lam_e=1.0, tied=1), "tied"),
@@ -145,7 +178,7 @@ def test_counterexample_rarer_not_faster_with_noisy_contexts():
 
 
 def test_paradox_on_zipfian_stream():
-    """Exact per-bucket losses on a synthetic Zipfian stream (DESIGN.md T7): as λ grows the
+    """Exact per-bucket losses on a synthetic Zipfian stream (proofs/T7): as λ grows the
     rare buckets lose most, and the token-balanced loss rises faster than the aggregate."""
     V = 100
     tok = zipf_successor_stream(V, 100_000, np.random.default_rng(0))

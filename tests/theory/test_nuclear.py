@@ -36,7 +36,8 @@ def test_gap_bounds_distance_to_direct_optimum(psd):
     rng = np.random.default_rng(1)
     C = rng.poisson(3.0, size=(12, 12)).astype(float)
     lam = 4e-3
-    direct = bigram_direct(C, lam, lam, tied=psd, seed=0)[0]
+    # untied: λ‖Z‖_*; tied, one matrix decayed by 2λ: (2λ/2) tr Z = λ tr Z
+    direct = (bigram_direct(C, None, 2 * lam, tied=True, seed=0) if psd else bigram_direct(C, lam, lam, seed=0))[0]
     mu = lam
     sol = solve_nuclear_softmax(sp.csr_matrix(C / C.sum()), mu, psd=psd, rtol=1e-3)
     assert sol.dual_value <= direct + 1e-14
@@ -54,3 +55,63 @@ def test_zero_solution_when_mu_exceeds_gradient_norm():
     assert np.abs(sol.logits).max() == 0 and sol.gap <= 1e-15
     sol = solve_nuclear_softmax(M, 0.9 * np.linalg.norm(G0, 2))
     assert np.abs(sol.logits).max() > 0
+
+
+def test_same_bits_under_a_slow_clock(monkeypatch):
+    """The schedule of certificates and rank growth is an operation count, so a machine 1000×
+    slower (every clock read advances 100 s) gives the same iterates, bit for bit."""
+    import time
+
+    rng = np.random.default_rng(5)
+    M = sp.csr_matrix(rng.poisson(rng.gamma(0.5, 4.0, size=(30, 30))).astype(float))
+    M = M / M.sum()
+    ref = [solve_nuclear_softmax(M, 2e-3, psd=psd, rtol=1e-10) for psd in (False, True)]
+    clock = [0.0]
+
+    def slow():
+        clock[0] += 100.0
+        return clock[0]
+
+    for name in ("perf_counter", "monotonic", "time", "process_time"):
+        monkeypatch.setattr(time, name, slow)
+    for psd, r in zip((False, True), ref):
+        s = solve_nuclear_softmax(M, 2e-3, psd=psd, rtol=1e-10)
+        assert s.n_iter == r.n_iter and s.singular_values.size == r.singular_values.size
+        assert np.array_equal(s.logits, r.logits) and s.gap == r.gap
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(rtol=-1e-9), "rtol"), (dict(rtol=0.0), "rtol"), (dict(rtol=float("nan")), "rtol"),
+    (dict(mu=0.0), "mu"), (dict(max_iter=0), "max_iter"), (dict(check_every=0), "check_every"),
+])
+def test_bad_solver_settings_name_parameter(kwargs, name):
+    args = dict(target=np.eye(3) / 3, mu=0.1) | kwargs
+    with pytest.raises(ValueError, match=name):
+        solve_nuclear_softmax(**args)
+
+
+def test_bias_certificate_is_a_lower_bound_on_skewed_classes():
+    """With a bias the dual point must satisfy Σ_x s_x U_x = 0; an earlier certificate ignored
+    the bias gradient's share and reported a *negative* gap (−7.6e-8 relative on this problem:
+    one class of mass 0.99994, two of 3.2e-5, λ_W = 1e-2, λ_H = 10^-2.5). The corrected dual
+    value is below the optimum that direct training of (W, H, b) finds, at any tolerance."""
+    from imbalance.theory.ufm import two_group_pi
+    from tests.theory._direct import ufm_direct
+
+    pi = two_group_pi(1, 2, 0.99 * (1 / (1e-2 * 10 ** -2.5) - 2))
+    lw, lh = 1e-2, 10 ** -2.5
+    direct = ufm_direct(pi, lw, lh, bias=True, seed=0)[0]
+    for rtol in (1e-4, 1e-7):
+        sol = solve_nuclear_softmax(sp.diags(pi).tocsr(), np.sqrt(lw * lh), row_scale=np.sqrt(pi), bias=True,
+                                    rtol=rtol)
+        assert sol.gap >= 0
+        assert sol.dual_value <= direct + 1e-15 * direct  # direct training is feasible: ≥ the optimum
+
+
+def test_clustered_top_of_a_full_rank_optimum():
+    """Uniform π, K = 6, λ_W = 1, λ_H = 0.0372: at the optimum every singular value of ∇f equals
+    μ, and LAPACK's one-eigenvalue driver failed ("Internal Error") on that cluster."""
+    from imbalance.theory import ufm_equilibrium
+
+    eq = ufm_equilibrium(np.full(6, 1 / 6), 1.0, 0.037192483224564685, rtol=1e-10)
+    assert eq.rel_gap <= 1e-10

@@ -10,7 +10,7 @@ from imbalance.theory.ufm import (minority_collapse_threshold, minority_cosine, 
 from imbalance.zipf import zipf_pmf
 from tests.theory._direct import ufm_direct
 
-# Agreement required by issue 5. The convex side is certified to rtol = 1e-11 (duality gap),
+# Agreement required: 1e-8 relative. The convex side is certified to rtol = 1e-11 (duality gap),
 # the direct side stops when L-BFGS cannot decrease f in double precision (~1e-14 relative),
 # so 1e-8 leaves three decades for the conditioning of the direct non-convex problem.
 REL = 1e-8
@@ -136,7 +136,7 @@ def test_relu_features_cost_more_and_are_orthogonal():
 def test_minority_collapse_threshold_brackets_the_merge():
     ka = kb = 3
     lam = 3e-2
-    R = minority_collapse_threshold(ka, kb, lam, lam, rel_precision=1e-2)
+    R = minority_collapse_threshold(ka, kb, lam, lam)  # closed form (T8): (1/λ² − K_B)/K_A
     assert 1 < R < 1e8
     cos_below, nmin_below, nmaj_below = minority_cosine(ka, kb, R / 1.5, lam, lam)
     cos_above, nmin_above, _ = minority_cosine(ka, kb, R * 1.5, lam, lam)
@@ -197,7 +197,6 @@ def test_counterexample_rarer_not_faster_once_rare_classes_saturate():
 
 
 def test_collapse_threshold_falls_with_weight_decay():
-    """More decay, earlier merge: R*(λ) decreases (measured for K_A = K_B = 5:
-    ≈ 2.0e3, 221, 19.0 at λ = 0.01, 0.03, 0.1; proofs/T5)."""
-    r = [minority_collapse_threshold(2, 2, lam, lam, rel_precision=1e-2) for lam in (0.03, 0.1)]
+    """More decay, earlier merge: R*(λ) = (1/λ⁴ − K_B)/K_A decreases (T8)."""
+    r = [minority_collapse_threshold(2, 2, lam, lam) for lam in (0.03, 0.1)]
     assert 1 < r[1] < r[0] < 1e8
