@@ -22,8 +22,10 @@ from .._validate import as_positive_int
 from ._roots import increasing_root
 from .margin import margin_law
 
-__all__ = ["FairMarginLaw", "fair_margin_law", "row_decay_scale", "presence_probability", "adamw_rho",
-           "fairness_index", "LAZY"]
+__all__ = ["FairMarginLaw", "fair_margin_law", "FairBigramEquilibrium", "fair_bigram_equilibrium",
+           "row_decay_scale", "presence_probability", "adamw_rho", "fairness_index", "fairness_verdict", "LAZY",
+           "loss_margins_from_logits",
+           "VERDICTS"]
 
 LAZY = ("none", "decay", "moments")
 
@@ -157,6 +159,8 @@ def fair_margin_law(pi, lam, *, batch_size, r=1.0, eps=1e-8, decay_scale=None, l
     coupled = bool(coupled)
     if coupled and lazy == "moments":
         raise ValueError("coupled=True is analysed with dense moments only, got lazy='moments'")
+    if coupled and (P == 0).any():
+        raise ValueError(f"coupled=True needs every row seen (pi > 0), got pi[{int(np.argmin(P))}]=0")
     K = P.size
     c = np.ones(K) if decay_scale is None else np.asarray(decay_scale, dtype=np.float64)
     if c.shape != (K,) or not np.isfinite(c).all() or (c[P > 0] <= 0).any() or (c < 0).any():
@@ -224,16 +228,112 @@ def _coupled_margins(P, Lam, B, r, eps):
     def solve_rows(logv):
         kappa = r * r * P[:, None] / (Lam[:, None] * (np.exp(0.5 * logv)[None, :] + eps))  # (K, K)
         z, S = _rows_given_kappa(kappa)
-        p = np.exp(z - S[:, None])                                   # (K, K)
-        vbar = (r * r * (p - eye) ** 2 * s2[:, None]).mean(0)        # (K,)
+        d = np.exp(z - S[:, None]) * (1 - eye)                       # (K, K) |p − δ|, off the diagonal
+        d[np.arange(K), np.arange(K)] = d.sum(1)                     # 1 − p_xx without cancellation
+        vbar = (r * r * d ** 2 * s2[:, None]).mean(0)                # (K,)
         return z, S, vbar
 
     logv = np.log(np.full(K, r * r * (s2 * P).mean()))
-    for _ in range(30):  # damped fixed point: a start for the root finder
+    for _ in range(40):  # damped fixed point: a start for the root finder
         logv = 0.5 * logv + 0.5 * np.log(solve_rows(logv)[2])
-    sol = scipy.optimize.root(lambda u: np.log(solve_rows(u)[2]) - u, logv, method="hybr", options={"xtol": 1e-13})
-    if not sol.success or np.max(np.abs(np.log(solve_rows(sol.x)[2]) - sol.x)) > 1e-9:
-        raise RuntimeError(f"shared-moment equilibrium did not converge: {sol.message}")
-    z, S, _ = solve_rows(sol.x)
-    loss = S - np.diag(z)                                            # −log p_xx
-    return np.log(K - 1) - np.log(np.expm1(loss))
+    def residual(u):
+        return np.log(solve_rows(u)[2]) - u
+
+    for method in ("hybr", "lm"):
+        sol = scipy.optimize.root(residual, logv, method=method, options={"xtol": 1e-12})
+        if np.max(np.abs(residual(sol.x))) <= 1e-9:
+            break
+        logv = sol.x
+    else:
+        raise RuntimeError(f"shared-moment equilibrium did not converge: {sol.message}, "
+                           f"residual {np.max(np.abs(residual(sol.x))):.2e}")
+    z, _, _ = solve_rows(sol.x)
+    return loss_margins_from_logits(z)
+
+
+def loss_margins_from_logits(z) -> np.ndarray:
+    """Loss-equivalent margin per row of square logits z (..., K, K): ℓ_x = −log softmax(z_x)_x =
+    log(1 + (K−1)e^{−m_x}), so e^{−m_x} = mean_{j≠x} e^{z_xj − z_xx} (no cancellation for large margins)."""
+    z = np.asarray(z, dtype=np.float64)
+    K = z.shape[-1]
+    gap = z - np.diagonal(z, axis1=-2, axis2=-1)[..., None]             # (..., K, K) z_xj − z_xx
+    off = np.where(np.eye(K, dtype=bool), -np.inf, gap)
+    top = off.max(-1)                                                  # (..., K)
+    return -(top + np.log(np.exp(off - top[..., None]).sum(-1) / (K - 1)))
+
+
+@dataclass(frozen=True)
+class FairBigramEquilibrium:
+    """Any bigram task under a non-coupled variant, one λ: ``probs`` p(·|x) (C, V), ``loss_per_token``
+    ℓ_v (V,) (NaN for tokens never a target), ``aggregate_loss`` Σ_v π_v ℓ_v."""
+
+    lam: float
+    lazy: str
+    probs: np.ndarray
+    loss_per_token: np.ndarray
+    aggregate_loss: float
+
+
+def fair_bigram_equilibrium(counts, lam, *, batch_size, r=1.0, eps=1e-8, decay_scale=None,
+                            lazy="none") -> FairBigramEquilibrium:
+    """T6b for a general bigram task (contexts decouple): row x is T3's AdamW equilibrium with its own
+    decay and ε. Dense moments: λ_x = λ c_x δ_x, ε_x = ε. Lazy moments: conditioning on presence divides
+    E[g] and E[g²] by a_x, so λ c_x a_x w = −E[g]/(√(E[g²]/a_x) + ε), i.e. λ_x = λ c_x √a_x, ε_x = ε √a_x.
+    Each distinct (λ_x, ε_x) is one call of ``bigram_equilibrium``.
+    """
+    from .._validate import as_count_matrix
+    from .bigram import bigram_equilibrium
+
+    C = as_count_matrix(counts)
+    lam = as_positive(lam, "lam")
+    B = as_positive_int(batch_size, "batch_size")
+    eps = as_nonnegative(eps, "eps")
+    lazy = as_choice(lazy, "lazy", set(LAZY))
+    n_ctx, V = C.shape
+    J = C.toarray() / C.sum()                                            # (C, V)
+    P = J.sum(1)
+    c = np.ones(n_ctx) if decay_scale is None else np.asarray(decay_scale, dtype=np.float64)
+    if c.shape != (n_ctx,) or not np.isfinite(c).all() or (c[P > 0] <= 0).any() or (c < 0).any():
+        raise ValueError(f"decay_scale must be a finite array of shape ({n_ctx},), > 0 on rows with P > 0, "
+                         f"got decay_scale={c!r}")
+    a = presence_probability(P, B)
+    lam_x = lam * c * {"none": np.ones(n_ctx), "decay": a, "moments": np.sqrt(a)}[lazy]
+    eps_x = eps * (np.sqrt(a) if lazy == "moments" else np.ones(n_ctx))
+    probs = np.full((n_ctx, V), 1.0 / V)
+    seen = np.flatnonzero(P > 0)
+    for e in np.unique(eps_x[seen]):
+        rows = seen[eps_x[seen] == e]
+        eq = bigram_equilibrium(C, lam_x[rows], r=r, optimizer="adamw", batch_size=B, eps=float(e))
+        probs[rows] = eq.probs()[np.arange(rows.size), rows]              # row x of the solve at λ_x
+    pi = J.sum(0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ce = -(J * np.where(J > 0, np.log(probs), 0.0)).sum(0)
+        loss = np.where(pi > 0, ce / pi, np.nan)
+    return FairBigramEquilibrium(lam=lam, lazy=lazy, probs=probs, loss_per_token=loss,
+                                 aggregate_loss=float(ce.sum()))
+
+
+VERDICTS = ("fair", "partial", "unchanged", "over-corrects", "worse")
+
+
+def fairness_verdict(pi, lam, *, batch_size, r=1.0, eps=1e-8, tol=0.05, **variant) -> str:
+    """Classify a variant before training from its equilibrium margins (``fair_margin_law``):
+
+    with t = (margin of the rarest row)/(margin of the most frequent) and t₀ the same for plain AdamW:
+    "fair" if every margin is within ``tol`` of the most frequent row's; "over-corrects" if t > 1 + tol;
+    "unchanged" if t = t₀ (to 1e-9); "worse" if t < t₀ (rare rows lose more than under AdamW);
+    "partial" otherwise (between AdamW and fair).
+    """
+    P = as_distribution(pi, "pi")
+    kw = dict(batch_size=batch_size, r=r, eps=eps)
+    m = fair_margin_law(P, lam, **kw, **variant).margins
+    m0 = fair_margin_law(P, lam, **kw).margins
+    head, tail = int(np.argmax(P)), int(np.argmin(np.where(P > 0, P, np.inf)))
+    t, t0 = m[tail] / m[head], m0[tail] / m0[head]
+    if np.all(np.abs(m[P > 0] / m[head] - 1) <= tol):
+        return "fair"
+    if t > 1 + tol:
+        return "over-corrects"
+    if abs(t - t0) <= 1e-9 * t0:
+        return "unchanged"
+    return "worse" if t < t0 else "partial"
