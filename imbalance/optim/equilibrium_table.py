@@ -17,7 +17,7 @@ import numpy as np
 from ..theory.fair_decay import fair_margin_law, fairness_verdict, row_decay_scale
 from .simulate import loss_margins, train_bigram
 
-__all__ = ["EquilibriumRow", "equilibrium_rows", "markdown_table", "verdict_table", "VARIANTS"]
+__all__ = ["VARIANTS", "EquilibriumRow", "equilibrium_rows", "markdown_table", "verdict_table"]
 
 VARIANTS = ("AdamW", "row-scaled ρ", "lazy decay", "lazy moments (LazyAdam)", "coupled (shared v)",
             "lazy decay + ρ-scaled")
@@ -130,7 +130,8 @@ def main(argv=None):
     print(table, "\n", grid, sep="\n")
     print(f"({time.perf_counter() - t0:.0f} s)")
     if args.write:
-        text = open(args.write, encoding="utf-8").read()
+        with open(args.write, encoding="utf-8") as f:
+            text = f.read()
         text = _replace(text, START, END, table, args.write)
         text = _replace(text, GRID_START, GRID_END, grid, args.write)
         with open(args.write, "w", encoding="utf-8") as f:

@@ -18,7 +18,7 @@ from .._validate import as_positive_int
 from ..theory.fair_decay import loss_margins_from_logits
 from .adamw import FairAdamW
 
-__all__ = ["BigramRun", "train_bigram", "loss_margins"]
+__all__ = ["BigramRun", "loss_margins", "train_bigram"]
 
 
 @dataclass(frozen=True)

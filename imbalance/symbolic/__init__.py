@@ -5,7 +5,7 @@ expressions with declared assumptions, which tests ``lambdify`` (see
 ``_common.lambdify_numeric``) and compare with the independent numeric solvers.
 """
 
-from . import adamw, bigram, factored, features, mitigation, ufm, unigram
+from . import adamw, bigram, factored, fair_decay, features, mitigation, ufm, unigram
 from ._common import lambdify_numeric, wright_omega
 
 __all__ = ["unigram", "bigram", "adamw", "features", "ufm", "mitigation", "factored",

@@ -13,8 +13,18 @@ import sympy as sp
 
 from .adamw import B, P, eps, gradient_moments, lam, m, p, q, r, w
 
-__all__ = ["presence", "variant_stationarity", "deterministic_margin", "fair_scale", "margin_equation",
-           "lazy_moments_index_limits", "positive_form", "c", "a", "D"]
+__all__ = [
+    "D",
+    "a",
+    "c",
+    "deterministic_margin",
+    "fair_scale",
+    "lazy_moments_index_limits",
+    "margin_equation",
+    "positive_form",
+    "presence",
+    "variant_stationarity",
+]
 
 c = sp.Symbol("c", positive=True)  # the row's decay scale
 a = sp.Symbol("a", positive=True)  # stands for the presence probability 1 − (1 − P)^B

@@ -1,6 +1,7 @@
 """Exact equilibria of imbalanced softmax models (numpy/scipy; never imports sim)."""
 
 from .bigram import AdjustedLoss, BigramEquilibrium, bigram_equilibrium
+from .fair_decay import FairMarginLaw, fair_bigram_equilibrium, fair_margin_law, row_decay_scale  # noqa: F401
 from .factored_bigram import FactoredBigramEquilibrium, factored_bigram_equilibrium
 from .margin import MarginLaw, margin_law
 from .nuclear import NuclearSolution, solve_nuclear_softmax

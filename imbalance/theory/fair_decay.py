@@ -17,15 +17,32 @@ import numpy as np
 import scipy.optimize
 import scipy.special
 
-from .._validate import as_choice, as_distribution, as_frequencies, as_lams, as_nonnegative, as_positive
-from .._validate import as_positive_int
+from .._validate import (
+    as_choice,
+    as_distribution,
+    as_frequencies,
+    as_lams,
+    as_nonnegative,
+    as_positive,
+    as_positive_int,
+)
 from ._roots import increasing_root
 from .margin import margin_law
 
-__all__ = ["FairMarginLaw", "fair_margin_law", "FairBigramEquilibrium", "fair_bigram_equilibrium",
-           "row_decay_scale", "presence_probability", "adamw_rho", "fairness_index", "fairness_verdict", "LAZY",
-           "loss_margins_from_logits",
-           "VERDICTS"]
+__all__ = [
+    "LAZY",
+    "VERDICTS",
+    "FairBigramEquilibrium",
+    "FairMarginLaw",
+    "adamw_rho",
+    "fair_bigram_equilibrium",
+    "fair_margin_law",
+    "fairness_index",
+    "fairness_verdict",
+    "loss_margins_from_logits",
+    "presence_probability",
+    "row_decay_scale",
+]
 
 LAZY = ("none", "decay", "moments")
 

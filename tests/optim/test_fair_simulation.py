@@ -20,7 +20,12 @@ import torch
 from imbalance.metrics import bucket_loss
 from imbalance.optim.simulate import loss_margins, train_bigram
 from imbalance.sim import BigramTask
-from imbalance.theory.fair_decay import fair_bigram_equilibrium, fair_margin_law, fairness_verdict, row_decay_scale
+from imbalance.theory.fair_decay import (
+    fair_bigram_equilibrium,
+    fair_margin_law,
+    fairness_verdict,
+    row_decay_scale,
+)
 
 TOL = 0.03
 RUN = dict(lr=3e-3, steps=4000, replicas=8, betas=(0.9, 0.99))

@@ -23,12 +23,12 @@ def _unpositive(expr):
     return expr.subs({F.a: F.presence(), F.D: 1 + (B - 1) * P})
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _margin0(lazy):
     return sp.lambdify([P, B, r, lam, F.c], _unpositive(F.deterministic_margin(lazy)), "numpy")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _equation(K, lazy):
     return sp.lambdify([m, P, B, r, lam, F.c, eps], F.margin_equation(K, lazy), "numpy")
 
