@@ -21,7 +21,7 @@ from .. import metrics
 from ..theory.fair_decay import row_decay_scale
 from .adamw import FairAdamW
 
-__all__ = ["LMOutcome", "train_lm", "lm_outcome", "pareto_rows", "pareto_table", "lm_variants"]
+__all__ = ["LMOutcome", "lm_outcome", "lm_variants", "pareto_rows", "pareto_table", "train_lm"]
 
 ROW_PARAMS = ("tok_emb", "unembed")
 
