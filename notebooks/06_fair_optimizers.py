@@ -41,7 +41,7 @@ plot.use_style()
 #
 # ε → 0: m_x = 2rρ_x√α_x/(λ c_x δ_x). AdamW (m ∝ ρ) loses rare rows; ρ-scaled decay is exactly
 # fair; lazy decay (δ = a, the presence probability) over-corrects, m ∝ ρ/a ~ 1/√(Bπ); LazyAdam
-# (lazy moments, α = δ = a) gives m ∝ ρ/√a ≤ 1, nearly fair with a dip at Bπ ≈ 1; the shared second
+# (lazy moments, α = δ = a) gives m ∝ ρ/√a ≤ 1, nearly fair with a dip near Bπ ≈ 1–2; the shared second
 # moment has no closed form (solved numerically).
 
 # %%
@@ -91,7 +91,7 @@ for (name, pred), sim in zip(predicted.items(), measured):
 # * If token counts are known: **ρ-scaled decay** (`row_decay_scale(counts, batch_size=tokens per
 #   batch)`) is the fair choice; it keeps λ for frequent rows.
 # * Without counts: **lazy moments** (LazyAdam-style, `lazy="moments"`) is nearly fair by itself
-#   (within ~11 % at Bπ ≈ 1, exact at both ends), but its global bias correction makes rare rows
+#   (at worst ~12 % below the frequent rows, near Bπ ≈ 2; exact at both ends), but its global bias correction makes rare rows
 #   overshoot for ~1/(a(1 − β₂)) steps.
 # * **Lazy decay with dense moments** over-corrects (rare rows end with *larger* margins, without
 #   bound as Bπ → 0), and more so combined with ρ-scaling.
