@@ -5,8 +5,8 @@ expressions with declared assumptions, which tests ``lambdify`` (see
 ``_common.lambdify_numeric``) and compare with the independent numeric solvers.
 """
 
-from . import adamw, bigram, collapse, factored, features, loss_bounds, mitigation, ufm, unigram
+from . import adamw, bigram, collapse, factored, fair_decay, features, loss_bounds, mitigation, ufm, unigram
 from ._common import lambdify_numeric, wright_omega
 
 __all__ = ["unigram", "bigram", "adamw", "features", "ufm", "mitigation", "factored", "collapse", "loss_bounds",
-           "wright_omega", "lambdify_numeric"]
+           "fair_decay", "wright_omega", "lambdify_numeric"]

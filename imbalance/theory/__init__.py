@@ -2,6 +2,7 @@
 
 from .bigram import AdjustedLoss, BigramEquilibrium, bigram_equilibrium
 from .collapse import (AllCollapse, factored_collapse_frequency, ufm_all_collapse, ufm_collapse_frequency)
+from .fair_decay import FairMarginLaw, fair_bigram_equilibrium, fair_margin_law, row_decay_scale
 from .factored_bigram import FactoredBigramEquilibrium, factored_bigram_equilibrium
 from .loss_bounds import LossCeiling, factored_loss_ceiling, ufm_loss_ceiling
 from .margin import MarginLaw, margin_law
@@ -18,4 +19,5 @@ __all__ = [
     "solve_nuclear_softmax", "NuclearSolution",
     "ufm_collapse_frequency", "factored_collapse_frequency", "ufm_all_collapse", "AllCollapse",
     "ufm_loss_ceiling", "factored_loss_ceiling", "LossCeiling",
+    "fair_margin_law", "FairMarginLaw", "fair_bigram_equilibrium", "row_decay_scale",
 ]

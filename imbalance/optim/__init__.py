@@ -1,0 +1,21 @@
+"""Drop-in ``torch.optim`` optimizers with fair weight decay for embedding rows.
+
+``FairAdamW`` is ``torch.optim.AdamW`` (same parameter groups, same state keys) with three
+per-group options for embedding/unembedding matrices (rows = tokens):
+
+* ``row_decay_scale``: a per-row multiplier of the weight decay, e.g. ``row_decay_scale(counts,
+  batch_size=B)`` (λ_x ∝ ρ(B π_x), which equalises the AdamW equilibrium margins);
+* ``lazy``: ``"decay"`` decays a row only in steps where it receives gradient (dense Adam
+  moments); ``"moments"`` also updates the moments and takes the Adam step only on those rows
+  (as LazyAdam does);
+* ``coupled``: one second moment shared by all rows (the mean over rows of Adam's v), as in
+  Coupled Adam (Stollenwerk & Stollenwerk 2025, arXiv 2502.08441).
+
+With every option off it performs the operations of ``torch.optim.AdamW``. The equilibrium each
+option reaches in the deterministic bigram is ``imbalance.theory.fair_decay.fair_margin_law``.
+"""
+
+from ..theory.fair_decay import row_decay_scale
+from .adamw import FairAdamW
+
+__all__ = ["FairAdamW", "row_decay_scale"]
