@@ -41,15 +41,23 @@ RANK_RTOL = 1e-6  # singular values below RANK_RTOL·σ₁ are counted as zero i
 
 @dataclass(frozen=True)
 class BigramLaw:
-    """The data law of a counts matrix: P(x) (C,), q(·|x) and J = P(x) q(·|x) as CSR (C × V)."""
+    """The data law of a counts matrix, on its seen contexts (P(x) > 0).
+
+    ``P`` (C,) context law; ``seen`` indices of contexts with P > 0; ``rows``, ``cols``,
+    ``joint`` the observed pairs (row index into ``seen``) and J(x, v) = P(x) q(v|x);
+    ``Q`` (len(seen) × V) CSR of q(·|x); ``pi`` (V,) target marginal."""
 
     P: np.ndarray
+    seen: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    joint: np.ndarray
     Q: sp.csr_matrix
-    J: sp.csr_matrix
+    pi: np.ndarray
 
     @property
     def shape(self):
-        return self.J.shape
+        return self.P.size, self.pi.size
 
 
 def bigram_law(counts) -> BigramLaw:
@@ -57,8 +65,11 @@ def bigram_law(counts) -> BigramLaw:
     C = as_count_matrix(counts, "counts")
     J = C / C.sum()
     P = np.asarray(J.sum(axis=1)).ravel()
-    Q = sp.diags(np.where(P > 0, 1.0 / np.where(P > 0, P, 1.0), 0.0)) @ J
-    return BigramLaw(P=P, Q=sp.csr_matrix(Q), J=sp.csr_matrix(J))
+    seen = np.flatnonzero(P > 0)
+    Js = sp.coo_matrix(J[seen])
+    Q = sp.csr_matrix(sp.diags(1.0 / P[seen]) @ J[seen])
+    return BigramLaw(P=P, seen=seen, rows=Js.row, cols=Js.col, joint=Js.data, Q=Q,
+                     pi=np.asarray(J.sum(axis=0)).ravel())
 
 
 def _softmax(Z):
@@ -73,21 +84,19 @@ def sample_moments(W, E, law: BigramLaw, r: float = 1.0):
 
     W (V, d), E (C, d); O(C·V·d) per call (three dense products on the seen contexts).
     """
-    seen = np.flatnonzero(law.P > 0)
+    seen, rows, cols = law.seen, law.rows, law.cols
     P, Es = law.P[seen], E[seen]  # (c,), (c, d)
-    Q, J = law.Q[seen], law.J[seen]  # (c, V) sparse
     p = _softmax(r * (Es @ W.T))  # (c, V)
-    Jc = J.tocoo()
-    pv, qv = p[Jc.row, Jc.col], Jc.data / P[Jc.row]  # (nnz,) p and q on the observed pairs
+    pv, qv = p[rows, cols], law.joint / P[rows]  # (nnz,) p and q on the observed pairs
     pq = p.copy()
-    pq[Jc.row, Jc.col] -= qv  # (c, V) p − q
+    pq[rows, cols] -= qv  # (c, V) p − q
     mean_W = r * ((P[:, None] * pq).T @ Es)  # (V, d) r Dᵀ E, D = P(x)(p − q)
     A = P[:, None] * p * p  # (c, V): P p², exact where q = 0
-    A[Jc.row, Jc.col] = Jc.data * ((pv - qv) ** 2 + qv * (1.0 - qv))
+    A[rows, cols] = P[rows] * ((pv - qv) ** 2 + qv * (1.0 - qv))
     sq_W = r * r * (A.T @ (Es * Es))  # (V, d)
     u = pq @ W  # (c, d) (p − q)ᵀ W
-    QW = Q @ W  # (c, d)
-    var = np.maximum(Q @ (W * W) - QW * QW, 0.0)  # (c, d) Var_{y~q}(W_y)
+    QW = law.Q @ W  # (c, d)
+    var = np.maximum(law.Q @ (W * W) - QW * QW, 0.0)  # (c, d) Var_{y~q}(W_y)
     mean_E, sq_E = np.zeros_like(E), np.zeros_like(E)
     mean_E[seen] = r * P[:, None] * u
     sq_E[seen] = r * r * P[:, None] * (u * u + var)
@@ -183,7 +192,7 @@ def _one(law, lam, lam_e, W0, E0, B, eps, r, h, t_max, polish):
         fW, fE = stationarity(*split(theta), law, lam, lam_e=lam_e, batch_size=B, eps=eps, r=r)
         return np.concatenate([fW.ravel(), fE.ravel()])
 
-    t_max = 200.0 / min(lam, lam_e) if t_max is None else t_max
+    t_max = 60.0 / min(lam, lam_e) if t_max is None else t_max
     theta, t, res = _flow(np.concatenate([W0.ravel(), E0.ravel()]), F, h=h, t_max=t_max, tol=1e-3)
     if polish != "none":
         root = _polish(theta, F, polish)
@@ -221,7 +230,7 @@ def factored_bigram_adamw_equilibrium(counts, lam, *, init, lam_e=None, batch_si
     ``init`` = (W0 (V, d), E0 (C, d)), the training initialisation (the flow starts there for
     every λ); ``batch_size`` B (None: full batch); ``eps`` Adam's ε; ``betas`` only enter the
     validity diagnostic ``occurrences_per_window``. ``h``/``t_max``: Euler step and longest flow
-    time (default 200/λ); ``polish``: "auto", "hybr", "krylov" or "none".
+    time (default 60/λ); ``polish``: "auto", "hybr", "krylov" or "none".
     """
     law = bigram_law(counts)
     C, V = law.shape
@@ -236,7 +245,7 @@ def factored_bigram_adamw_equilibrium(counts, lam, *, init, lam_e=None, batch_si
     if polish not in ("auto", "hybr", "krylov", "none"):
         raise ValueError(f"polish must be 'auto', 'hybr', 'krylov' or 'none', got polish={polish!r}")
     W0, E0 = _as_init(init, V, C)
-    pi = np.asarray(law.J.sum(axis=0)).ravel()
+    pi = law.pi
     rows = [_one(law, float(a), float(b), W0, E0, B, eps, r, as_positive(h, "h"), t_max, polish)
             for a, b in zip(lams, lams_e)]
     fields = [_summary(W, E, law, pi, r) + (res, t) for (W, E), res, t in rows]
@@ -253,8 +262,7 @@ def _summary(W, E, law, pi, r):
     Z = r * (E @ W.T)  # (C, V)
     m = Z.max(axis=1, keepdims=True)
     logp = Z - m - np.log(np.exp(Z - m).sum(axis=1, keepdims=True))
-    Jc = law.J.tocoo()
-    tot = np.bincount(Jc.col, weights=-Jc.data * logp[Jc.row, Jc.col], minlength=pi.size)
+    tot = np.bincount(law.cols, weights=-law.joint * logp[law.seen[law.rows], law.cols], minlength=pi.size)
     with np.errstate(invalid="ignore", divide="ignore"):
         loss = np.where(pi > 0, tot / pi, np.nan)
     sv = np.linalg.svd(Z, compute_uv=False)
