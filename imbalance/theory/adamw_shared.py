@@ -1,0 +1,297 @@
+"""AdamW equilibrium of the factored bigram LM and the UFM, predicted without training (T10).
+
+Model: logits z_x = r W e_x, W (V × d) unembeddings, E (C × d) context embeddings as rows,
+both decayed by AdamW (decoupled decay λ). With minibatches of B i.i.d. pairs
+(x, y) ~ P(x) q(y|x), the per-coordinate stationarity of T3 (Loshchilov & Hutter 2019
+update, means in place of the exponential averages) reads
+
+    F(θ) = E[g] / (√E[g²] + ε) + λ θ = 0,   E[g²] = E[G²]/B + (1 − 1/B) E[G]²,
+
+with G one sample's gradient. For the factored model the moments are finite sums
+(proofs/T10_adamw_shared.md):
+
+    E[G_W]  = r Dᵀ E,                 D_xv = P(x)(p_v(x) − q_v(x))
+    E[G_W²] = r² Aᵀ (E ∘ E),          A_xv = P(x)((p_v − q_v)² + q_v(1 − q_v))
+    E[G_E]  = r P(x) (p_x − q_x)ᵀ W
+    E[G_E²] = r² P(x) [((p_x − q_x)ᵀ W)² + q_xᵀ(W ∘ W) − (q_xᵀ W)²]
+
+The system is not convex and has many solutions (sign flips and permutations of the d
+columns at least). The one training reaches is selected by the small-learning-rate
+mean-field flow θ̇ = −F(θ) from the training initialisation, integrated by Euler steps
+whose size is halved as the residual stalls, then polished by a root finder on F. Full batch
+(B = ∞) and ε → 0 its fixed points are KKT points of min L(θ) s.t. ‖θ‖_∞ ≤ 1/λ (Xie & Li 2024,
+"Implicit Bias of AdamW: ℓ∞ Norm Constrained Optimization", ICML, arXiv 2404.04454).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.optimize
+import scipy.sparse as sp
+
+from .._validate import as_count_matrix, as_distribution, as_lams, as_nonnegative, as_positive, as_positive_int
+
+__all__ = ["SharedAdamWEquilibrium", "BigramLaw", "bigram_law", "sample_moments", "stationarity",
+           "factored_bigram_adamw_equilibrium", "ufm_adamw_equilibrium", "ufm_counts"]
+
+RANK_RTOL = 1e-6  # singular values below RANK_RTOL·σ₁ are counted as zero in ``rank``
+
+
+@dataclass(frozen=True)
+class BigramLaw:
+    """The data law of a counts matrix, on its seen contexts (P(x) > 0).
+
+    ``P`` (C,) context law; ``seen`` indices of contexts with P > 0; ``rows``, ``cols``,
+    ``joint`` the observed pairs (row index into ``seen``) and J(x, v) = P(x) q(v|x);
+    ``Q`` (len(seen) × V) CSR of q(·|x); ``pi`` (V,) target marginal."""
+
+    P: np.ndarray
+    seen: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    joint: np.ndarray
+    Q: sp.csr_matrix
+    pi: np.ndarray
+
+    @property
+    def shape(self):
+        return self.P.size, self.pi.size
+
+
+def bigram_law(counts) -> BigramLaw:
+    """``counts`` (contexts × vocabulary, dense or sparse) → its :class:`BigramLaw`."""
+    C = as_count_matrix(counts, "counts")
+    J = C / C.sum()
+    P = np.asarray(J.sum(axis=1)).ravel()
+    seen = np.flatnonzero(P > 0)
+    Js = sp.coo_matrix(J[seen])
+    Q = sp.csr_matrix(sp.diags(1.0 / P[seen]) @ J[seen])
+    return BigramLaw(P=P, seen=seen, rows=Js.row, cols=Js.col, joint=Js.data, Q=Q,
+                     pi=np.asarray(J.sum(axis=0)).ravel())
+
+
+def _softmax(Z):
+    Z = Z - Z.max(axis=1, keepdims=True)
+    np.exp(Z, out=Z)
+    Z /= Z.sum(axis=1, keepdims=True)
+    return Z
+
+
+def sample_moments(W, E, law: BigramLaw, r: float = 1.0):
+    """Per-sample gradient moments (E[G_W], E[G_W²], E[G_E], E[G_E²]), shaped like W, W, E, E.
+
+    W (V, d), E (C, d); O(C·V·d) per call (three dense products on the seen contexts).
+    """
+    seen, rows, cols = law.seen, law.rows, law.cols
+    P, Es = law.P[seen], E[seen]  # (c,), (c, d)
+    p = _softmax(r * (Es @ W.T))  # (c, V)
+    pv, qv = p[rows, cols], law.joint / P[rows]  # (nnz,) p and q on the observed pairs
+    pq = p.copy()
+    pq[rows, cols] -= qv  # (c, V) p − q
+    mean_W = r * ((P[:, None] * pq).T @ Es)  # (V, d) r Dᵀ E, D = P(x)(p − q)
+    A = P[:, None] * p * p  # (c, V): P p², exact where q = 0
+    A[rows, cols] = P[rows] * ((pv - qv) ** 2 + qv * (1.0 - qv))
+    sq_W = r * r * (A.T @ (Es * Es))  # (V, d)
+    u = pq @ W  # (c, d) (p − q)ᵀ W
+    QW = law.Q @ W  # (c, d)
+    var = np.maximum(law.Q @ (W * W) - QW * QW, 0.0)  # (c, d) Var_{y~q}(W_y)
+    mean_E, sq_E = np.zeros_like(E), np.zeros_like(E)
+    mean_E[seen] = r * P[:, None] * u
+    sq_E[seen] = r * r * P[:, None] * (u * u + var)
+    return mean_W, sq_W, mean_E, sq_E
+
+
+def _normalised(mean, sq, batch_size, eps):
+    """E[g]/(√E[g²] + ε) with E[g²] = E[G²]/B + (1 − 1/B)E[G]² (B = None: full batch, E[g]²)."""
+    v = mean * mean if batch_size is None else sq / batch_size + (1.0 - 1.0 / batch_size) * mean * mean
+    den = np.sqrt(v) + eps
+    return np.divide(mean, den, out=np.zeros_like(mean), where=den > 0)
+
+
+def stationarity(W, E, law: BigramLaw, lam, *, lam_e=None, batch_size=None, eps=1e-8, r=1.0):
+    """F = (F_W, F_E): the expected AdamW update direction per coordinate, zero at equilibrium."""
+    mW, sW, mE, sE = sample_moments(W, E, law, r)
+    le = lam if lam_e is None else lam_e
+    return (_normalised(mW, sW, batch_size, eps) + lam * W,
+            _normalised(mE, sE, batch_size, eps) + le * E)
+
+
+@dataclass(frozen=True)
+class SharedAdamWEquilibrium:
+    """AdamW equilibrium of the factored bigram LM (or the UFM); a 1-D λ path adds a leading axis.
+
+    Fields shared with the L2 result (:class:`~imbalance.theory.FactoredBigramEquilibrium`):
+    ``loss_per_token[v]`` (mean CE over the occurrences of v as target, NaN if never a target),
+    ``aggregate_loss``, ``token_balanced_loss``, ``W`` (V × d), ``E`` (d × C, logits of
+    context x = r W @ E[:, x]), ``singular_values`` of r W E (min(C, V), descending), ``rank``,
+    ``unembedding_norms``, ``embedding_norms``. Certificate: ``residual`` = max_i |F_i| at the
+    returned point (F in units of one normalised update); ``flow_time`` = ∫ dt of the mean-field
+    flow before the polish. ``occurrences_per_window`` = B π_v/(1 − β₂), the expected number of
+    batches containing v as target per β₂ window; the mean-field law needs it ≫ 1.
+    """
+
+    lam: np.ndarray | float
+    lam_e: np.ndarray | float
+    batch_size: int | None
+    eps: float
+    token_frequency: np.ndarray
+    occurrences_per_window: np.ndarray
+    loss_per_token: np.ndarray
+    aggregate_loss: np.ndarray | float
+    token_balanced_loss: np.ndarray | float
+    W: np.ndarray
+    E: np.ndarray
+    singular_values: np.ndarray
+    rank: np.ndarray | int
+    unembedding_norms: np.ndarray
+    embedding_norms: np.ndarray
+    residual: np.ndarray | float
+    flow_time: np.ndarray | float
+
+
+def _flow(theta, F, *, h, t_max, tol):
+    """Euler steps θ ← θ − h F(θ) (deterministic AdamW with exact moments) until max|F| < ``tol``.
+
+    |E[g]|/√E[g²] ≤ 1, so a step moves a coordinate by at most h(1 + λ|θ|); a step too large
+    for the stiff coordinates (gain ≈ √(BP)/σ, T3) makes them chatter instead of converging.
+    Returns (θ, time integrated, residual)."""
+    t, res = 0.0, np.inf
+    for _ in range(int(np.ceil(t_max / h))):
+        f = F(theta)
+        res = float(np.abs(f).max())
+        if res < tol:
+            break
+        theta = theta - h * f
+        t += h
+    return theta, t, res
+
+
+def _polish(theta, F, method):
+    """Root of F from ``theta``: MINPACK hybr (small systems) or Newton–Krylov (large)."""
+    if method == "auto":
+        method = "hybr" if theta.size <= 1500 else "krylov"
+    opts = {"xtol": 1e-14} if method == "hybr" else {"fatol": 1e-12, "maxiter": 100}
+    try:
+        return scipy.optimize.root(F, theta, method=method, options=opts).x
+    except (ValueError, np.linalg.LinAlgError, scipy.optimize.NoConvergence):  # pragma: no cover
+        return theta
+
+
+def _one(law, lam, lam_e, W0, E0, B, eps, r, h, t_max, polish):
+    """Flow from (W0, E0) until max|F| < 1e-3, polish, and keep the polished root only if it is
+    the flow's own limit: a root that the flow would not reach (a saddle passed nearby) lies
+    farther than the flow's remaining travel, in which case the flow continues to 1e-9."""
+    V, d = W0.shape
+
+    def split(theta):
+        return theta[:V * d].reshape(V, d), theta[V * d:].reshape(-1, d)
+
+    def F(theta):
+        fW, fE = stationarity(*split(theta), law, lam, lam_e=lam_e, batch_size=B, eps=eps, r=r)
+        return np.concatenate([fW.ravel(), fE.ravel()])
+
+    t_max = 60.0 / min(lam, lam_e) if t_max is None else t_max
+    theta, t, res = _flow(np.concatenate([W0.ravel(), E0.ravel()]), F, h=h, t_max=t_max, tol=1e-3)
+    if polish != "none":
+        root = _polish(theta, F, polish)
+        travel = 10 * res / min(lam, lam_e)  # |θ − θ*| ≲ |F|/(slowest rate ≈ λ), with a margin
+        if np.abs(F(root)).max() < 1e-9 and np.abs(root - theta).max() < travel:
+            return split(root), float(np.abs(F(root)).max()), t
+    theta, t2, res = _flow(theta, F, h=h, t_max=t_max - t, tol=1e-9)
+    if polish != "none":
+        root = _polish(theta, F, polish)
+        if np.abs(F(root)).max() < res:
+            theta = root
+    return split(theta), float(np.abs(F(theta)).max()), t + t2
+
+
+def _as_init(init, V, C):
+    if init is None:
+        raise ValueError("init must be given as (W0, E0): W0 (V, d), E0 (C, d), the training initialisation")
+    try:
+        W0, E0 = (np.array(a, dtype=np.float64) for a in init)
+    except (TypeError, ValueError):
+        raise ValueError(f"init must be a pair (W0, E0) of arrays, got init={init!r}"[:200]) from None
+    if W0.ndim != 2 or E0.ndim != 2 or W0.shape[0] != V or E0.shape[0] != C or W0.shape[1] != E0.shape[1]:
+        raise ValueError(f"init must be (W0 (V={V}, d), E0 (C={C}, d)), got shapes {W0.shape}, {E0.shape}")
+    if not (np.isfinite(W0).all() and np.isfinite(E0).all()):
+        raise ValueError("init must be finite")
+    return W0, E0
+
+
+def factored_bigram_adamw_equilibrium(counts, lam, *, init, lam_e=None, batch_size=None, eps=1e-8,
+                                      betas=(0.9, 0.999), r=1.0, h=0.02, t_max=None,
+                                      polish="auto") -> SharedAdamWEquilibrium:
+    """AdamW equilibrium of the factored bigram LM z_x = r W e_x, selected from ``init``.
+
+    ``counts`` (C × V); ``lam`` (λ of W, and of E unless ``lam_e``) scalar or 1-D;
+    ``init`` = (W0 (V, d), E0 (C, d)), the training initialisation (the flow starts there for
+    every λ); ``batch_size`` B (None: full batch); ``eps`` Adam's ε; ``betas`` only enter the
+    validity diagnostic ``occurrences_per_window``. ``h``/``t_max``: Euler step and longest flow
+    time (default 60/λ); ``polish``: "auto", "hybr", "krylov" or "none".
+    """
+    law = bigram_law(counts)
+    C, V = law.shape
+    lams, scalar = as_lams(lam, "lam")
+    lams_e = lams if lam_e is None else np.broadcast_to(as_lams(lam_e, "lam_e")[0], lams.shape)
+    B = None if batch_size is None else as_positive_int(batch_size, "batch_size")
+    eps = as_nonnegative(eps, "eps")
+    r = as_positive(r, "r")
+    b2 = float(betas[1])
+    if not 0.0 <= b2 < 1.0:
+        raise ValueError(f"betas[1] must be in [0, 1), got betas={betas!r}")
+    if polish not in ("auto", "hybr", "krylov", "none"):
+        raise ValueError(f"polish must be 'auto', 'hybr', 'krylov' or 'none', got polish={polish!r}")
+    W0, E0 = _as_init(init, V, C)
+    pi = law.pi
+    rows = [_one(law, float(a), float(b), W0, E0, B, eps, r, as_positive(h, "h"), t_max, polish)
+            for a, b in zip(lams, lams_e)]
+    fields = [_summary(W, E, law, pi, r) + (res, t) for (W, E), res, t in rows]
+    names = ("loss_per_token", "aggregate_loss", "token_balanced_loss", "W", "E", "singular_values", "rank",
+             "unembedding_norms", "embedding_norms", "residual", "flow_time")
+    out = {k: (fields[0][i] if scalar else np.asarray([f[i] for f in fields])) for i, k in enumerate(names)}
+    return SharedAdamWEquilibrium(
+        lam=float(lams[0]) if scalar else lams, lam_e=float(lams_e[0]) if scalar else np.array(lams_e),
+        batch_size=B, eps=eps, token_frequency=pi,
+        occurrences_per_window=(np.inf if B is None else B) * pi / (1.0 - b2), **out)
+
+
+def _summary(W, E, law, pi, r):
+    Z = r * (E @ W.T)  # (C, V)
+    m = Z.max(axis=1, keepdims=True)
+    logp = Z - m - np.log(np.exp(Z - m).sum(axis=1, keepdims=True))
+    tot = np.bincount(law.cols, weights=-law.joint * logp[law.seen[law.rows], law.cols], minlength=pi.size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        loss = np.where(pi > 0, tot / pi, np.nan)
+    sv = np.linalg.svd(Z, compute_uv=False)
+    rank = int(np.sum(sv > RANK_RTOL * sv[0])) if sv[0] > 0 else 0
+    return (loss, float(tot.sum()), float(np.nanmean(loss)), W, E.T.copy(), sv, rank,
+            np.linalg.norm(W, axis=1), np.linalg.norm(E, axis=1))
+
+
+def ufm_counts(pi, samples_per_class: int = 1) -> sp.csr_matrix:
+    """The UFM as a factored bigram: one context (feature) per sample, followed by its class.
+
+    ``samples_per_class`` = m gives each class m feature vectors of mass π_k/m each (rows
+    k·m … k·m + m − 1); m = 1 is the collapsed, one-feature-per-class UFM."""
+    pi = as_distribution(pi, "pi")
+    m = as_positive_int(samples_per_class, "samples_per_class")
+    K = pi.size
+    rows = np.arange(K * m)
+    return sp.csr_matrix((np.repeat(pi / m, m), (rows, rows // m)), shape=(K * m, K))
+
+
+def ufm_adamw_equilibrium(pi, lam, *, init, lam_h=None, samples_per_class: int = 1,
+                          **kwargs) -> SharedAdamWEquilibrium:
+    """AdamW equilibrium of the UFM: classifiers W (K × d) and free features h (one per sample).
+
+    A feature is the embedding of a context that is always followed by its class, so this is
+    :func:`factored_bigram_adamw_equilibrium` on :func:`ufm_counts`; ``init`` = (W0 (K, d),
+    H0 (K·m, d)); ``lam_h`` the decay of the features (default ``lam``). Under AdamW the decay
+    of every feature is λ_H, not the π-weighted penalty of the L2 UFM (T5). ``E`` of the result
+    holds the features as columns, ``loss_per_token[k]`` the loss of class k.
+    """
+    counts = ufm_counts(pi, samples_per_class)
+    return factored_bigram_adamw_equilibrium(counts, lam, init=init, lam_e=lam_h, **kwargs)
