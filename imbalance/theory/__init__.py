@@ -1,6 +1,7 @@
 """Exact equilibria of imbalanced softmax models (numpy/scipy; never imports sim)."""
 
 from .bigram import AdjustedLoss, BigramEquilibrium, bigram_equilibrium
+from .dynamics import BigramTrajectory, bigram_trajectory
 from .factored_bigram import FactoredBigramEquilibrium, factored_bigram_equilibrium
 from .margin import MarginLaw, margin_law
 from .nuclear import NuclearSolution, solve_nuclear_softmax
@@ -14,4 +15,5 @@ __all__ = [
     "factored_bigram_equilibrium", "FactoredBigramEquilibrium",
     "ufm_equilibrium", "UFMEquilibrium", "minority_cosine", "minority_collapse_threshold", "two_group_pi",
     "solve_nuclear_softmax", "NuclearSolution",
+    "bigram_trajectory", "BigramTrajectory",
 ]

@@ -203,7 +203,9 @@ def bigram_trajectory(counts, lam, *, steps, lr, optimizer="sgd", r=1.0, batch_s
             g2 = g * g if B is None else r * r * (A + beta * mu * mu)
             m = b1 * m + (1.0 - b1) * g
             v = b2 * v + (1.0 - b2) * g2
-            w -= lr * (m / (1.0 - b1 ** t)) / (np.sqrt(v / (1.0 - b2 ** t)) + eps)
+            den = np.sqrt(v / (1.0 - b2 ** t)) + eps
+            # a coordinate whose gradient is exactly 0 so far (ε = 0) does not move: 0/0 → 0
+            w -= lr * np.divide(m / (1.0 - b1 ** t), den, out=np.zeros_like(den), where=den > 0)
         if k < log_at.size and t == log_at[k]:
             record()
             k += 1
