@@ -151,16 +151,17 @@ def _slope(x, y):
 
 def main(max_d: int = 10**4, max_d_ce: int = 3000, errors: bool = True) -> None:
     ds = [d for d in (10**2, 3 * 10**2, 10**3, 3 * 10**3, 10**4, 3 * 10**4, 10**5) if d <= max_d]
-    print("1. Squared-loss linear bigram (Kunstner & Bach 2025), alpha = 1, iterations to relative error 0.1")
-    print(f"{'d':>8} {'GD':>10} {'sign':>8} {'seconds':>8}")
-    rows = []
-    for d in ds:
-        t0 = time.perf_counter()
-        gd, sd = iterations_to_error(d, "gd"), iterations_to_error(d, "sign")
-        rows.append((d, gd, sd))
-        print(f"{d:>8} {gd:>10} {sd:>8} {time.perf_counter() - t0:>8.1f}")
-    d_arr, gd_arr, sd_arr = (np.array(c, dtype=float) for c in zip(*rows))
-    print(f"log-log slope vs d: GD {_slope(d_arr, gd_arr):.2f}, sign {_slope(d_arr, sd_arr):.2f}")
+    print("1. Squared-loss linear bigram (Kunstner & Bach 2025), alpha = 1, iterations to relative error eps")
+    print(f"{'eps':>6} {'d':>8} {'GD':>10} {'sign':>8} {'seconds':>8}")
+    for eps in (1e-1, 1e-2, 1e-3):
+        rows = []
+        for d in ds:
+            t0 = time.perf_counter()
+            gd, sd = iterations_to_error(d, "gd", eps=eps), iterations_to_error(d, "sign", eps=eps)
+            rows.append((d, gd, sd))
+            print(f"{eps:>6g} {d:>8} {gd:>10} {sd:>8} {time.perf_counter() - t0:>8.1f}")
+        d_arr, gd_arr, sd_arr = (np.array(c, dtype=float) for c in zip(*rows))
+        print(f"  log-log slope vs d at eps={eps:g}: GD {_slope(d_arr, gd_arr):.2f}, sign {_slope(d_arr, sd_arr):.2f}")
     print("\n2. Cross-entropy, deterministic bigram, alpha = 1, relative error 0.1 (GD step 1/pi_1, sign step 0.05)")
     print(f"{'d':>8} {'lam':>6} {'GD':>8} {'sign':>8} {'seconds':>8}")
     for lam in (0.0, 1e-4):
