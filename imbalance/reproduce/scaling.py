@@ -52,9 +52,13 @@ def _sign_error(delta, t, eta):
     return (e * e).sum() / (delta * delta).sum()
 
 
-def squared_loss_sign_error(d: int, t: int, alpha: float = 1.0, n_eta: int = 200) -> tuple[float, float]:
-    """(best relative error over constant steps η, that η) of sign descent after t steps."""
+def squared_loss_sign_error(d: int, t: int, alpha: float = 1.0, n_eta: int = 200,
+                            eta: float | None = None) -> tuple[float, float]:
+    """(best relative error over constant steps η, that η) of sign descent after t steps; with
+    ``eta`` given, the error at that step."""
     delta = zipf_pmf(d, alpha)  # one row's conditional, sorted; the error does not depend on π_i
+    if eta is not None:
+        return float(_sign_error(delta, t, float(eta))), float(eta)
     etas = delta[0] * np.logspace(-6, 0, n_eta) / max(t, 1) * 10
     errs = np.array([_sign_error(delta, t, e) for e in etas])
     i = int(errs.argmin())
