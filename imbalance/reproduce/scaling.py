@@ -125,7 +125,11 @@ def mean_field_errors(settings=None, seeds: int = 8, K: int = 16) -> list[dict]:
     The default settings are those the proof file quotes (where the small-lr/mean-field flow holds and
     where it does not)."""
     from ..metrics import bucket_loss
-    from ..sim import BigramTable, BigramTask, sweep  # simulation only here: the rest is torch-free
+    from ..sim import (  # simulation only here: the rest is torch-free
+        BigramTable,
+        BigramTask,
+        sweep,
+    )
 
     tasks = {"stochastic": BigramTask.stochastic_zipf(K, 1.0, 0.7), "deterministic": BigramTask.deterministic_zipf(K, 1.0)}
     settings = settings or [("stochastic", "sgd", 64, 0.5, 2000), ("stochastic", "adamw", 64, 1e-3, 3000),

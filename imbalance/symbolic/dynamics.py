@@ -17,7 +17,7 @@ others), and the margin is m = r(a − b). Two flows (η the learning rate, t in
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import sympy as sp
 
@@ -31,7 +31,7 @@ t = sp.Symbol("t", nonnegative=True)
 a, b = sp.symbols("a b", real=True)
 
 
-@lru_cache(maxsize=None)  # a derivation without arguments: derive once
+@cache  # a derivation without arguments: derive once
 def gd_margin_ode() -> dict:
     """The gradient-descent flow of (a, b) and the margin ODE it implies.
 
@@ -55,7 +55,7 @@ def gd_margin_ode() -> dict:
     return {"dm_dt": stated, "derived": dm, "check": sp.simplify(dm - stated), "sum_rate": sum_rate}
 
 
-@lru_cache(maxsize=None)  # a derivation without arguments: derive once
+@cache  # a derivation without arguments: derive once
 def gd_time_to_margin() -> sp.Expr:
     """Steps (continuous time) for gradient descent without decay to reach margin m from 0.
 
@@ -67,7 +67,7 @@ def gd_time_to_margin() -> sp.Expr:
     return sp.simplify(sp.integrate(1 / rate.subs(m, mm), (mm, 0, m)))
 
 
-@lru_cache(maxsize=None)  # a derivation without arguments: derive once
+@cache  # a derivation without arguments: derive once
 def gd_time_to_learn() -> sp.Expr:
     """Time for p_k(k) to reach ½ (m = log(K − 1)) under gradient descent, λ = 0: ∝ 1/(η P).
 
@@ -77,7 +77,7 @@ def gd_time_to_learn() -> sp.Expr:
     return sp.simplify(gd_time_to_margin().subs(m, sp.log(K - 1)))
 
 
-@lru_cache(maxsize=None)  # a derivation without arguments: derive once
+@cache  # a derivation without arguments: derive once
 def sign_margin_discrete() -> dict:
     """Discrete mean-field AdamW (β = 0, ε = 0) from w = 0: a_{t+1} = (1 − ηλ) a_t + ηρ, solved.
 
@@ -101,7 +101,7 @@ def sign_margin_discrete() -> dict:
             "rho_check": rho_check}
 
 
-@lru_cache(maxsize=None)  # a derivation without arguments: derive once
+@cache  # a derivation without arguments: derive once
 def sign_time_to_learn() -> dict:
     """Steps for the mean-field AdamW margin (continuous in t) to reach log(K − 1), and its λ → 0 limit.
 
@@ -115,7 +115,7 @@ def sign_time_to_learn() -> dict:
     return {"time": sol[0], "lam_to_0": sp.limit(sol[0], lam, 0)}
 
 
-@lru_cache(maxsize=None)  # a derivation without arguments: derive once
+@cache  # a derivation without arguments: derive once
 def gd_relaxation_rate() -> sp.Expr:
     """Rate (per step) at which gradient descent's margin approaches its equilibrium m*:
     −∂(dm/dt)/∂m at m*, ≥ ηλ (the decay alone) — slower for rare tokens only through e^{m*}.

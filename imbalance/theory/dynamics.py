@@ -34,7 +34,13 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .._validate import as_choice, as_count_matrix, as_nonnegative, as_positive, as_positive_int
+from .._validate import (
+    as_choice,
+    as_count_matrix,
+    as_nonnegative,
+    as_positive,
+    as_positive_int,
+)
 
 __all__ = ["BigramTrajectory", "bigram_trajectory", "eval_steps", "sgd_noise_excess_bound"]
 

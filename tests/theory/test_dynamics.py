@@ -14,8 +14,16 @@ from imbalance.metrics import bucket_loss
 from imbalance.sim import BigramTable, BigramTask, sweep
 from imbalance.testing import bigram_counts
 from imbalance.theory import bigram_equilibrium
-from imbalance.theory.dynamics import bigram_trajectory, eval_steps, sgd_noise_excess_bound
-from imbalance.theory.loss_split import bayes_loss_per_token, loss_split, sweep_loss_split
+from imbalance.theory.dynamics import (
+    bigram_trajectory,
+    eval_steps,
+    sgd_noise_excess_bound,
+)
+from imbalance.theory.loss_split import (
+    bayes_loss_per_token,
+    loss_split,
+    sweep_loss_split,
+)
 
 
 def _torch_curve(counts, lam, *, steps, lr, optimizer, r, init, eval_every, betas=(0.9, 0.999), eps=1e-8):
@@ -183,7 +191,10 @@ def test_squared_loss_scaling_closed_forms_match_literal_iterations(method):
     """Kunstner & Bach's squared-loss bigram (``imbalance.reproduce.scaling``): the O(d) closed forms
     of gradient descent (step 1/π_1) and sign descent (constant step) against the literal iteration
     on the full d × d matrix, with each row's Zipf conditional in its own random order."""
-    from imbalance.reproduce.scaling import squared_loss_gd_error, squared_loss_sign_error
+    from imbalance.reproduce.scaling import (
+        squared_loss_gd_error,
+        squared_loss_sign_error,
+    )
     from imbalance.zipf import zipf_pmf
 
     d, rng = 40, np.random.default_rng(1)
