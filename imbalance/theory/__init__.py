@@ -3,6 +3,7 @@
 from .bigram import AdjustedLoss, BigramEquilibrium, bigram_equilibrium
 from .dynamics import BigramTrajectory, bigram_trajectory
 from .factored_bigram import FactoredBigramEquilibrium, factored_bigram_equilibrium
+from .factored_dynamics import FactoredTrajectory, factored_gd_trajectory
 from .margin import MarginLaw, margin_law
 from .nuclear import NuclearSolution, solve_nuclear_softmax
 from .ufm import UFMEquilibrium, minority_collapse_threshold, minority_cosine, two_group_pi, ufm_equilibrium
@@ -15,5 +16,5 @@ __all__ = [
     "factored_bigram_equilibrium", "FactoredBigramEquilibrium",
     "ufm_equilibrium", "UFMEquilibrium", "minority_cosine", "minority_collapse_threshold", "two_group_pi",
     "solve_nuclear_softmax", "NuclearSolution",
-    "bigram_trajectory", "BigramTrajectory",
+    "bigram_trajectory", "BigramTrajectory", "factored_gd_trajectory", "FactoredTrajectory",
 ]
