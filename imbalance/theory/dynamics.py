@@ -102,6 +102,7 @@ class _Items:
     P: np.ndarray
     nz: np.ndarray
     w0: np.ndarray
+    width: int  # items per context when all contexts have the same number, else 0
 
 
 def _items(C: sp.csr_matrix, init) -> tuple[_Items, np.ndarray]:
@@ -138,15 +139,51 @@ def _items(C: sp.csr_matrix, init) -> tuple[_Items, np.ndarray]:
         q[nz] = q_nz
         mult = np.ones(seg.size)
         w0 = W0[active].ravel()
-    return _Items(start, seg, q, mult, P_all[active][seg], nz, w0), P_all
+    sizes = np.diff(np.append(start, seg.size))
+    width = int(sizes[0]) if sizes.size and (sizes == sizes[0]).all() else 0
+    return _Items(start, seg, q, mult, P_all[active][seg], nz, w0, width), P_all
 
 
 def _log_softmax(z, it: _Items):
     """log p of every item (L, n1) with multiplicities, per context."""
+    n_seg = it.start.size
+    if z.shape[1] == n_seg * it.width:  # every context has the same number of items: reshape, no gathers
+        zz = z.reshape(z.shape[0], n_seg, it.width)  # (L, G, n_per)
+        zs = zz - zz.max(-1, keepdims=True)
+        e = np.exp(zs)
+        e *= it.mult.reshape(n_seg, it.width)
+        zs -= np.log(e.sum(-1, keepdims=True))
+        return zs.reshape(z.shape)
     zmax = np.maximum.reduceat(z, it.start, axis=1)  # (L, G)
     zs = z - zmax[:, it.seg]
     lse = np.log(np.add.reduceat(it.mult * np.exp(zs), it.start, axis=1))  # (L, G)
     return zs - lse[:, it.seg]
+
+
+def _probs(z, it: _Items):
+    """p of every item (L, n1): one exp per item (the step loop needs p, not log p)."""
+    n_seg = it.start.size
+    if z.shape[1] == n_seg * it.width:
+        zz = z.reshape(z.shape[0], n_seg, it.width)  # (L, G, n_per)
+        e = np.exp(zz - zz.max(-1, keepdims=True))
+        e /= (e * it.mult.reshape(n_seg, it.width)).sum(-1, keepdims=True)
+        return e.reshape(z.shape)
+    e = np.exp(z - np.maximum.reduceat(z, it.start, axis=1)[:, it.seg])
+    return e / np.add.reduceat(it.mult * e, it.start, axis=1)[:, it.seg]
+
+
+def _adamw_update(g, mu, state, t, *, b1, b2, eps, r, A, beta):
+    """Mean-field Adam direction m̂/(√v̂ + ε) from E[g] (and E[g²] = r²(A + β μ²), or E[g]² if A is None)."""
+    g2 = g * g if A is None else r * r * (A + beta * mu * mu)
+    m, v = state
+    m *= b1
+    m += (1.0 - b1) * g
+    v *= b2
+    v += (1.0 - b2) * g2
+    den = np.sqrt(v / (1.0 - b2 ** t))
+    den += eps
+    # a coordinate whose gradient is exactly 0 so far (ε = 0) does not move: 0/0 → 0
+    return np.divide(m / (1.0 - b1 ** t), den, out=np.zeros_like(den), where=den > 0)
 
 
 def bigram_trajectory(counts, lam, *, steps, lr, optimizer="sgd", r=1.0, batch_size=None, betas=(0.9, 0.999),
@@ -175,11 +212,10 @@ def bigram_trajectory(counts, lam, *, steps, lr, optimizer="sgd", r=1.0, batch_s
     it, P_all = _items(C, init)
     n_ctx, V = C.shape
     L = lams.size
-    lam_col = lams[:, None]  # (L, 1)
     w = np.tile(it.w0, (L, 1))  # (L, n1)
-    m = np.zeros_like(w)
-    v = np.zeros_like(w)
+    state = (np.zeros_like(w), np.zeros_like(w))  # m, v
     P, q = it.P, it.q
+    A = beta = None
     if B is not None:  # E[g²] = r² (A + β μ²): A = Pσ²/B, β = (P(1−P) + B P²)/B
         A = P * q * (1.0 - q) / B
         beta = (P * (1.0 - P) + B * P * P) / B
@@ -199,19 +235,17 @@ def bigram_trajectory(counts, lam, *, steps, lr, optimizer="sgd", r=1.0, batch_s
 
     record()
     k = 1
+    shrink = 1.0 - lr * lams[:, None]  # (L, 1)
+    Pr = P * r
     for t in range(1, steps + 1):
-        mu = np.exp(_log_softmax(r * w, it)) - q  # (L, n1) p − q
-        g = P * r * mu  # E[g]
-        w *= 1.0 - lr * lam_col
+        mu = _probs(r * w, it)  # (L, n1)
+        mu -= q  # p − q
+        g = Pr * mu  # E[g]
+        w *= shrink
         if optimizer == "sgd":
             w -= lr * g
         else:
-            g2 = g * g if B is None else r * r * (A + beta * mu * mu)
-            m = b1 * m + (1.0 - b1) * g
-            v = b2 * v + (1.0 - b2) * g2
-            den = np.sqrt(v / (1.0 - b2 ** t)) + eps
-            # a coordinate whose gradient is exactly 0 so far (ε = 0) does not move: 0/0 → 0
-            w -= lr * np.divide(m / (1.0 - b1 ** t), den, out=np.zeros_like(den), where=den > 0)
+            w -= lr * _adamw_update(g, mu, state, t, b1=b1, b2=b2, eps=eps, r=r, A=A, beta=beta)
         if k < log_at.size and t == log_at[k]:
             record()
             k += 1
