@@ -30,47 +30,35 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from imbalance import plot
-from imbalance.metrics import bucket_loss
-from imbalance.sim import BigramTable, BigramTask, sweep
-from imbalance.theory.dynamics import bigram_trajectory
+from imbalance.reproduce.dynamics import (
+    bucket_curves,
+    predicted_and_simulated,
+    token_dynamics_runs,
+)
+from imbalance.sim import sweep
 from imbalance.theory.loss_split import sweep_loss_split
 
 FAST = os.environ.get("IMBALANCE_FAST", "0") == "1"
 plot.use_style()
-task = BigramTask.stochastic_zipf(32, 1.0, 0.7)
-lams = [0.001, 0.01, 0.1]
-steps, seeds = (600, 2) if FAST else (3000, 6)
-runs = {"sgd": dict(lr=0.5), "adamw": dict(lr=3e-3)}
-results = {opt: sweep(task, lams, model=BigramTable(), optimizer=opt, steps=steps, batch_size=64,
-                      seeds=tuple(range(seeds)), eval_every=steps // 30, progress=False, **kw)
-           for opt, kw in runs.items()}
+task, lams, runs = token_dynamics_runs(fast=FAST)
+seeds = 2 if FAST else 6
+results = {opt: sweep(task, lams, seeds=tuple(range(seeds)), **kw) for opt, kw in runs.items()}
 splits = {opt: sweep_loss_split(res, task) for opt, res in results.items()}
 
 # %% [markdown]
 # ## Per-bucket loss over training: simulation, prediction, equilibrium
 #
-# Dots: the simulated per-bucket loss (mean over seeds; powers-of-3 frequency buckets, 0 = most
+# Points: the simulated per-bucket loss (mean over seeds; powers-of-3 frequency buckets, 0 = most
 # frequent). Lines: the predicted curve, no fitted parameter. Dashed: the equilibrium at that λ,
 # where the curve ends after many decay timescales.
 
 # %%
-pi = task.token_probs
 for opt, res in results.items():
-    traj = bigram_trajectory(task.counts, lams, steps=steps, lr=res.lr, optimizer=opt, batch_size=64,
-                             eval_every=steps // 30)
-    _, sim = bucket_loss(res.curve_loss_per_token.mean(2), pi)  # (n_eval, L, n_b)
-    _, pred = bucket_loss(traj.loss_per_token, pi)  # (L, n_eval, n_b)
-    sp_ = splits[opt]
+    steps, pred, sim = predicted_and_simulated(res, task)
     fig, axs = plt.subplots(1, len(lams), figsize=(14, 4), sharey=True)
-    for i, (ax, lam) in enumerate(zip(axs, lams)):
-        for b in range(pred.shape[-1]):
-            color = f"C{b}"
-            ax.plot(traj.steps, pred[i, :, b], color=color, label=f"bucket {sp_.bucket_ids[b]}")
-            ax.plot(res.curve_steps, sim[:, i, b], "o", color=color, ms=3)
-            ax.axhline(sp_.bucket_equilibrium[i, b], color=color, ls="--", lw=0.8)
-        ax.set_title(f"{opt}, λ = {lam}")
-        ax.set_xlabel("step")
-    axs[0].set_ylabel("bucket loss (nats)")
+    for i, ax in enumerate(axs):
+        bucket_curves(ax, steps, pred[i], res.curve_steps, sim[i], splits[opt].bucket_equilibrium[i],
+                      splits[opt].bucket_ids, title=f"{opt}, λ = {lams[i]:g}")
     axs[0].legend()
     plt.show()
 
@@ -108,10 +96,11 @@ for opt, s in splits.items():
 #
 # SGD at lr 0.5: the decay timescale 1/(ηλ) is 2,000 steps at λ = 0.001 and 20 steps at λ = 0.1,
 # so after 3,000 steps the curves sit on (or near) their equilibrium lines and the gap to the Bayes
-# loss is decay's in every bucket; only at λ = 0.001 is a small transient left. AdamW at lr 3e-3:
-# the timescale is 330,000 steps at λ = 0.001, the curves are far from their equilibria, and the
+# loss is decay's in every bucket; only at λ = 0.001 is a small transient left. AdamW at lr 1e-3:
+# the timescale is 10⁶ steps at λ = 0.001, the curves are far from their equilibria, and the
 # transient is most of what separates the buckets from the Bayes loss at λ ≤ 0.01 — there the
 # remedy for a bucket's loss is more training, not another λ. A transient can be negative: in the
 # one-hot model a context's prediction passes through over-weighting its rare targets on the way.
-# The mean-field flow runs slightly above the simulation for the rarest bucket (the finite-lr
-# bias quantified in `proofs/T11_token_dynamics.md`).
+# The mean-field flow runs above the simulation for the rarest bucket (about 2 % here, 3.6 % at lr
+# 3e-3: the finite-lr bias of contexts seen in fewer than one batch in two, quantified in
+# `proofs/T11_token_dynamics.md`).

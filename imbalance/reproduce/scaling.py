@@ -121,7 +121,7 @@ def half_loss_steps(K: int = 256, s: float = 1.0, *, optimizer: str, lr: float, 
 
 def mean_field_errors(settings=None, seeds: int = 8, K: int = 16) -> list[dict]:
     """Largest relative gap, per log3 bucket after the second logged step, between batched simulations
-    (seed mean) and the predicted curve; one row per (task, optimizer, B, lr, steps), λ ∈ {0.01, 0.1}.
+    (seed mean) and the predicted curve; one row per (task, optimizer, B, lr, steps[, K]), λ ∈ {0.01, 0.1}.
     The default settings are those the proof file quotes (where the small-lr/mean-field flow holds and
     where it does not)."""
     from ..metrics import bucket_loss
@@ -131,14 +131,17 @@ def mean_field_errors(settings=None, seeds: int = 8, K: int = 16) -> list[dict]:
         sweep,
     )
 
-    tasks = {"stochastic": BigramTask.stochastic_zipf(K, 1.0, 0.7), "deterministic": BigramTask.deterministic_zipf(K, 1.0)}
+    def make(name, k):
+        return BigramTask.stochastic_zipf(k, 1.0, 0.7) if name == "stochastic" else BigramTask.deterministic_zipf(k, 1.0)
+
     settings = settings or [("stochastic", "sgd", 64, 0.5, 2000), ("stochastic", "adamw", 64, 1e-3, 3000),
                             ("stochastic", "adamw", 64, 3e-3, 1000), ("stochastic", "adamw", 64, 1e-2, 300),
                             ("stochastic", "adamw", 8, 3e-3, 2000), ("deterministic", "adamw", 64, 3e-2, 2000),
-                            ("deterministic", "sgd", 64, 0.5, 2000), ("deterministic", "adamw", 64, 3e-3, 2000)]
+                            ("deterministic", "sgd", 64, 0.5, 2000), ("deterministic", "adamw", 64, 3e-3, 2000),
+                            ("stochastic", "adamw", 64, 3e-3, 3000, 32), ("stochastic", "adamw", 64, 1e-3, 3000, 32)]
     rows = []
-    for name, opt, B, lr, steps in settings:
-        task, every = tasks[name], max(1, steps // 20)
+    for name, opt, B, lr, steps, *k in settings:
+        task, every = make(name, k[0] if k else K), max(1, steps // 20)
         res = sweep(task, [0.01, 0.1], model=BigramTable(), optimizer=opt, steps=steps, batch_size=B, lr=lr,
                     seeds=tuple(range(seeds)), eval_every=every, progress=False)
         traj = bigram_trajectory(task.counts, [0.01, 0.1], steps=steps, lr=lr, optimizer=opt, r=task.r,
@@ -147,7 +150,7 @@ def mean_field_errors(settings=None, seeds: int = 8, K: int = 16) -> list[dict]:
         _, pred = bucket_loss(np.moveaxis(traj.loss_per_token, 0, 1), task.token_probs)  # (n_eval, L, n_b)
         mean, se = sim.mean(2), sim.std(2, ddof=1) / np.sqrt(seeds)
         rel = np.abs(mean - pred)[2:] / pred[2:]
-        rows.append(dict(task=name, optimizer=opt, batch_size=B, lr=lr, steps=steps, max_rel_error=float(rel.max()),
+        rows.append(dict(task=name, K=task.vocab_size, optimizer=opt, batch_size=B, lr=lr, steps=steps, max_rel_error=float(rel.max()),
                          max_z=float((np.abs(mean - pred)[2:] / se[2:]).max())))
     return rows
 
@@ -190,9 +193,9 @@ def main(max_d: int = 10**4, max_d_ce: int = 3000, errors: bool = True) -> None:
               f"{np.nanmax(t_half):.0f}")
     if errors:
         print("\n4. Predicted curves vs simulations (8 seeds, K = 16, lambda in {0.01, 0.1}), per log3 bucket")
-        print(f"{'task':>13} {'opt':>5} {'B':>3} {'lr':>6} {'steps':>5} {'max rel err':>11} {'max |z|':>7}")
+        print(f"{'task':>13} {'K':>3} {'opt':>5} {'B':>3} {'lr':>6} {'steps':>5} {'max rel err':>11} {'max |z|':>7}")
         for row in mean_field_errors():
-            print(f"{row['task']:>13} {row['optimizer']:>5} {row['batch_size']:>3} {row['lr']:>6g} {row['steps']:>5} "
+            print(f"{row['task']:>13} {row['K']:>3} {row['optimizer']:>5} {row['batch_size']:>3} {row['lr']:>6g} {row['steps']:>5} "
                   f"{row['max_rel_error']:>11.4f} {row['max_z']:>7.1f}")
 
 
