@@ -4,6 +4,7 @@ from .bigram import AdjustedLoss, BigramEquilibrium, bigram_equilibrium
 from .dynamics import BigramTrajectory, bigram_trajectory
 from .factored_bigram import FactoredBigramEquilibrium, factored_bigram_equilibrium
 from .factored_dynamics import FactoredTrajectory, factored_gd_trajectory
+from .loss_split import LossSplit, loss_split, sweep_loss_split
 from .margin import MarginLaw, margin_law
 from .nuclear import NuclearSolution, solve_nuclear_softmax
 from .ufm import UFMEquilibrium, minority_collapse_threshold, minority_cosine, two_group_pi, ufm_equilibrium
@@ -17,4 +18,5 @@ __all__ = [
     "ufm_equilibrium", "UFMEquilibrium", "minority_cosine", "minority_collapse_threshold", "two_group_pi",
     "solve_nuclear_softmax", "NuclearSolution",
     "bigram_trajectory", "BigramTrajectory", "factored_gd_trajectory", "FactoredTrajectory",
+    "loss_split", "sweep_loss_split", "LossSplit",
 ]
