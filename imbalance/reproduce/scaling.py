@@ -31,7 +31,7 @@ from ..theory.dynamics import bigram_trajectory
 from ..zipf import zipf_pmf
 
 __all__ = ["squared_loss_gd_error", "squared_loss_sign_error", "iterations_to_error", "ce_iterations_to_error",
-           "half_loss_steps", "mean_field_errors", "main"]
+           "half_loss_steps", "mean_field_errors", "sgd_noise_excess_measurement", "main"]
 
 
 def squared_loss_gd_error(d: int, t, alpha: float = 1.0) -> np.ndarray:
@@ -155,6 +155,29 @@ def mean_field_errors(settings=None, seeds: int = 8, K: int = 16) -> list[dict]:
     return rows
 
 
+def sgd_noise_excess_measurement(settings=((8, 1.0), (8, 2.0), (32, 2.0)), lam: float = 0.03, steps: int = 4000,
+                                 seeds: int = 8, K: int = 16) -> list[dict]:
+    """Minibatch SGD's aggregate loss over the late half of a run minus the predicted mean path's, with
+    the standard error over seeds, beside ``sgd_noise_excess_estimate`` (stochastic Zipf task)."""
+    from ..sim import BigramTable, BigramTask, sweep
+    from ..theory.dynamics import sgd_noise_excess_estimate
+
+    task = BigramTask.stochastic_zipf(K, 1.0, 0.7)
+    pi = task.token_probs
+    rows = []
+    for B, lr in settings:
+        res = sweep(task, [lam], model=BigramTable(), optimizer="sgd", steps=steps, batch_size=B, lr=lr,
+                    seeds=tuple(range(seeds)), eval_every=steps // 40, progress=False)
+        traj = bigram_trajectory(task.counts, lam, steps=steps, lr=lr, batch_size=B, eval_every=steps // 40)
+        late = slice(traj.steps.size // 2, None)
+        sim = (res.curve_loss_per_token[late, 0] * pi).sum(-1).mean(0)  # (S,) time-averaged aggregate
+        pred = (traj.loss_per_token[late] * pi).sum(-1).mean()
+        estimate = (sgd_noise_excess_estimate(traj, B, task.counts)[late] * pi).sum(-1).mean()
+        rows.append(dict(batch_size=B, lr=lr, excess=float(sim.mean() - pred),
+                         sem=float(sim.std(ddof=1) / np.sqrt(seeds)), estimate=float(estimate)))
+    return rows
+
+
 def _slope(x, y):
     keep = np.isfinite(y) & (y > 0)
     return float(np.polyfit(np.log(x[keep]), np.log(y[keep]), 1)[0])
@@ -197,6 +220,10 @@ def main(max_d: int = 10**4, max_d_ce: int = 3000, errors: bool = True) -> None:
         for row in mean_field_errors():
             print(f"{row['task']:>13} {row['K']:>3} {row['optimizer']:>5} {row['batch_size']:>3} {row['lr']:>6g} {row['steps']:>5} "
                   f"{row['max_rel_error']:>11.4f} {row['max_z']:>7.1f}")
+        print("\n5. SGD noise: aggregate excess over the mean path (late half) vs sgd_noise_excess_estimate")
+        for row in sgd_noise_excess_measurement():
+            print(f"  B {row['batch_size']:>3} lr {row['lr']:g}: excess {row['excess']:.5f} ± {row['sem']:.5f}, "
+                  f"estimate {row['estimate']:.5f}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from imbalance.theory import bigram_equilibrium
 from imbalance.theory.dynamics import (
     bigram_trajectory,
     eval_steps,
-    sgd_noise_excess_bound,
+    sgd_noise_excess_estimate,
 )
 from imbalance.theory.loss_split import (
     bayes_loss_per_token,
@@ -117,12 +117,14 @@ def _sim_vs_pred(task, lams, optimizer, B, lr, steps, seeds, every):
                          ids=["stochastic", "deterministic"])
 def test_sgd_curve_matches_simulation(task):
     """Minibatch SGD (B = 64, lr 0.5, 8 seeds) against the predicted mean path, per log3 bucket at every
-    logged step after the first: |sim − pred| ≤ 4 SE + bias, bias = the noise excess of
-    ``sgd_noise_excess_bound`` (≈ η r²/(4B), < 0.1 % here; the predicted path is the SGD drift, and the
-    iterate noise adds O(η/B)). Also within the 3 % the theory claims."""
+    logged step after the first: |sim − pred| ≤ 4 SE + bias, bias = 3 × ``sgd_noise_excess_estimate``
+    (≈ η r²/(4B) per context, < 0.1 % of the loss here; the predicted path is the SGD drift and the
+    iterate noise adds O(η/B); the factor 3 covers the measured ratio ≈ 2.5 of the true excess to the
+    estimate, ``imbalance.reproduce.scaling.sgd_noise_excess_measurement``). Also within the 3 % claimed."""
     lams, B, lr = [0.01, 0.1], 64, 0.5
     traj, mean, se, pred = _sim_vs_pred(task, lams, "sgd", B, lr, 1500, 8, 75)
-    _, bias = bucket_loss(np.moveaxis(sgd_noise_excess_bound(traj, B, task.counts), 0, 1), task.token_probs)
+    _, est = bucket_loss(np.moveaxis(sgd_noise_excess_estimate(traj, B, task.counts), 0, 1), task.token_probs)
+    bias = 3 * est
     sl = slice(2, None)
     assert (se[sl] / pred[sl]).max() < 0.01, "too few seeds for a 3 % check"
     assert (np.abs(mean - pred)[sl] <= 4 * se[sl] + bias[sl]).all(), np.abs(mean - pred)[sl] / se[sl]
