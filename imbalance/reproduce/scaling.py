@@ -215,7 +215,7 @@ def main(max_d: int = 10**4, max_d_ce: int = 3000, errors: bool = True) -> None:
               f"({reached.sum()}/{pi.size} tokens reached half), t_half range {np.nanmin(t_half):.0f}-"
               f"{np.nanmax(t_half):.0f}")
     if errors:
-        print("\n4. Predicted curves vs simulations (8 seeds, K = 16, lambda in {0.01, 0.1}), per log3 bucket")
+        print("\n4. Predicted curves vs simulations (8 seeds, lambda in {0.01, 0.1}), per log3 bucket")
         print(f"{'task':>13} {'K':>3} {'opt':>5} {'B':>3} {'lr':>6} {'steps':>5} {'max rel err':>11} {'max |z|':>7}")
         for row in mean_field_errors():
             print(f"{row['task']:>13} {row['K']:>3} {row['optimizer']:>5} {row['batch_size']:>3} {row['lr']:>6g} {row['steps']:>5} "

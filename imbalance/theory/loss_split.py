@@ -151,7 +151,8 @@ def sweep_loss_split(result, task, *, eps=1e-8, betas=(0.9, 0.999), scheme="log3
     """:func:`loss_split` of a finished bigram sweep (``imbalance.sim.sweep`` result on a
     ``BigramTask``, read by attribute: ``lams``, ``optimizer``, ``lr``, ``batch_size``,
     ``curve_steps``, ``loss_per_token``, ``curve_loss_per_token``; ``task.counts``, ``task.r``).
-    ``eps`` and ``betas`` must be those the sweep ran with."""
+    ``eps`` and ``betas`` must be those the sweep ran with; the sweep must be a plain one (no
+    ``decay_scale``, no ``reweight``: the predicted flows do not model them)."""
     steps = np.asarray(result.curve_steps)
     every = int(steps[1] - steps[0]) if steps.size > 1 else int(steps[-1])
     return loss_split(task.counts, result.lams, steps=int(steps[-1]), lr=result.lr, optimizer=result.optimizer,
