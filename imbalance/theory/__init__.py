@@ -5,6 +5,9 @@ from .collapse import (AllCollapse, factored_collapse_frequency, ufm_all_collaps
 from .fair_decay import FairMarginLaw, fair_bigram_equilibrium, fair_margin_law, row_decay_scale
 from .factored_bigram import FactoredBigramEquilibrium, factored_bigram_equilibrium
 from .loss_bounds import LossCeiling, factored_loss_ceiling, ufm_loss_ceiling
+from .dynamics import BigramTrajectory, bigram_trajectory
+from .factored_dynamics import FactoredTrajectory, factored_gd_trajectory
+from .loss_split import LossSplit, loss_split, sweep_loss_split
 from .margin import MarginLaw, margin_law
 from .nuclear import NuclearSolution, solve_nuclear_softmax
 from .ufm import UFMEquilibrium, minority_collapse_threshold, minority_cosine, two_group_pi, ufm_equilibrium
@@ -20,4 +23,6 @@ __all__ = [
     "ufm_collapse_frequency", "factored_collapse_frequency", "ufm_all_collapse", "AllCollapse",
     "ufm_loss_ceiling", "factored_loss_ceiling", "LossCeiling",
     "fair_margin_law", "FairMarginLaw", "fair_bigram_equilibrium", "row_decay_scale",
+    "bigram_trajectory", "BigramTrajectory", "factored_gd_trajectory", "FactoredTrajectory",
+    "loss_split", "sweep_loss_split", "LossSplit",
 ]

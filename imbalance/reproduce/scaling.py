@@ -1,0 +1,232 @@
+"""Optimisation scaling with vocabulary size: gradient descent vs sign descent (Adam's proxy).
+
+Run ``python -m imbalance.reproduce.scaling`` (a few minutes on a laptop CPU).
+
+1. Kunstner & Bach (2025, arXiv 2505.19227), their setting: the linear bigram with squared
+   loss, F(W) = ½ Σ_i π_i ‖W_i − q(·|i)‖², Zipf(α) marginals π_i ∝ i^{−α} and conditionals
+   that are the same Zipf(α) law up to a permutation of the tokens, started at W = 0. The
+   Hessian is diagonal (π_i per row), so both methods are computed exactly in O(d) per
+   iterate count: gradient descent (step 1/π_1, the largest that keeps every coordinate
+   monotone) has relative error r(t) = Σ_i π_i (1 − π_i/π_1)^{2t}; sign descent moves every
+   coordinate by ±η, independently of π_i, so its error is one row's, and we give it the
+   best constant step for each budget t (a grid of 200 steps, log-spaced). We report the
+   smallest t with r(t) ≤ ε against d.
+2. The same question with cross-entropy and with weight decay, on the deterministic bigram
+   (context k → token k, Zipf(α) contexts), where ``bigram_trajectory`` integrates gradient
+   descent and sign descent (mean-field Adam with β = (0, 0), ε = 0, exact gradient) in
+   O(d) per step; with decay the error is measured from the matching equilibrium (T2 for
+   gradient descent with L2, T3 with B = ∞ for sign descent with decoupled decay).
+3. Time for each token to reach half its initial loss, against its frequency, under SGD
+   and under (mean-field) Adam with minibatch B, and the log-log slope.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..theory import bigram_equilibrium
+from ..theory.dynamics import bigram_trajectory
+from ..zipf import zipf_pmf
+
+__all__ = ["squared_loss_gd_error", "squared_loss_sign_error", "iterations_to_error", "ce_iterations_to_error",
+           "half_loss_steps", "mean_field_errors", "sgd_noise_excess_measurement", "main"]
+
+
+def squared_loss_gd_error(d: int, t, alpha: float = 1.0) -> np.ndarray:
+    """Relative error of gradient descent (step 1/π_1) after t steps, K&B's squared-loss bigram."""
+    pi = zipf_pmf(d, alpha)
+    t = np.atleast_1d(np.asarray(t, dtype=np.float64))
+    return np.array([(pi * (1.0 - pi / pi[0]) ** (2 * s)).sum() for s in t])  # Σ_k δ_k² cancels
+
+
+def _sign_error(delta, t, eta):
+    """Σ_k e_k(t)² / Σ_k δ_k² for sign descent with step η from 0 towards δ_k > 0: the coordinate
+    moves by η until it passes δ_k (after n = ⌈δ_k/η⌉ steps), then alternates between two values."""
+    n = np.ceil(delta / eta)
+    before = delta - t * eta
+    after_even = delta - n * eta  # in (−η, 0]
+    after = np.where((t - n) % 2 == 0, after_even, after_even + eta)
+    e = np.where(t < n, before, after)
+    return (e * e).sum() / (delta * delta).sum()
+
+
+def squared_loss_sign_error(d: int, t: int, alpha: float = 1.0, n_eta: int = 200,
+                            eta: float | None = None) -> tuple[float, float]:
+    """(best relative error over constant steps η, that η) of sign descent after t steps; with
+    ``eta`` given, the error at that step."""
+    delta = zipf_pmf(d, alpha)  # one row's conditional, sorted; the error does not depend on π_i
+    if eta is not None:
+        return float(_sign_error(delta, t, float(eta))), float(eta)
+    etas = delta[0] * np.logspace(-6, 0, n_eta) / max(t, 1) * 10
+    errs = np.array([_sign_error(delta, t, e) for e in etas])
+    i = int(errs.argmin())
+    return float(errs[i]), float(etas[i])
+
+
+def iterations_to_error(d: int, method: str, eps: float = 0.1, alpha: float = 1.0, t_max: int = 10**8) -> int:
+    """Smallest t with relative error ≤ eps (bisection on t; both errors fall with t)."""
+    err = {"gd": lambda s: squared_loss_gd_error(d, s, alpha)[0],
+           "sign": lambda s: squared_loss_sign_error(d, s, alpha)[0]}[method]
+    lo, hi = 0, 1
+    while err(hi) > eps:
+        lo, hi = hi, hi * 2
+        if hi > t_max:
+            return -1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if err(mid) <= eps else (mid, hi)
+    return hi
+
+
+def ce_iterations_to_error(d: int, method: str, *, lam: float = 0.0, eps: float = 0.1, alpha: float = 1.0,
+                           lr: float | None = None, max_steps: int = 200_000) -> int:
+    """Steps for the deterministic cross-entropy bigram to reach relative error ≤ eps, measured from
+    the equilibrium of its own optimiser at this λ (λ = 0: F* = 0). ``method``: "gd" (default step
+    1/π_1) or "sign" (default step 0.05). −1 if not reached within ``max_steps``."""
+    pi = zipf_pmf(d, alpha)
+    counts = np.diag(pi)
+    if method == "gd":
+        lr = lr or 1.0 / pi[0]
+        kw = dict(optimizer="sgd")
+        f_star = 0.0 if lam == 0 else float(bigram_equilibrium(counts, lam).aggregate_loss)
+    else:
+        lr = lr or 0.05
+        kw = dict(optimizer="adamw", betas=(0.0, 0.0), eps=0.0)
+        f_star = 0.0 if lam == 0 else float(bigram_equilibrium(counts, lam, optimizer="adamw", batch_size=10**9,
+                                                                 eps=0.0).aggregate_loss)
+    steps, f0 = 500, np.log(d)
+    while steps <= 2 * max_steps:  # double the horizon; the answer is resolved to 1/500 of it
+        traj = bigram_trajectory(counts, lam, steps=steps, lr=lr, eval_every=max(1, steps // 500), **kw)
+        rel = (traj.aggregate_loss - f_star) / (f0 - f_star)
+        hit = np.flatnonzero(rel <= eps)
+        if hit.size:
+            return int(traj.steps[hit[0]])
+        steps *= 2
+    return -1
+
+
+def half_loss_steps(K: int = 256, s: float = 1.0, *, optimizer: str, lr: float, batch_size: int = 64,
+                    steps: int = 20000, lam: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(π, first logged step at which ℓ_v ≤ ℓ_v(0)/2, NaN if never) on the deterministic Zipf bigram,
+    for SGD (drift) or mean-field AdamW with minibatch ``batch_size``."""
+    pi = zipf_pmf(K, s)
+    traj = bigram_trajectory(np.diag(pi), lam, steps=steps, lr=lr, optimizer=optimizer, batch_size=batch_size,
+                             eval_every=max(1, steps // 2000))
+    ok = traj.loss_per_token <= traj.loss_per_token[0] / 2  # (n_eval, K)
+    first = np.where(ok.any(0), traj.steps[np.argmax(ok, 0)], np.nan)
+    return pi, first
+
+
+def mean_field_errors(settings=None, seeds: int = 8, K: int = 16) -> list[dict]:
+    """Largest relative gap, per log3 bucket after the second logged step, between batched simulations
+    (seed mean) and the predicted curve; one row per (task, optimizer, B, lr, steps[, K]), λ ∈ {0.01, 0.1}.
+    The default settings are those the proof file quotes (where the small-lr/mean-field flow holds and
+    where it does not)."""
+    from ..metrics import bucket_loss
+    from ..sim import (  # simulation only here: the rest is torch-free
+        BigramTable,
+        BigramTask,
+        sweep,
+    )
+
+    def make(name, k):
+        return BigramTask.stochastic_zipf(k, 1.0, 0.7) if name == "stochastic" else BigramTask.deterministic_zipf(k, 1.0)
+
+    settings = settings or [("stochastic", "sgd", 64, 0.5, 2000), ("stochastic", "adamw", 64, 1e-3, 3000),
+                            ("stochastic", "adamw", 64, 3e-3, 1000), ("stochastic", "adamw", 64, 1e-2, 300),
+                            ("stochastic", "adamw", 8, 3e-3, 2000), ("deterministic", "adamw", 64, 3e-2, 2000),
+                            ("deterministic", "sgd", 64, 0.5, 2000), ("deterministic", "adamw", 64, 3e-3, 2000),
+                            ("stochastic", "adamw", 64, 3e-3, 3000, 32), ("stochastic", "adamw", 64, 1e-3, 3000, 32)]
+    rows = []
+    for name, opt, B, lr, steps, *k in settings:
+        task, every = make(name, k[0] if k else K), max(1, steps // 20)
+        res = sweep(task, [0.01, 0.1], model=BigramTable(), optimizer=opt, steps=steps, batch_size=B, lr=lr,
+                    seeds=tuple(range(seeds)), eval_every=every, progress=False)
+        traj = bigram_trajectory(task.counts, [0.01, 0.1], steps=steps, lr=lr, optimizer=opt, r=task.r,
+                                 batch_size=B, eval_every=every)
+        _, sim = bucket_loss(res.curve_loss_per_token, task.token_probs)  # (n_eval, L, S, n_b)
+        _, pred = bucket_loss(np.moveaxis(traj.loss_per_token, 0, 1), task.token_probs)  # (n_eval, L, n_b)
+        mean, se = sim.mean(2), sim.std(2, ddof=1) / np.sqrt(seeds)
+        rel = np.abs(mean - pred)[2:] / pred[2:]
+        rows.append(dict(task=name, K=task.vocab_size, optimizer=opt, batch_size=B, lr=lr, steps=steps, max_rel_error=float(rel.max()),
+                         max_z=float((np.abs(mean - pred)[2:] / se[2:]).max())))
+    return rows
+
+
+def sgd_noise_excess_measurement(settings=((8, 1.0), (8, 2.0), (32, 2.0)), lam: float = 0.03, steps: int = 4000,
+                                 seeds: int = 8, K: int = 16) -> list[dict]:
+    """Minibatch SGD's aggregate loss over the late half of a run minus the predicted mean path's, with
+    the standard error over seeds, beside ``sgd_noise_excess_estimate`` (stochastic Zipf task)."""
+    from ..sim import BigramTable, BigramTask, sweep
+    from ..theory.dynamics import sgd_noise_excess_estimate
+
+    task = BigramTask.stochastic_zipf(K, 1.0, 0.7)
+    pi = task.token_probs
+    rows = []
+    for B, lr in settings:
+        res = sweep(task, [lam], model=BigramTable(), optimizer="sgd", steps=steps, batch_size=B, lr=lr,
+                    seeds=tuple(range(seeds)), eval_every=steps // 40, progress=False)
+        traj = bigram_trajectory(task.counts, lam, steps=steps, lr=lr, batch_size=B, eval_every=steps // 40)
+        late = slice(traj.steps.size // 2, None)
+        sim = (res.curve_loss_per_token[late, 0] * pi).sum(-1).mean(0)  # (S,) time-averaged aggregate
+        pred = (traj.loss_per_token[late] * pi).sum(-1).mean()
+        estimate = (sgd_noise_excess_estimate(traj, B, task.counts)[late] * pi).sum(-1).mean()
+        rows.append(dict(batch_size=B, lr=lr, excess=float(sim.mean() - pred),
+                         sem=float(sim.std(ddof=1) / np.sqrt(seeds)), estimate=float(estimate)))
+    return rows
+
+
+def _slope(x, y):
+    keep = np.isfinite(y) & (y > 0)
+    return float(np.polyfit(np.log(x[keep]), np.log(y[keep]), 1)[0])
+
+
+def main(max_d: int = 10**4, max_d_ce: int = 3000, errors: bool = True) -> None:
+    ds = [d for d in (10**2, 3 * 10**2, 10**3, 3 * 10**3, 10**4, 3 * 10**4, 10**5) if d <= max_d]
+    print("1. Squared-loss linear bigram (Kunstner & Bach 2025), alpha = 1, iterations to relative error eps")
+    print(f"{'eps':>6} {'d':>8} {'GD':>10} {'sign':>8} {'seconds':>8}")
+    for eps in (1e-1, 1e-2, 1e-3):
+        rows = []
+        for d in ds:
+            t0 = time.perf_counter()
+            gd, sd = iterations_to_error(d, "gd", eps=eps), iterations_to_error(d, "sign", eps=eps)
+            rows.append((d, gd, sd))
+            print(f"{eps:>6g} {d:>8} {gd:>10} {sd:>8} {time.perf_counter() - t0:>8.1f}")
+        d_arr, gd_arr, sd_arr = (np.array(c, dtype=float) for c in zip(*rows))
+        print(f"  log-log slope vs d at eps={eps:g}: GD {_slope(d_arr, gd_arr):.2f}, sign {_slope(d_arr, sd_arr):.2f}")
+    print("\n2. Cross-entropy, deterministic bigram, alpha = 1, relative error 0.1 (GD step 1/pi_1, sign step 0.05)")
+    print(f"{'d':>8} {'lam':>6} {'GD':>8} {'sign':>8} {'seconds':>8}")
+    for lam in (0.0, 1e-4):
+        res = []
+        for d in [d for d in ds if d <= max_d_ce]:
+            t0 = time.perf_counter()
+            gd, sd = ce_iterations_to_error(d, "gd", lam=lam), ce_iterations_to_error(d, "sign", lam=lam)
+            res.append((d, gd, sd))
+            print(f"{d:>8} {lam:>6g} {gd:>8} {sd:>8} {time.perf_counter() - t0:>8.1f}")
+        d_arr, gd_arr, sd_arr = (np.array(c, dtype=float) for c in zip(*res))
+        print(f"  slope vs d at lam={lam:g}: GD {_slope(d_arr, gd_arr):.2f}, sign {_slope(d_arr, sd_arr):.2f}")
+    print("\n3. Steps to half the initial loss vs frequency (deterministic Zipf(1) bigram, K = 256, B = 64)")
+    for opt, lr in (("sgd", 1.0), ("adamw", 1e-2)):
+        pi, t_half = half_loss_steps(optimizer=opt, lr=lr)
+        reached = np.isfinite(t_half)
+        print(f"  {opt:>5} lr {lr:g}: slope of log t_half vs log pi = {_slope(pi, t_half):.2f} "
+              f"({reached.sum()}/{pi.size} tokens reached half), t_half range {np.nanmin(t_half):.0f}-"
+              f"{np.nanmax(t_half):.0f}")
+    if errors:
+        print("\n4. Predicted curves vs simulations (8 seeds, lambda in {0.01, 0.1}), per log3 bucket")
+        print(f"{'task':>13} {'K':>3} {'opt':>5} {'B':>3} {'lr':>6} {'steps':>5} {'max rel err':>11} {'max |z|':>7}")
+        for row in mean_field_errors():
+            print(f"{row['task']:>13} {row['K']:>3} {row['optimizer']:>5} {row['batch_size']:>3} {row['lr']:>6g} {row['steps']:>5} "
+                  f"{row['max_rel_error']:>11.4f} {row['max_z']:>7.1f}")
+        print("\n5. SGD noise: aggregate excess over the mean path (late half) vs sgd_noise_excess_estimate")
+        for row in sgd_noise_excess_measurement():
+            print(f"  B {row['batch_size']:>3} lr {row['lr']:g}: excess {row['excess']:.5f} ± {row['sem']:.5f}, "
+                  f"estimate {row['estimate']:.5f}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(max_d=int(sys.argv[1]) if len(sys.argv) > 1 else 10**4)

@@ -1,0 +1,71 @@
+"""Factored bigram (T7) gradient-descent trajectories: against torch's SGD on the raw objective
+(full batch, exact) and against batched minibatch SGD simulations from the same starts."""
+
+import numpy as np
+import pytest
+import torch
+
+from imbalance.metrics import bucket_loss
+from imbalance.sim import BigramTask, FactoredBigram, sweep
+from imbalance.theory.dynamics import eval_steps
+from imbalance.theory.factored_dynamics import factored_gd_trajectory
+
+
+def test_matches_torch_sgd_on_the_raw_objective():
+    """Two starts, λ_E ≠ λ_W, r ≠ 1: torch.optim.SGD with per-group weight decay on
+    Σ_x P(x) CE(q_x, r W e_x) (autograd) gives the same per-token losses to rounding."""
+    task = BigramTask.stochastic_zipf(7, 1.0, 0.5)
+    rng = np.random.default_rng(3)
+    E0, W0 = rng.normal(0, 0.4, (2, 7, 3)), rng.normal(0, 0.4, (2, 7, 3))
+    r, lr, steps, lam_E, lam_W = 1.3, 0.4, 80, 0.02, 0.05
+    traj = factored_gd_trajectory(task.counts, E0, W0, lam=lam_E, lam_W=lam_W, steps=steps, lr=lr, r=r, eval_every=10)
+    J = task.joint
+    pi = J.sum(0)
+    for s in range(2):
+        E = torch.tensor(E0[s], requires_grad=True)
+        W = torch.tensor(W0[s], requires_grad=True)
+        opt = torch.optim.SGD([{"params": [E], "weight_decay": lam_E}, {"params": [W], "weight_decay": lam_W}], lr=lr)
+        Jt = torch.tensor(J)
+        curve = []
+        for t in range(steps + 1):
+            logp = torch.log_softmax(r * E @ W.T, dim=1)
+            if t in set(eval_steps(steps, 10)):
+                curve.append((-(Jt * logp).sum(0) / torch.tensor(pi)).detach().numpy())
+            if t == steps:
+                break
+            opt.zero_grad()
+            (-(Jt * logp).sum()).backward()
+            opt.step()
+        np.testing.assert_allclose(traj.loss_per_token[s], np.stack(curve), rtol=1e-10)
+
+
+def test_sgd_curve_matches_simulation_from_the_same_starts():
+    """Minibatch SGD (B = 64, lr 0.25, λ = 0.003, width 8, 8 seeds) against the gradient-descent path
+    from each seed's own start, per log3 bucket, paired by seed, at every logged step after the
+    first two. Stated bias: the objective is not convex, and the minibatch noise shifts when a seed
+    leaves a saddle; measured here the paired gap reaches 1.6 % (up to 6 paired standard errors at
+    isolated steps), so the check is |gap| ≤ 4 SE + 2 % of the loss, and within the 3 % claimed."""
+    task = BigramTask.stochastic_zipf(16, 1.0, 0.7)
+    model = FactoredBigram(width=8, init_scale=0.3)
+    S, steps, B, lr, lam = 8, 3000, 64, 0.25, 0.003
+    res = sweep(task, [lam], model=model, optimizer="sgd", steps=steps, batch_size=B, lr=lr, seeds=tuple(range(S)),
+                eval_every=150, progress=False)
+    init = model.init(task, [torch.Generator().manual_seed(s) for s in range(S)], torch.float64)
+    traj = factored_gd_trajectory(task.counts, init["E"].numpy(), init["W"].numpy(), lam=lam, steps=steps, lr=lr,
+                                  eval_every=150)
+    pi = task.token_probs
+    _, sim = bucket_loss(res.curve_loss_per_token[:, 0], pi)  # (n_eval, S, n_b)
+    _, pred = bucket_loss(np.moveaxis(traj.loss_per_token, 0, 1), pi)  # (n_eval, S, n_b)
+    np.testing.assert_allclose(sim[0], pred[0], rtol=1e-12)  # the same starts
+    gap = (sim - pred).mean(1)[2:]
+    se = (sim - pred).std(1, ddof=1)[2:] / np.sqrt(S)
+    ref = pred.mean(1)[2:]
+    assert (np.abs(gap) <= 4 * se + 0.02 * ref).all(), np.abs(gap) / ref
+    assert (np.abs(gap) / ref).max() < 0.03
+
+
+def test_bad_starts_are_named():
+    with pytest.raises(ValueError, match="E0"):
+        factored_gd_trajectory(np.eye(3), np.zeros((4, 2)), np.zeros((3, 2)), lam=0.1, steps=5, lr=0.1)
+    with pytest.raises(ValueError, match="lam"):
+        factored_gd_trajectory(np.eye(3), np.zeros((3, 2)), np.zeros((3, 2)), lam=-0.1, steps=5, lr=0.1)
