@@ -216,4 +216,4 @@ def _read_back(out: Path, lam, seed, store, table) -> RunResult:
             arrays = {k: z[k] for k in ("heldout_sums", "heldout_counts", "train_sums", "train_counts")}
     except (OSError, KeyError, ValueError) as e:
         raise ValueError(f"{str(out / 'per_token.npz')!r} is not a readable per-token loss file ({e})") from None
-    return RunResult(lam, int(seed), store.read_results(), table=table, **arrays)
+    return RunResult(lam, int(seed), store.read_results(), decay_table=table, **arrays)
