@@ -78,8 +78,11 @@ class LMSweepJob(Checkpointable):
 
 def lm_sweep(token_file, lams, seeds, cfg: TrainConfig, *, out=None, heldout_fraction: float = 0.1,
              executor: str = "inline", lam_jobs: int = 1, slurm=None, device="auto", compile: bool = False,
-             save_model: bool = False, progress: bool = True) -> LMSweepResult:
-    """Train every (λ, seed) (or read back / resume what ``out`` holds) and collect the results."""
+             save_model: bool = False, progress: bool = True, cluster: str = "slurm") -> LMSweepResult:
+    """Train every (λ, seed) (or read back / resume what ``out`` holds) and collect the results.
+
+    ``executor``: "inline" (here), "local" (submitit subprocesses) or "slurm" (``slurm``: a
+    ``SlurmOptions``; ``cluster="debug"`` runs the jobs in process, to check the plumbing)."""
     lams = np.atleast_1d(np.asarray(lams, dtype=np.float64))
     if lams.ndim != 1 or lams.size == 0 or not np.isfinite(lams).all() or (lams < 0).any():
         raise ValueError(f"lams must be a non-empty list of finite values >= 0, got lams={lams.tolist()!r}")
@@ -93,7 +96,7 @@ def lm_sweep(token_file, lams, seeds, cfg: TrainConfig, *, out=None, heldout_fra
     if executor == "inline":
         runs = _run_part(token_file.path, heldout_fraction, lams, seeds, cfg, out, run_kw)
     else:
-        ex = make_executor(executor, Path(out) / "jobs" / ("%j" if executor == "slurm" else ""), slurm=slurm)
+        ex = make_executor(executor, Path(out) / "jobs" / ("%j" if executor == "slurm" else ""), slurm=slurm, cluster=cluster)
         parts = np.array_split(lams, min(as_positive_int(lam_jobs, "lam_jobs"), lams.size))
         jobs = [ex.submit(LMSweepJob(), token_file.path, heldout_fraction, part.tolist(), seeds, cfg, out, run_kw)
                 for part in parts]

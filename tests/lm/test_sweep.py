@@ -30,3 +30,14 @@ def test_sweep_report_and_read_back(token_file, split, tmp_path):
     assert (tmp_path / "report" / "paradox.png").stat().st_size > 0
     pi = split.token_probs
     assert below_one_per_batch(pi, CFG.tokens_per_step) == np.mean(pi[pi > 0] < 1 / CFG.tokens_per_step)
+
+
+def test_sweep_through_submitit_matches_inline(token_file, tmp_path):
+    """Two λ jobs through submitit's debug executor (the Slurm code path, run in process) give the
+    numbers of the inline sweep."""
+    kw = dict(heldout_fraction=0.2, device="cpu", progress=False)
+    inline = lm_sweep(token_file, [0.0, 0.5], [0], CFG, out=tmp_path / "inline", **kw)
+    jobs = lm_sweep(token_file, [0.0, 0.5], [0], CFG, out=tmp_path / "jobs", executor="slurm", cluster="debug",
+                    lam_jobs=2, **kw)
+    np.testing.assert_array_equal(jobs.heldout_sums, inline.heldout_sums)
+    np.testing.assert_array_equal(jobs.train_sums, inline.train_sums)
