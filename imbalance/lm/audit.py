@@ -2,8 +2,8 @@
 
 ``audit(model, text)`` streams ``text`` through any Hugging Face causal LM (a local directory
 with its tokenizer, or a hub name when online) in windows of the model's context and reports:
-held-out per-token loss by frequency bucket (frequencies π counted on ``text`` itself, or on
-``freq_text``, e.g. the training corpus); aggregate against token-balanced loss; embedding and
+held-out per-token loss by frequency bucket (frequencies π counted on the evaluated windows
+of ``text``, or on all of ``freq_text``, e.g. the training corpus); aggregate against token-balanced loss; embedding and
 unembedding row norms against π (decayed rows of rare tokens shrink, T4: ‖w_v‖ ≤ 2π_v R/λ
 under L2); the mean logit offset against log π (T1: without decay a bias-like logit offset
 equals log π up to a constant, decay flattens it, slope < 1); and the share of the vocabulary
@@ -108,7 +108,7 @@ def audit(model, text, *, freq_text=None, context: int | None = None, batch_size
     from tqdm.auto import tqdm
 
     text = check_text_file(text, "text")
-    freq_path = check_text_file(freq_text, "freq_text") if freq_text is not None else text
+    freq_path = check_text_file(freq_text, "freq_text") if freq_text is not None else None
     device = resolve_device(device)
     lm, tok = load_causal_lm(model, device)
     n_pos = getattr(lm.config, "max_position_embeddings", None) or getattr(lm.config, "n_positions", 1024)
@@ -118,17 +118,15 @@ def audit(model, text, *, freq_text=None, context: int | None = None, batch_size
     emb = lm.get_input_embeddings().weight
     out_emb = lm.get_output_embeddings()
     V = emb.shape[0] if out_emb is None else out_emb.weight.shape[0]
-    counts_freq = _count_tokens(freq_path, tok, V)
-    if counts_freq.sum() == 0:
-        raise ValueError(f"{str(freq_path)!r} encodes to no tokens")
-    pi = counts_freq / counts_freq.sum()
     sums = torch.zeros(V, dtype=torch.float64, device=device)
     counts = torch.zeros(V, dtype=torch.int64, device=device)
     logit_sum = torch.zeros(V, dtype=torch.float64, device=device)
     bf16 = device.type == "cuda"
     bar = tqdm(desc="audit", unit="tok", unit_scale=True, disable=not progress)
     t0 = time.perf_counter()
+    stream_counts = torch.zeros(V, dtype=torch.int64)  # (V,) every token of the evaluated windows
     for w in _windows(text, tok, T, batch_size, max_tokens):
+        stream_counts += torch.bincount(w.view(-1), minlength=V)[:V]
         w = w.to(device, non_blocking=True)  # (b, T+1)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = logits_of(lm, w[:, :-1])  # (b, T, V)
@@ -143,6 +141,10 @@ def audit(model, text, *, freq_text=None, context: int | None = None, batch_size
     n = int(counts.sum())
     if n == 0:
         raise ValueError(f"text={str(text)!r} is shorter than one window of context + 1 = {T + 1} tokens")
+    counts_freq = stream_counts.numpy() if freq_path is None else _count_tokens(freq_path, tok, V)
+    if counts_freq.sum() == 0:
+        raise ValueError(f"freq_text={str(freq_path)!r} encodes to no tokens")
+    pi = counts_freq / counts_freq.sum()
     sums_np, counts_np = sums.cpu().numpy(), counts.cpu().numpy()
     mean_logit = (logit_sum / n).cpu().numpy()
     slope, intercept = _offset_fit(mean_logit, pi)

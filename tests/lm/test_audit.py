@@ -24,7 +24,8 @@ def test_audit_matches_the_models_own_loss(model_dir, corpus_file, tokenizer, tm
     """On the first 40 windows of the text: the per-token sums equal a float64 log-softmax
     gathered at the targets and summed by token id with a dense one-hot product (float32 forward:
     agreement to ~1e-6 relative); the mean logit and the row norms equal a direct computation;
-    the counts are the targets of those windows; π is counted on the whole text."""
+    the counts are the targets of those windows; π is counted on those windows, or on a whole
+    ``freq_text``."""
     from transformers import AutoModelForCausalLM
 
     res = audit(model_dir, corpus_file, context=CONTEXT, batch_size=4, max_tokens=4 * 33 * 10, device="cpu",
@@ -44,8 +45,12 @@ def test_audit_matches_the_models_own_loss(model_dir, corpus_file, tokenizer, tm
     assert res.summary["aggregate"] == pytest.approx(nll.mean().item(), rel=1e-6)
     np.testing.assert_allclose(res.mean_logit, logits.mean((0, 1)).numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(res.unembedding_norms, lm.lm_head.weight.detach().norm(dim=1).numpy(), rtol=1e-6)
-    counts = np.bincount(np.array(ids), minlength=512)
+    counts = np.bincount(w.ravel().numpy(), minlength=512)  # π: every token of the evaluated windows
     np.testing.assert_allclose(res.token_probs, counts / counts.sum())
+    whole = audit(model_dir, corpus_file, freq_text=corpus_file, context=CONTEXT, batch_size=4, max_tokens=4 * 33,
+                  device="cpu", progress=False)
+    counts = np.bincount(np.array(ids), minlength=512)  # π from a whole frequency text
+    np.testing.assert_allclose(whole.token_probs, counts / counts.sum())
     report = write_audit_report(res, tmp_path / "audit")
     assert "token-balanced" in report.read_text() and (tmp_path / "audit" / "audit.png").stat().st_size > 0
 
