@@ -174,7 +174,11 @@ def write_audit_report(res: AuditResult, out) -> Path:
     import matplotlib.pyplot as plt
 
     from ..plot import use_style
-    from .plots import bucket_loss_bars, logit_offset_vs_log_frequency, row_norms_vs_frequency
+    from .plots import (
+        bucket_loss_bars,
+        logit_offset_vs_log_frequency,
+        row_norms_vs_frequency,
+    )
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ def shipped_corpus_text() -> str:
     """The whole text: each book's title, then its verses one per line (verse numbers removed)."""
     con = sqlite3.connect(f"file:{_database()}?mode=ro", uri=True)
     try:
-        books = dict(((t, b), name) for t, b, name in con.execute("SELECT TestamentID, BookID, LongName FROM Books"))
+        books = {(t, b): name for t, b, name in con.execute("SELECT TestamentID, BookID, LongName FROM Books")}
         rows = con.execute("SELECT TestamentID, BookID, Passage1, Passage2 FROM Bible "
                            "ORDER BY TestamentID, BookID, ChapterID, VerseID").fetchall()
     finally:

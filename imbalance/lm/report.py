@@ -103,10 +103,10 @@ def write_sweep_report(res: LMSweepResult, out, *, header: str = "", scheme: str
             fig.savefig(out / f"{name}.{ext}")
         plt.close(fig)
     md = ["# Weight decay and rare tokens in a GPT-style model", "", header,
-          f"λ = {', '.join(f'{v:g}' for v in res.lams)}; seeds {list(res.seeds)}; "
-          f"{res.tokens_per_batch} tokens per batch; buckets: {scheme} of the training-split frequencies.",
-          f"Vocabulary types seen less than once per batch (B·π < 1): "
-          f"{below_one_per_batch(res.token_probs, res.tokens_per_batch):.1%}.",
+          (f"λ = {', '.join(f'{v:g}' for v in res.lams)}; seeds {list(res.seeds)}; "
+           f"{res.tokens_per_batch} tokens per batch; buckets: {scheme} of the training-split frequencies."),
+          (f"Vocabulary types seen less than once per batch (B·π < 1): "
+           f"{below_one_per_batch(res.token_probs, res.tokens_per_batch):.1%}."),
           "", "![per-bucket loss against λ; aggregate and token-balanced](paradox.png)", "",
           "![held-out learning curves per bucket](curves.png)", *_tables(res, scheme),
           "\n### What was decayed\n", format_decay_table(res.decay_table), ""]

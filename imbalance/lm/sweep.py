@@ -103,7 +103,7 @@ def lm_sweep(token_file, lams, seeds, cfg: TrainConfig, *, out=None, heldout_fra
         for job in jobs:
             job.result()  # raises the job's error, with its log
         runs = _run_part(token_file.path, heldout_fraction, lams, seeds, cfg, out, {**run_kw, "progress": False})
-    stack = lambda name: np.stack([np.stack([getattr(r, name) for r in row]) for row in runs])  # noqa: E731
+    stack = lambda name: np.stack([np.stack([getattr(r, name) for r in row]) for row in runs])
     return LMSweepResult(lams, seeds, split.token_probs, cfg.tokens_per_step, stack("heldout_sums"),
                          stack("heldout_counts"), stack("train_sums"), stack("train_counts"),
                          [[r.curve for r in row] for row in runs], runs[0][0].decay_table)

@@ -90,7 +90,7 @@ def load_tokenizer(path):
     if path.is_file():
         try:
             return Tokenizer.from_file(str(path))
-        except Exception as e:  # noqa: BLE001 — the library raises a bare Exception on bad JSON
+        except Exception as e:
             raise ValueError(f"tokenizer={str(path)!r} is not a tokenizer.json file ({e})") from None
     if (path / "tokenizer.json").is_file():
         return load_tokenizer(path / "tokenizer.json")

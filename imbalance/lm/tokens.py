@@ -135,7 +135,7 @@ class TokenSplit:
         self.context = as_positive_int(context, "context")
         frac = as_fraction(heldout_fraction, "heldout_fraction")
         ids = token_file.ids  # (N,)
-        n_held = int(round(frac * ids.size))
+        n_held = round(frac * ids.size)
         n_train = ids.size - n_held
         if min(n_train, n_held) < 2 * (self.context + 1):
             raise ValueError(f"the token file holds {ids.size} tokens: heldout_fraction={frac!r} leaves {n_train} "

@@ -5,9 +5,9 @@ import pytest
 pytest.importorskip("tokenizers")
 pytest.importorskip("transformers")
 
-from imbalance.lm.corpus import shipped_corpus_text  # noqa: E402
-from imbalance.lm.tokenizer import train_bpe  # noqa: E402
-from imbalance.lm.tokens import TokenSplit, encode_corpus  # noqa: E402
+from imbalance.lm.corpus import shipped_corpus_text
+from imbalance.lm.tokenizer import train_bpe
+from imbalance.lm.tokens import TokenSplit, encode_corpus
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,7 @@ def test_sweep_report_and_read_back(token_file, split, tmp_path):
 def test_sweep_through_submitit_matches_inline(token_file, tmp_path):
     """Two λ jobs through submitit's debug executor (the Slurm code path, run in process) give the
     numbers of the inline sweep."""
-    kw = dict(heldout_fraction=0.2, device="cpu", progress=False)
+    kw = {"heldout_fraction": 0.2, "device": "cpu", "progress": False}
     inline = lm_sweep(token_file, [0.0, 0.5], [0], CFG, out=tmp_path / "inline", **kw)
     jobs = lm_sweep(token_file, [0.0, 0.5], [0], CFG, out=tmp_path / "jobs", executor="slurm", cluster="debug",
                     lam_jobs=2, **kw)
