@@ -72,7 +72,9 @@ def _role(model, name: str, p) -> str:
         return "unembedding"
     if p.ndim < 2:
         return "norm" if "ln" in name or "norm" in name else "bias"
-    return "embedding" if isinstance(_module_of(model, name), torch.nn.Embedding) else "matrix"
+    if isinstance(_module_of(model, name), torch.nn.Embedding):
+        return "position embedding" if "wpe" in name or "pos" in name else "other embedding"
+    return "matrix"
 
 
 def _module_of(model, name):

@@ -40,7 +40,7 @@ def tidy_rows(res: LMSweepResult, scheme: str = "log3") -> list[dict]:
 
 
 def _fmt(m, ci):
-    return "–" if not np.isfinite(m) else f"{m:.3f}" if not np.isfinite(ci) else f"{m:.3f} ± {ci:.3f}"
+    return "–" if not np.isfinite(m) else f"{m:.4g}" if not np.isfinite(ci) else f"{m:.4g} ± {ci:.2g}"
 
 
 def _tables(res, scheme) -> list[str]:
@@ -58,6 +58,13 @@ def _tables(res, scheme) -> list[str]:
             cells = [_fmt(s["aggregate"][i], s["aggregate_ci"][i]), _fmt(s["token_balanced"][i],
                                                                           s["token_balanced_ci"][i])]
             cells += [_fmt(s["bucket_loss"][i, b], s["bucket_loss_ci"][i, b]) for b in range(nb)]
+            lines.append(f"| {lam:g} | " + " | ".join(cells) + " |")
+        lines += [f"\nChange from λ = {res.lams[0]:g}, paired by seed (mean ± 95 % CI):\n",
+                  "| λ | aggregate | token-balanced | " + " | ".join(f"bucket {b}" for b in range(nb)) + " |",
+                  "|---|---|---|" + "---|" * nb]
+        for i, lam in enumerate(res.lams[1:], start=1):
+            cells = [_fmt(s[k + "_delta"][i], s[k + "_delta_ci"][i]) for k in ("aggregate", "token_balanced")]
+            cells += [_fmt(s["bucket_loss_delta"][i, b], s["bucket_loss_delta_ci"][i, b]) for b in range(nb)]
             lines.append(f"| {lam:g} | " + " | ".join(cells) + " |")
     lines += ["\n| bucket | token types | B·π range (B = tokens per batch) |", "|---|---:|---|"]
     for b in range(int(ids.max()) + 1):

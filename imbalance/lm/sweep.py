@@ -41,7 +41,9 @@ class LMSweepResult:
 
     def summary(self, split: str = "heldout", scheme: str = "log3") -> dict:
         """Seed mean and 95 % Student-t half-width (NaN with one seed) of the aggregate,
-        token-balanced and per-bucket loss at each λ: arrays (n_λ,) and (n_λ, n_b)."""
+        token-balanced and per-bucket loss at each λ: arrays (n_λ,) and (n_λ, n_b); ``*_delta``:
+        the change from the first λ paired by seed (every λ of a seed starts from the same
+        initialisation and sees the same batches, so the pairing removes most seed noise)."""
         sums, counts = getattr(self, f"{split}_sums"), getattr(self, f"{split}_counts")
         per = [[loss_summary(sums[i, j], counts[i, j], self.token_probs, scheme=scheme)
                 for j in range(len(self.seeds))] for i in range(self.lams.size)]
@@ -51,6 +53,9 @@ class LMSweepResult:
             out[key] = x.mean(1)
             out[key + "_ci"] = mean_ci(x, axis=1)[1] if x.shape[1] > 1 else np.full_like(out[key], np.nan)
             out[key + "_seeds"] = x
+            d = x - x[:1]  # (n_λ, S[, n_b]) change from the first λ, paired by seed (same init, same batches)
+            out[key + "_delta"] = d.mean(1)
+            out[key + "_delta_ci"] = mean_ci(d, axis=1)[1] if x.shape[1] > 1 else np.full_like(out[key], np.nan)
         return out
 
 

@@ -22,6 +22,8 @@ def test_sweep_report_and_read_back(token_file, split, tmp_path):
     direct = res.heldout_sums[0, 0].sum() / res.heldout_counts[0, 0].sum()
     assert s["aggregate_seeds"][0, 0] == direct
     assert np.isfinite(s["aggregate_ci"]).all()
+    paired = s["token_balanced_seeds"][1] - s["token_balanced_seeds"][0]  # λ = 1 minus λ = 0, seed by seed
+    assert s["token_balanced_delta"][1] == paired.mean() and s["token_balanced_delta"][0] == 0
     report = write_sweep_report(res, tmp_path / "report")
     text = report.read_text()
     assert "| 0 |" in text and "token-balanced" in text and "What was decayed" in text
