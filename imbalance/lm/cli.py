@@ -44,6 +44,8 @@ def _add_train(sub) -> None:
     p.add_argument("--untied", action="store_true", help="separate embedding and unembedding matrices")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch-tokens", type=int, default=8192, help="tokens per step (a multiple of --context)")
+    p.add_argument("--grad-accum", type=int, default=1, metavar="K", help="split each step's batch into K "
+                   "micro-batches (same update, less memory)")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--eval-every", type=int, default=200)
@@ -129,7 +131,7 @@ def _train(args) -> int:
                       tied=not args.untied, steps=args.steps, batch_size=args.batch_tokens // args.context, lr=args.lr,
                       warmup=args.warmup, eval_every=args.eval_every, eval_tokens=args.eval_tokens,
                       final_eval_tokens=args.final_eval_tokens, decay_embedding=not args.no_decay_embedding,
-                      decay_unembedding=not args.no_decay_unembedding)
+                      decay_unembedding=not args.no_decay_unembedding, grad_accum=args.grad_accum)
     slurm = SlurmOptions(partition=args.slurm_partition, time_min=args.slurm_time, gpus=args.slurm_gpus,
                          cpus=args.slurm_cpus, mem_gb=args.slurm_mem_gb)
     res = lm_sweep(tf, args.lams, range(args.seeds), cfg, out=out, heldout_fraction=args.heldout_fraction,

@@ -60,10 +60,11 @@ class TrainConfig:
     final_eval_tokens: int | None = None
     eval_batch_size: int = 32
     bucket_scheme: str = "log3"
+    grad_accum: int = 1  # micro-batches per step (batch_size a multiple of it): same step, less memory
 
     def __post_init__(self):
         for name in ("layers", "width", "heads", "context", "steps", "batch_size", "eval_every", "eval_tokens",
-                     "eval_batch_size"):
+                     "eval_batch_size", "grad_accum"):
             as_positive_int(getattr(self, name), name)
         as_nonnegative(self.warmup, "warmup")
         as_positive(self.lr, "lr")
@@ -72,6 +73,9 @@ class TrainConfig:
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got min_lr_ratio={self.min_lr_ratio!r}")
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"batch_size must be a multiple of grad_accum, got batch_size={self.batch_size}, "
+                             f"grad_accum={self.grad_accum}")
 
     @property
     def tokens_per_step(self) -> int:
@@ -170,11 +174,14 @@ def train_run(split: TokenSplit, lam: float, seed: int, cfg: TrainConfig, *, out
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        with autocast:
-            logits = logits_of(fwd, x)  # (B, T, V)
-        loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = 0.0
+        for xm, ym in zip(x.chunk(cfg.grad_accum), y.chunk(cfg.grad_accum)):  # (B/k, T) each
+            with autocast:
+                logits = logits_of(fwd, xm)  # (B/k, T, V)
+            part = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), ym.reshape(-1)) / cfg.grad_accum
+            part.backward()
+            loss += part.detach()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         step += 1
