@@ -78,8 +78,8 @@ def test_grad_accum_is_the_same_step(split):
     """Four micro-batches of 2 windows give the update of one batch of 8 (the same sampled
     windows): after 5 steps the held-out per-token sums agree to float32 summation-order error
     amplified by Adam's normalisation over a few steps (rtol 1e-4)."""
-    base = dict(layers=2, width=64, heads=4, context=32, steps=5, batch_size=8, eval_every=5, eval_tokens=256,
-                final_eval_tokens=2048, warmup=2)
+    base = {"layers": 2, "width": 64, "heads": 4, "context": 32, "steps": 5, "batch_size": 8, "eval_every": 5,
+            "eval_tokens": 256, "final_eval_tokens": 2048, "warmup": 2}
     one = train_run(split, 0.1, 0, TrainConfig(**base), device="cpu", progress=False)
     four = train_run(split, 0.1, 0, TrainConfig(**base, grad_accum=4), device="cpu", progress=False)
     np.testing.assert_allclose(four.heldout_sums, one.heldout_sums, rtol=1e-4, atol=1e-6)
