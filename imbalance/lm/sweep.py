@@ -105,8 +105,14 @@ def lm_sweep(token_file, lams, seeds, cfg: TrainConfig, *, out=None, heldout_fra
         parts = np.array_split(lams, min(as_positive_int(lam_jobs, "lam_jobs"), lams.size))
         jobs = [ex.submit(LMSweepJob(), token_file.path, heldout_fraction, part.tolist(), seeds, cfg, out, run_kw)
                 for part in parts]
-        for job in jobs:
-            job.result()  # raises the job's error, with its log
+        try:
+            for job in jobs:
+                job.result()  # raises the job's error, with its log
+        except BaseException:  # Ctrl-C or a failed job: no job keeps writing under out; a rerun resumes
+            for job in jobs:
+                if not job.done():
+                    job.cancel(check=False)
+            raise
         runs = _run_part(token_file.path, heldout_fraction, lams, seeds, cfg, out, {**run_kw, "progress": False})
     stack = lambda name: np.stack([np.stack([getattr(r, name) for r in row]) for row in runs])
     return LMSweepResult(lams, seeds, split.token_probs, cfg.tokens_per_step, stack("heldout_sums"),
