@@ -164,6 +164,11 @@ def train_run(split: TokenSplit, lam: float, seed: int, cfg: TrainConfig, *, out
         gen.set_state(state["generator"])
         step = int(state["step"])
         curve = store.read_results()
+    if step == 0 and not curve:  # the learning curves start from the initialisation
+        curve.append({"step": 0, "lr": 0.0, "batch_loss": None,
+                      **_summaries(_evaluate(model, split, cfg, device, bf16, cfg.eval_tokens), split, cfg)})
+        if store is not None:
+            store.append_results(curve[:1])
     fwd = torch.compile(model) if compile and device.type == "cuda" else model
     model.train()
     bar = tqdm(total=cfg.steps, initial=step, desc=f"λ={lam:g} seed={seed}", unit="step", disable=not progress)

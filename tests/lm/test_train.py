@@ -67,7 +67,7 @@ def test_resume_gives_identical_results(split, tmp_path):
     resumed = train_run(split, 0.1, 0, cfg, out=tmp_path / "cut", device="cpu", progress=False)
     for name in ("heldout_sums", "train_sums", "heldout_counts"):
         np.testing.assert_array_equal(getattr(resumed, name), getattr(full, name))
-    assert resumed.curve == full.curve and [r["step"] for r in full.curve] == [10, 20]
+    assert resumed.curve == full.curve and [r["step"] for r in full.curve] == [0, 10, 20]
     back = train_run(split, 0.1, 0, cfg, out=tmp_path / "cut", device="cpu", progress=False)
     np.testing.assert_array_equal(back.heldout_sums, full.heldout_sums)
     with pytest.raises(ValueError, match="different sweep"):
