@@ -91,6 +91,54 @@ def _windows(text_path, tok, context, batch_size, max_tokens):
         yield torch.tensor(buf[: n * (context + 1)], dtype=torch.int64).view(n, context + 1)
 
 
+class _MeanLogit:
+    """Σ over positions of the logits. When the logits are the output layer applied to the last
+    hidden state (z = W h + b, checked on the first batch against the logits themselves), the
+    sum is W (Σ h) + n b: a (d,) running sum instead of a pass over (positions × V) logits;
+    otherwise (soft-capped or scaled logits) the logits are summed directly."""
+
+    def __init__(self, lm, V, device):
+        self.head = lm.get_output_embeddings()
+        self.linear = isinstance(self.head, torch.nn.Linear)
+        self.checked = False
+        self.h_sum = None
+        self.n = 0
+        self.direct = torch.zeros(V, dtype=torch.float64, device=device)  # (V,)
+        self._h = None
+        self.handle = self.head.register_forward_hook(self._hook) if self.linear else None
+
+    def _hook(self, module, inputs, output):
+        self._h = inputs[0].detach()  # (b, T, d)
+
+    def _head_sum(self, h_sum, n):
+        b = self.head.bias
+        z = self.head.weight.double() @ h_sum  # (V,)
+        return z if b is None else z + n * b.double()
+
+    def add(self, flat):
+        """``flat`` (positions, V): this batch's logits."""
+        if not self.linear:
+            self.direct += flat.sum(0).double()
+            return
+        h = self._h.reshape(-1, self._h.shape[-1]).sum(0).double()  # (d,)
+        if not self.checked:
+            direct = flat.sum(0).double()
+            if not torch.allclose(self._head_sum(h, flat.shape[0]), direct, rtol=1e-3,
+                                  atol=1e-3 * float(direct.abs().max()) + 1e-6):
+                self.linear = False
+                self.handle.remove()
+                self.direct += direct
+                return
+            self.checked = True
+        self.h_sum = h if self.h_sum is None else self.h_sum + h
+        self.n += flat.shape[0]
+
+    def total(self):
+        if self.handle is not None:
+            self.handle.remove()
+        return self.direct if self.h_sum is None else self.direct + self._head_sum(self.h_sum, self.n)
+
+
 def _count_tokens(text_path, tok, V) -> np.ndarray:
     counts = np.zeros(V, dtype=np.int64)
     with open(text_path, encoding="utf-8") as f:
@@ -120,7 +168,7 @@ def audit(model, text, *, freq_text=None, context: int | None = None, batch_size
     V = emb.shape[0] if out_emb is None else out_emb.weight.shape[0]
     sums = torch.zeros(V, dtype=torch.float64, device=device)
     counts = torch.zeros(V, dtype=torch.int64, device=device)
-    logit_sum = torch.zeros(V, dtype=torch.float64, device=device)
+    logit_sum = _MeanLogit(lm, V, device)
     bf16 = device.type == "cuda"
     bar = tqdm(desc="audit", unit="tok", unit_scale=True, disable=not progress)
     t0 = time.perf_counter()
@@ -134,7 +182,7 @@ def audit(model, text, *, freq_text=None, context: int | None = None, batch_size
         flat = logits.float().reshape(y.numel(), -1)  # (bT, V)
         sums.index_add_(0, y, F.cross_entropy(flat, y, reduction="none").double())
         counts.index_add_(0, y, torch.ones_like(y))
-        logit_sum += flat.sum(0, dtype=torch.float64)
+        logit_sum.add(flat)
         bar.update(y.numel())
     bar.close()
     elapsed = time.perf_counter() - t0
@@ -146,7 +194,7 @@ def audit(model, text, *, freq_text=None, context: int | None = None, batch_size
         raise ValueError(f"freq_text={str(freq_path)!r} encodes to no tokens")
     pi = counts_freq / counts_freq.sum()
     sums_np, counts_np = sums.cpu().numpy(), counts.cpu().numpy()
-    mean_logit = (logit_sum / n).cpu().numpy()
+    mean_logit = (logit_sum.total() / n).cpu().numpy()
     slope, intercept = _offset_fit(mean_logit, pi)
     unemb = None if out_emb is None or out_emb.weight is emb else out_emb.weight.norm(dim=1).float().cpu().numpy()
     pos = pi[pi > 0]
