@@ -174,7 +174,10 @@ def audit(model, text, *, freq_text=None, context: int | None = None, batch_size
     t0 = time.perf_counter()
     stream_counts = torch.zeros(V, dtype=torch.int64)  # (V,) every token of the evaluated windows
     for w in _windows(text, tok, T, batch_size, max_tokens):
-        stream_counts += torch.bincount(w.view(-1), minlength=V)[:V]
+        if int(w.max()) >= V:
+            raise ValueError(f"the tokenizer of {str(model)!r} produced id {int(w.max())}, beyond the model's "
+                             f"vocabulary of {V}")
+        stream_counts += torch.bincount(w.view(-1), minlength=V)  # (V,)
         w = w.to(device, non_blocking=True)  # (b, T+1)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = logits_of(lm, w[:, :-1])  # (b, T, V)
