@@ -1,0 +1,269 @@
+"""Audit of an existing causal LM: what did weight decay do to its rare tokens?
+
+``audit(model, text)`` streams ``text`` through any Hugging Face causal LM (a local directory
+with its tokenizer, or a hub name when online) in windows of the model's context and reports:
+held-out per-token loss by frequency bucket (frequencies π counted on the evaluated windows
+of ``text``, or on all of ``freq_text``, e.g. the training corpus); aggregate against token-balanced loss; embedding and
+unembedding row norms against π (decayed rows of rare tokens shrink, T4: ‖w_v‖ ≤ 2π_v R/λ
+under L2); the mean logit offset against log π (T1: without decay a bias-like logit offset
+equals log π up to a constant, decay flattens it, slope < 1); and the share of the vocabulary
+seen less than once per batch of ``batch_tokens`` tokens (T3's line under AdamW).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..sim.devices import resolve_device
+from .losses import logits_of, loss_summary
+from .tokenizer import check_text_file
+
+__all__ = ["AuditResult", "audit", "load_causal_lm", "write_audit_report"]
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "tokenizer_config.json")
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    model: str
+    n_tokens: int  # targets evaluated
+    context: int
+    token_probs: np.ndarray  # (V,) frequencies of the frequency text
+    sums: np.ndarray  # (V,) Σ CE per target id
+    counts: np.ndarray  # (V,)
+    summary: dict  # loss_summary: aggregate, token_balanced, bucket_loss, ...
+    embedding_norms: np.ndarray  # (V,)
+    unembedding_norms: np.ndarray | None  # (V,); None when tied to the embedding
+    mean_logit: np.ndarray  # (V,) logits averaged over every evaluated position
+    offset_slope: float
+    offset_intercept: float
+    batch_tokens: int
+    below_one_per_batch: float
+    tokens_per_s: float
+
+
+def load_causal_lm(model, device="cpu"):
+    """(model in eval mode, fast tokenizer) from a local directory or a hub name."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(model)
+    local = path.exists()
+    if not local and (str(model).startswith((".", "/", "~")) or str(model).count("/") > 1):
+        raise FileNotFoundError(f"model: no such directory: {str(model)!r}")
+    if local:
+        if not path.is_dir():
+            raise ValueError(f"model must be a directory holding a Hugging Face model, got a file: {str(model)!r}")
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"model directory {str(model)!r} has no config.json (not a Hugging Face model)")
+        if not any((path / f).is_file() for f in _TOKENIZER_FILES):
+            raise FileNotFoundError(f"model directory {str(model)!r} has no tokenizer (none of "
+                                    f"{', '.join(_TOKENIZER_FILES)}); save one with tokenizer.save_pretrained")
+    tok = AutoTokenizer.from_pretrained(str(model))
+    if not getattr(tok, "is_fast", False):
+        raise ValueError(f"the tokenizer of {str(model)!r} has no fast version")
+    lm = AutoModelForCausalLM.from_pretrained(str(model)).to(device).eval()
+    return lm, tok
+
+
+def _windows(text_path, tok, context, batch_size, max_tokens):
+    """Yield (batch (b, context+1) int64, new ids) from the text, encoded line by line."""
+    buf: list[int] = []
+    need = batch_size * (context + 1)
+    used = 0
+    with open(text_path, encoding="utf-8") as f:
+        while lines := f.readlines(1 << 18):
+            for ids in tok(lines, add_special_tokens=False)["input_ids"]:
+                buf.extend(ids)
+            while len(buf) >= need and (max_tokens is None or used < max_tokens):
+                chunk, buf = buf[:need], buf[need:]
+                used += need
+                yield torch.tensor(chunk, dtype=torch.int64).view(batch_size, context + 1)
+            if max_tokens is not None and used >= max_tokens:
+                return
+    n = len(buf) // (context + 1)
+    if n and (max_tokens is None or used < max_tokens):
+        yield torch.tensor(buf[: n * (context + 1)], dtype=torch.int64).view(n, context + 1)
+
+
+class _MeanLogit:
+    """Σ over positions of the logits. When the logits are the output layer applied to the last
+    hidden state (z = W h + b, checked on the first batch against the logits themselves), the
+    sum is W (Σ h) + n b: a (d,) running sum instead of a pass over (positions × V) logits;
+    otherwise (soft-capped or scaled logits) the logits are summed directly."""
+
+    def __init__(self, lm, V, device):
+        self.head = lm.get_output_embeddings()
+        self.linear = isinstance(self.head, torch.nn.Linear)
+        self.checked = False
+        self.h_sum = None
+        self.n = 0
+        self.direct = torch.zeros(V, dtype=torch.float64, device=device)  # (V,)
+        self._h = None
+        self.handle = self.head.register_forward_hook(self._hook) if self.linear else None
+
+    def _hook(self, module, inputs, output):
+        self._h = inputs[0].detach()  # (b, T, d)
+
+    def _head_sum(self, h_sum, n):
+        b = self.head.bias
+        z = self.head.weight.double() @ h_sum  # (V,)
+        return z if b is None else z + n * b.double()
+
+    def add(self, flat):
+        """``flat`` (positions, V): this batch's logits."""
+        if not self.linear:
+            self.direct += flat.sum(0).double()
+            return
+        h = self._h.reshape(-1, self._h.shape[-1]).sum(0).double()  # (d,)
+        if not self.checked:
+            direct = flat.sum(0).double()
+            if not torch.allclose(self._head_sum(h, flat.shape[0]), direct, rtol=1e-3,
+                                  atol=1e-3 * float(direct.abs().max()) + 1e-6):
+                self.linear = False
+                self.handle.remove()
+                self.direct += direct
+                return
+            self.checked = True
+        self.h_sum = h if self.h_sum is None else self.h_sum + h
+        self.n += flat.shape[0]
+
+    def total(self):
+        if self.handle is not None:
+            self.handle.remove()
+        return self.direct if self.h_sum is None else self.direct + self._head_sum(self.h_sum, self.n)
+
+
+def _count_tokens(text_path, tok, V) -> np.ndarray:
+    counts = np.zeros(V, dtype=np.int64)
+    with open(text_path, encoding="utf-8") as f:
+        while lines := f.readlines(1 << 20):
+            for ids in tok(lines, add_special_tokens=False)["input_ids"]:
+                counts += np.bincount(np.asarray(ids, dtype=np.int64), minlength=V)[:V]
+    return counts
+
+
+@torch.no_grad()
+def audit(model, text, *, freq_text=None, context: int | None = None, batch_size: int = 8,
+          batch_tokens: int = 500_000, max_tokens: int | None = None, device="auto", scheme: str = "log3",
+          progress: bool = True) -> AuditResult:
+    """Stream ``text`` through ``model`` (see the module docstring) and measure."""
+    from tqdm.auto import tqdm
+
+    text = check_text_file(text, "text")
+    freq_path = check_text_file(freq_text, "freq_text") if freq_text is not None else None
+    device = resolve_device(device)
+    lm, tok = load_causal_lm(model, device)
+    n_pos = getattr(lm.config, "max_position_embeddings", None) or getattr(lm.config, "n_positions", 1024)
+    T = int(context or min(n_pos, 1024))
+    if T > n_pos:
+        raise ValueError(f"context={T} exceeds the model's {n_pos} positions")
+    emb = lm.get_input_embeddings().weight
+    out_emb = lm.get_output_embeddings()
+    V = emb.shape[0] if out_emb is None else out_emb.weight.shape[0]
+    sums = torch.zeros(V, dtype=torch.float64, device=device)
+    counts = torch.zeros(V, dtype=torch.int64, device=device)
+    logit_sum = _MeanLogit(lm, V, device)
+    bf16 = device.type == "cuda"
+    bar = tqdm(desc="audit", unit="tok", unit_scale=True, disable=not progress)
+    t0 = time.perf_counter()
+    stream_counts = torch.zeros(V, dtype=torch.int64)  # (V,) every token of the evaluated windows
+    for w in _windows(text, tok, T, batch_size, max_tokens):
+        if int(w.max()) >= V:
+            raise ValueError(f"the tokenizer of {str(model)!r} produced id {int(w.max())}, beyond the model's "
+                             f"vocabulary of {V}")
+        stream_counts += torch.bincount(w.view(-1), minlength=V)  # (V,)
+        w = w.to(device, non_blocking=True)  # (b, T+1)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = logits_of(lm, w[:, :-1])  # (b, T, V)
+        y = w[:, 1:].reshape(-1)  # (bT,)
+        flat = logits.float().reshape(y.numel(), -1)  # (bT, V)
+        sums.index_add_(0, y, F.cross_entropy(flat, y, reduction="none").double())
+        counts.index_add_(0, y, torch.ones_like(y))
+        logit_sum.add(flat)
+        bar.update(y.numel())
+    bar.close()
+    elapsed = time.perf_counter() - t0
+    n = int(counts.sum())
+    if n == 0:
+        raise ValueError(f"text={str(text)!r} is shorter than one window of context + 1 = {T + 1} tokens")
+    counts_freq = stream_counts.numpy() if freq_path is None else _count_tokens(freq_path, tok, V)
+    if counts_freq.sum() == 0:
+        raise ValueError(f"freq_text={str(freq_path)!r} encodes to no tokens")
+    pi = counts_freq / counts_freq.sum()
+    sums_np, counts_np = sums.cpu().numpy(), counts.cpu().numpy()
+    mean_logit = (logit_sum.total() / n).cpu().numpy()
+    slope, intercept = _offset_fit(mean_logit, pi)
+    unemb = None if out_emb is None or out_emb.weight is emb else out_emb.weight.norm(dim=1).float().cpu().numpy()
+    pos = pi[pi > 0]
+    return AuditResult(str(model), n, T, pi, sums_np, counts_np, loss_summary(sums_np, counts_np, pi, scheme=scheme),
+                       emb.norm(dim=1).float().cpu().numpy(), unemb, mean_logit, slope, intercept,
+                       int(batch_tokens), float((pos * batch_tokens < 1).mean()), n / elapsed)
+
+
+def _offset_fit(mean_logit, pi):
+    """Least-squares slope and intercept of the centred mean logit on centred log π (π > 0)."""
+    seen = pi > 0
+    x = np.log(pi[seen]) - np.log(pi[seen]).mean()
+    y = mean_logit[seen] - mean_logit[seen].mean()
+    if seen.sum() < 2 or np.ptp(x) == 0:
+        return float("nan"), float("nan")
+    slope, intercept = np.polyfit(x, y, 1)
+    return float(slope), float(intercept)
+
+
+def write_audit_report(res: AuditResult, out) -> Path:
+    """report.md with the numbers and three figures (bucket loss, row norms, logit offset)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from ..plot import use_style
+    from .plots import (
+        bucket_loss_bars,
+        logit_offset_vs_log_frequency,
+        row_norms_vs_frequency,
+    )
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    use_style()
+    s = res.summary
+    bl = np.array(s["bucket_loss"], dtype=float)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    bucket_loss_bars(axes[0], bl, s["bucket_types"], aggregate=s["aggregate"], balanced=s["token_balanced"])
+    norms = {"embedding": res.embedding_norms} if res.unembedding_norms is None else {
+        "embedding": res.embedding_norms, "unembedding": res.unembedding_norms}
+    row_norms_vs_frequency(axes[1], res.token_probs, norms)
+    seen = res.token_probs > 0
+    lp = np.log(res.token_probs[seen])
+    logit_offset_vs_log_frequency(axes[2], lp - lp.mean(), res.mean_logit[seen] - res.mean_logit[seen].mean(),
+                                  res.offset_slope, res.offset_intercept)
+    fig.tight_layout()
+    fig.savefig(out / "audit.png")
+    plt.close(fig)
+    rows = "\n".join(f"| {b} | {n} | {t} | {'–' if not np.isfinite(v) else f'{v:.3f}'} |"
+                     for b, (n, t, v) in enumerate(zip(s["bucket_types"], s["bucket_tokens"], bl)))
+    md = f"""# Audit of {res.model}
+
+{res.n_tokens:,} target tokens in windows of {res.context}; {res.tokens_per_s:,.0f} tokens/s.
+
+- aggregate loss {s['aggregate']:.4f} nats, token-balanced loss {s['token_balanced']:.4f} nats
+  ({s['n_types_evaluated']} token types evaluated)
+- mean logit offset against log π: slope {res.offset_slope:.3f} (1 = the unigram prior log π; decay flattens it)
+- vocabulary types seen less than once per batch of {res.batch_tokens:,} tokens: {res.below_one_per_batch:.1%}
+
+| bucket | token types | target tokens | loss (nats) |
+|---|---:|---:|---:|
+{rows}
+
+![bucket loss, row norms, logit offset](audit.png)
+"""
+    (out / "report.md").write_text(md)
+    return out / "report.md"

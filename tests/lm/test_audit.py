@@ -1,0 +1,69 @@
+"""The audit on a tiny randomly initialised GPT-2 saved to disk with its tokenizer."""
+
+import numpy as np
+import pytest
+import torch
+
+from imbalance.lm.audit import audit, write_audit_report
+from imbalance.lm.model import GPTConfig, build_gpt
+
+CONTEXT = 32
+
+
+@pytest.fixture(scope="module")
+def model_dir(tokenizer, tmp_path_factory):
+    from transformers import PreTrainedTokenizerFast
+
+    path = tmp_path_factory.mktemp("gpt2-tiny")
+    build_gpt(GPTConfig(512, layers=2, width=64, heads=4, context=CONTEXT, tied=False), seed=5).save_pretrained(path)
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer).save_pretrained(path)
+    return path
+
+
+def test_audit_matches_the_models_own_loss(model_dir, corpus_file, tokenizer, tmp_path):
+    """On the first 40 windows of the text: the per-token sums equal a float64 log-softmax
+    gathered at the targets and summed by token id with a dense one-hot product (float32 forward:
+    agreement to ~1e-6 relative); the mean logit and the row norms equal a direct computation;
+    the counts are the targets of those windows; π is counted on those windows, or on a whole
+    ``freq_text``."""
+    from transformers import AutoModelForCausalLM
+
+    res = audit(model_dir, corpus_file, context=CONTEXT, batch_size=4, max_tokens=4 * 33 * 10, device="cpu",
+                progress=False)
+    lines = corpus_file.read_text().splitlines(keepends=True)
+    ids = [t for line in lines for t in tokenizer.encode(line, add_special_tokens=False).ids]
+    w = torch.tensor(ids[: 40 * (CONTEXT + 1)]).view(40, CONTEXT + 1)
+    lm = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    with torch.no_grad():
+        logits = lm(input_ids=w[:, :-1]).logits.double()  # (40, T, V)
+    nll = -torch.log_softmax(logits, -1).gather(-1, w[:, 1:, None])[..., 0]  # (40, T)
+    onehot = torch.nn.functional.one_hot(w[:, 1:], 512).double()  # (40, T, V)
+    ref_sums = torch.einsum("nt,ntv->v", nll, onehot).numpy()  # (V,)
+    assert res.n_tokens == 40 * CONTEXT
+    np.testing.assert_array_equal(res.counts, onehot.sum((0, 1)).numpy())
+    np.testing.assert_allclose(res.sums, ref_sums, rtol=1e-5, atol=1e-5)
+    assert res.summary["aggregate"] == pytest.approx(nll.mean().item(), rel=1e-6)
+    np.testing.assert_allclose(res.mean_logit, logits.mean((0, 1)).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(res.unembedding_norms, lm.lm_head.weight.detach().norm(dim=1).numpy(), rtol=1e-6)
+    counts = np.bincount(w.ravel().numpy(), minlength=512)  # π: every token of the evaluated windows
+    np.testing.assert_allclose(res.token_probs, counts / counts.sum())
+    whole = audit(model_dir, corpus_file, freq_text=corpus_file, context=CONTEXT, batch_size=4, max_tokens=4 * 33,
+                  device="cpu", progress=False)
+    counts = np.bincount(np.array(ids), minlength=512)  # π from a whole frequency text
+    np.testing.assert_allclose(whole.token_probs, counts / counts.sum())
+    report = write_audit_report(res, tmp_path / "audit")
+    assert "token-balanced" in report.read_text() and (tmp_path / "audit" / "audit.png").stat().st_size > 0
+
+
+def test_audit_bad_input(model_dir, corpus_file, tmp_path):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "config.json").write_text((model_dir / "config.json").read_text())
+    with pytest.raises(FileNotFoundError, match="has no tokenizer"):
+        audit(bare, corpus_file, device="cpu", progress=False)
+    with pytest.raises(FileNotFoundError, match="no such directory"):
+        audit(tmp_path / "nowhere", corpus_file, device="cpu", progress=False)
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        audit(model_dir, tmp_path / "missing.txt", device="cpu", progress=False)
+    with pytest.raises(ValueError, match="exceeds the model's 32 positions"):
+        audit(model_dir, corpus_file, context=64, device="cpu", progress=False)
