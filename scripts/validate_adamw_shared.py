@@ -34,7 +34,7 @@ def seed_init(model, task, seed):
 
 
 def run(V=16, width=8, s=1.1, alpha=0.7, lams=(0.1, 0.2, 0.4), batch_sizes=(8, 64), seeds=(0, 1, 2),
-        steps=30_000, lr=1e-2, init_scale=0.1):
+        steps=20_000, lr=1e-2, init_scale=0.1):
     task = BigramTask.stochastic_zipf(V, s, alpha)
     model = FactoredBigram(width=width, init_scale=init_scale)
     pi = task.token_probs
@@ -107,7 +107,7 @@ def print_table(rows):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--steps", type=int, default=30_000)
+    ap.add_argument("--steps", type=int, default=20_000)
     ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--width", type=int, default=8)
     ap.add_argument("--json", default=None)
