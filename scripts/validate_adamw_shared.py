@@ -9,7 +9,8 @@ last quarter of the run), the AdamW prediction (mean over the same seeds' inits)
 optimum (the convex T7 optimum; it is the L2 optimum of the factored model only when the width
 d ≥ V, so at smaller width it is a reference, not a prediction), with relative errors; also the rare-minus-frequent gap for both optimisers.
 
-Run: ``python scripts/validate_adamw_shared.py [--steps N] [--lr LR] [--json OUT]``.
+Run: ``python scripts/validate_adamw_shared.py [--steps N] [--lr LR] [--json OUT] [--ufm]``
+(``--ufm``: the UFM, i.e. the factored model on ``ufm_counts`` of 16 Zipf(1.1) classes).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import torch
 from imbalance import metrics
 from imbalance.sim import BigramTask, FactoredBigram, sweep
 from imbalance.theory import factored_bigram_equilibrium
-from imbalance.theory.adamw_shared import factored_bigram_adamw_equilibrium
+from imbalance.theory.adamw_shared import factored_bigram_adamw_equilibrium, ufm_counts
+from imbalance.zipf import zipf_pmf
 
 
 def seed_init(model, task, seed):
@@ -34,8 +36,8 @@ def seed_init(model, task, seed):
 
 
 def run(V=16, width=8, s=1.1, alpha=0.7, lams=(0.1, 0.2, 0.4), batch_sizes=(8, 64), seeds=(0, 1, 2),
-        steps=30_000, lr=1e-2, init_scale=0.1):
-    task = BigramTask.stochastic_zipf(V, s, alpha)
+        steps=20_000, lr=1e-2, init_scale=0.1, ufm=False):
+    task = BigramTask(ufm_counts(zipf_pmf(V, s))) if ufm else BigramTask.stochastic_zipf(V, s, alpha)
     model = FactoredBigram(width=width, init_scale=init_scale)
     pi = task.token_probs
     l2 = factored_bigram_equilibrium(task.counts, np.array(lams), np.array(lams)).loss_per_token  # (L, V)
@@ -68,6 +70,24 @@ def run(V=16, width=8, s=1.1, alpha=0.7, lams=(0.1, 0.2, 0.4), batch_sizes=(8, 6
     return rows
 
 
+def batch_size_gap(V=16, width=8, s=1.1, alpha=0.7, lam=0.2, batch_sizes=(4, 16, 64, 256), seed=0,
+                   init_scale=0.1):
+    """Theory only: rare-minus-frequent bucket gap of the AdamW equilibrium against B at fixed λ,
+    next to the L2 (T7) gap, which does not depend on B."""
+    task = BigramTask.stochastic_zipf(V, s, alpha)
+    model = FactoredBigram(width=width, init_scale=init_scale)
+    init = seed_init(model, task, seed)
+    pi = task.token_probs
+    l2 = factored_bigram_equilibrium(task.counts, lam, lam).loss_per_token
+    out = []
+    for B in batch_sizes:
+        eq = factored_bigram_adamw_equilibrium(task.counts, lam, init=init, batch_size=B)
+        _, b = metrics.bucket_loss(eq.loss_per_token, pi)
+        out.append(dict(B=B, gap=float(b[-1] - b[0]), residual=eq.residual, aggregate=eq.aggregate_loss))
+    _, b2 = metrics.bucket_loss(l2, pi)
+    return out, float(b2[-1] - b2[0])
+
+
 def print_table(rows):
     print("| B | λ | bucket | sim (±95% CI) | AdamW theory | err | L2 (T7) | err | SGD sim |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -89,13 +109,22 @@ def print_table(rows):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--steps", type=int, default=30_000)
+    ap.add_argument("--steps", type=int, default=20_000)
     ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--width", type=int, default=8)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--batch-question", action="store_true", help="only the theory gap against B")
+    ap.add_argument("--ufm", action="store_true", help="the UFM (one feature per class, Zipf(1.1) classes)")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    rows = run(steps=a.steps, lr=a.lr, width=a.width)
+    if a.batch_question:
+        out, gap_l2 = batch_size_gap(width=a.width)
+        print("| B | AdamW gap (theory) | residual | aggregate loss |\n|---|---|---|---|")
+        for o in out:
+            print(f"| {o['B']} | {o['gap']:.4f} | {o['residual']:.1e} | {o['aggregate']:.4f} |")
+        print(f"L2 (T7, any B) gap: {gap_l2:.4f}")
+        return
+    rows = run(steps=a.steps, lr=a.lr, width=a.width, ufm=a.ufm)
     print_table(rows)
     if a.json:
         with open(a.json, "w") as f:

@@ -49,8 +49,8 @@ def per_sample_gradients(W, e):
     out = []
     for y in range(W.shape[0]):
         loss = lse - z[y]
-        gW = sp.Matrix(W.shape[0], W.shape[1], lambda j, k: sp.diff(loss, W[j, k]))
-        ge = sp.Matrix(e.shape[0], 1, lambda k, _: sp.diff(loss, e[k]))
+        gW = sp.Matrix(W.shape[0], W.shape[1], lambda j, k, f=loss: sp.diff(f, W[j, k]))
+        ge = sp.Matrix(e.shape[0], 1, lambda k, _, f=loss: sp.diff(f, e[k]))
         out.append((gW, ge))
     return out
 
@@ -118,5 +118,7 @@ def full_batch_ratio_limit():
     (1, -1)
     """
     a, s2 = sp.symbols("a s2", positive=True)
-    ratio = lambda mean: mean / sp.sqrt(minibatch_second_moment().subs({G: mean, G2: mean**2 + s2}))  # noqa: E731
+    def ratio(mean):
+        return mean / sp.sqrt(minibatch_second_moment().subs({G: mean, G2: mean**2 + s2}))
+
     return sp.limit(ratio(a), B, sp.oo), sp.limit(ratio(-a), B, sp.oo)

@@ -1,5 +1,6 @@
 """Exact equilibria of imbalanced softmax models (numpy/scipy; never imports sim)."""
 
+from .adamw_shared import SharedAdamWEquilibrium, factored_bigram_adamw_equilibrium, ufm_adamw_equilibrium
 from .bigram import AdjustedLoss, BigramEquilibrium, bigram_equilibrium
 from .collapse import (AllCollapse, factored_collapse_frequency, ufm_all_collapse, ufm_collapse_frequency)
 from .fair_decay import FairMarginLaw, fair_bigram_equilibrium, fair_margin_law, row_decay_scale
@@ -25,4 +26,5 @@ __all__ = [
     "fair_margin_law", "FairMarginLaw", "fair_bigram_equilibrium", "row_decay_scale",
     "bigram_trajectory", "BigramTrajectory", "factored_gd_trajectory", "FactoredTrajectory",
     "loss_split", "sweep_loss_split", "LossSplit",
+    "factored_bigram_adamw_equilibrium", "ufm_adamw_equilibrium", "SharedAdamWEquilibrium",
 ]

@@ -1,0 +1,128 @@
+"""AdamW equilibrium of the factored bigram LM / UFM (T10) against independent computations:
+stationarity rebuilt from enumerated per-sample gradients (not the closed forms), a generic
+least-squares solve of that raw system, the KKT conditions of the ℓ∞-box problem (full batch,
+small ε, with the loss gradient from finite differences), and a short AdamW simulation."""
+
+import numpy as np
+import pytest
+import scipy.optimize
+import torch
+
+from imbalance.sim import BigramTask, FactoredBigram, sweep
+from imbalance.theory.adamw_shared import factored_bigram_adamw_equilibrium, ufm_adamw_equilibrium, ufm_counts
+
+COUNTS = np.array([[6.0, 2, 1, 0], [1, 4, 0, 1], [0, 1, 3, 1], [2, 0, 0, 1]])
+
+
+def _init(seed, V=4, C=4, d=2, scale=0.3):
+    rng = np.random.default_rng(seed)
+    return scale * rng.normal(size=(V, d)), scale * rng.normal(size=(C, d))
+
+
+def _raw_stationarity(theta, counts, lam, B, eps, V, d):
+    """F from per-sample gradients enumerated pair by pair (numpy, no closed-form moments)."""
+    W, E = theta[:V * d].reshape(V, d), theta[V * d:].reshape(-1, d)
+    J = counts / counts.sum()
+    m, s = np.zeros_like(theta), np.zeros_like(theta)
+    for x, y in zip(*np.nonzero(J)):
+        z = W @ E[x]
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        dz = p - np.eye(V)[y]  # ∂CE/∂z
+        gW = np.zeros_like(W)
+        gW += np.outer(dz, E[x])
+        gE = np.zeros_like(E)
+        gE[x] = W.T @ dz
+        G = np.concatenate([gW.ravel(), gE.ravel()])
+        m += J[x, y] * G
+        s += J[x, y] * G * G
+    v = m * m if B is None else s / B + (1 - 1 / B) * m * m
+    return m / (np.sqrt(v) + eps) + lam * theta
+
+
+@pytest.mark.parametrize("B", [4, 32])
+def test_certificate_holds_for_the_raw_stationarity_system(B):
+    lam, W0, E0 = 0.5, *_init(0)
+    eq = factored_bigram_adamw_equilibrium(COUNTS, lam, init=(W0, E0), batch_size=B)
+    theta = np.concatenate([eq.W.ravel(), eq.E.T.ravel()])
+    raw = _raw_stationarity(theta, COUNTS, lam, B, 1e-8, 4, 2)
+    assert eq.residual < 1e-9
+    assert np.abs(raw).max() < 1e-9
+    # a generic least-squares solve of the raw system, from a perturbed start, returns to this root
+    rng = np.random.default_rng(1)
+    ls = scipy.optimize.least_squares(lambda t: _raw_stationarity(t, COUNTS, lam, B, 1e-8, 4, 2),
+                                      theta + 1e-3 * rng.normal(size=theta.size), xtol=1e-15, ftol=1e-15, gtol=1e-15)
+    assert np.abs(ls.fun).max() < 1e-9
+    np.testing.assert_allclose(ls.x, theta, atol=1e-6)
+
+
+def _loss(theta, counts, V, d):
+    W, E = theta[:V * d].reshape(V, d), theta[V * d:].reshape(-1, d)
+    Z = E @ W.T
+    lse = np.log(np.exp(Z - Z.max(1, keepdims=True)).sum(1)) + Z.max(1)
+    J = counts / counts.sum()
+    return float((J * (lse[:, None] - Z)).sum())
+
+
+@pytest.mark.parametrize("lam", [0.5, 3.0])
+def test_full_batch_is_an_eps_kkt_point_of_the_linf_box(lam):
+    """Xie & Li (2024, arXiv 2404.04454): full batch, ε → 0, AdamW fixed points are KKT points of
+    min L s.t. ‖θ‖_∞ ≤ 1/λ. With ε > 0, F = 0 reads |∂_i L| (1 − λ|θ_i|) = ε λ |θ_i| with
+    θ_i ∂_i L ≤ 0: the KKT conditions with multiplier ε λ|θ_i|/(1 − λ|θ_i|) → 0 off the box.
+    Checked with ∂L by central differences of the raw loss (relative error ≲ 1e-6)."""
+    eps = 1e-3
+    eq = factored_bigram_adamw_equilibrium(COUNTS, lam, init=_init(2), batch_size=None, eps=eps)
+    assert eq.residual < 1e-9
+    theta = np.concatenate([eq.W.ravel(), eq.E.T.ravel()])
+    h = 1e-6
+    grad = np.array([(_loss(theta + h * e, COUNTS, 4, 2) - _loss(theta - h * e, COUNTS, 4, 2)) / (2 * h)
+                     for e in np.eye(theta.size)])
+    slack = 1 - lam * np.abs(theta)
+    assert slack.min() > 0  # inside the box
+    assert np.all(theta * grad < 0)
+    np.testing.assert_allclose(np.abs(grad) * slack, eps * lam * np.abs(theta), rtol=1e-4)
+    if lam == 3.0:  # the unconstrained fit lies outside this box: some coordinates press on it
+        assert slack.min() < 0.05
+
+
+def test_ufm_is_the_factored_model_on_diagonal_counts():
+    pi = np.array([0.5, 0.3, 0.2])
+    W0, H0 = _init(3, V=3, C=3)
+    a = ufm_adamw_equilibrium(pi, 0.5, init=(W0, H0), batch_size=8)
+    assert a.residual < 1e-9
+    # a UFM class loss is −log p_k(h_k): recompute from the returned factors
+    Z = (a.E.T @ a.W.T)
+    lp = Z - np.log(np.exp(Z).sum(1, keepdims=True))
+    np.testing.assert_allclose(a.loss_per_token, -np.diag(lp), rtol=1e-12)
+    assert ufm_counts(pi, 2).shape == (6, 3)
+
+
+def test_short_adamw_simulation_lands_on_the_prediction():
+    """4 seeds of AdamW (lr 1e-2, 6,000 steps = 30/λ of flow time, iterate average of the last
+    2,000) from the sweep's own initialisations. Tolerance per token: 3 seed standard errors plus a
+    stated 2 % bias allowance for finite lr (the stationary noise of T3)."""
+    lam, B, seeds = 0.5, 16, (0, 1, 2, 3)
+    task = BigramTask(COUNTS)
+    model = FactoredBigram(width=2, init_scale=0.3)
+    res = sweep(task, [lam], model=model, optimizer="adamw", steps=6000, batch_size=B, lr=1e-2, seeds=seeds,
+                average_last=2000, progress=False, eval_every=6000)
+    sim = res.loss_per_token_avg[0]  # (S, V)
+    pred = []
+    for s in seeds:
+        p = model.init(task, [torch.Generator().manual_seed(s)], torch.float64)
+        eq = factored_bigram_adamw_equilibrium(COUNTS, lam, init=(p["W"][0].numpy(), p["E"][0].numpy()),
+                                               batch_size=B)
+        assert eq.residual < 1e-8
+        pred.append(eq.loss_per_token)
+    pred = np.mean(pred, 0)
+    se = sim.std(0, ddof=1) / np.sqrt(len(seeds))
+    np.testing.assert_array_less(np.abs(sim.mean(0) - pred), 3 * se + 0.02 * pred)
+
+
+@pytest.mark.parametrize("kw, name", [({"lam": -1.0}, "lam"), ({"init": (np.zeros((3, 2)), np.zeros((4, 2)))}, "init"),
+                                      ({"batch_size": 0}, "batch_size"), ({"polish": "newton"}, "polish"),
+                                      ({"eps": -1.0}, "eps")])
+def test_bad_input_names_the_parameter(kw, name):
+    args = {"lam": 0.5, "init": _init(0), **kw}
+    with pytest.raises(ValueError, match=name):
+        factored_bigram_adamw_equilibrium(COUNTS, args.pop("lam"), **args)
