@@ -18,8 +18,12 @@ from hypothesis import strategies as st
 
 from imbalance.testing.strategies import frequency_vectors
 from imbalance.theory import factored_bigram_equilibrium, ufm_equilibrium
-from imbalance.theory.collapse import (factored_collapse_frequency, minority_collapse_threshold, ufm_all_collapse,
-                                       ufm_collapse_frequency)
+from imbalance.theory.collapse import (
+    factored_collapse_frequency,
+    minority_collapse_threshold,
+    ufm_all_collapse,
+    ufm_collapse_frequency,
+)
 from imbalance.theory.ufm import two_group_pi
 
 SIDES = ((0.99, False), (1.01, True))
