@@ -11,7 +11,7 @@ from __future__ import annotations
 import sympy as sp
 
 from ._common import check_size
-from .ufm import lam_H, lam_W, scalar_variational_identity
+from .ufm import lam_H, scalar_variational_identity
 
 __all__ = ["untied_scalar_identity", "tied_penalty", "lam"]
 

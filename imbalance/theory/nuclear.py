@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+
 from .._validate import as_lams, as_positive, as_positive_int
 from ._lbfgs import lbfgs_steps
 from ._spectral import FULL_SVD_MAX, balance, dual_norm, growth_directions
@@ -94,9 +95,10 @@ class _Problem:
         m = Z.max(axis=1, keepdims=True)
         E = np.exp(Z - m)
         tot = E.sum(axis=1, keepdims=True)
-        lse = (m + np.log(tot))[:, 0]
         P = E / tot
-        f = float(self.w @ lse - self.data @ Z[self.rows, self.cols])
+        # Σ_xv M_xv (m_x − z_xv) + Σ_x w_x log tot_x: no cancellation of two large sums when a
+        # row is nearly certain (then m_x − z_xv is 0 exactly and the loss is log tot_x ≈ tiny)
+        f = float(self.data @ (m[self.rows, 0] - Z[self.rows, self.cols]) + self.w @ np.log(tot[:, 0]))
         G = self.w[:, None] * P
         G[self.rows, self.cols] -= self.data
         return f, P, G
@@ -110,12 +112,12 @@ class _Problem:
             Z *= self.inv_s[:, None]
         if self.bias:
             Z += b[None, :]
-        lin = float(self.data @ Z[self.rows, self.cols])
         m = Z.max(axis=1)
         Z -= m[:, None]
+        gap_t = -Z[self.rows, self.cols]  # m_x − z_xv on the targets, ≥ 0 (see loss_grad)
         np.exp(Z, out=Z)
         tot = Z.sum(axis=1)
-        f = float(self.w @ (m + np.log(tot))) - lin
+        f = float(self.data @ gap_t + self.w @ np.log(tot))
         Z *= (self.w * self.inv_s / tot)[:, None]
         Z[self.rows, self.cols] -= self.data * self.inv_s[self.rows]
         Gy = Z

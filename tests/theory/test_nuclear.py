@@ -115,3 +115,21 @@ def test_clustered_top_of_a_full_rank_optimum():
 
     eq = ufm_equilibrium(np.full(6, 1 / 6), 1.0, 0.037192483224564685, rtol=1e-10)
     assert eq.rel_gap <= 1e-10
+
+
+@pytest.mark.parametrize("pi, lam_w, lam_h", [
+    ([0.999001, 0.000999], 0.0024787521766663585, 0.0011708796207911744),
+    (None, 1e-2, 10 ** -2.5),
+])
+def test_nearly_certain_classes_certify_to_tight_tolerances(pi, lam_w, lam_h):
+    """A class of mass ≈ 1 has loss ≈ 1e-4: f computed as Σ w·lse − Σ M·z cancelled two sums of
+    size ~|z| and L-BFGS stalled at relative gaps 5e-9 / 2e-7 (> rtol). f = Σ M (m − z) + Σ w log tot
+    has no such cancellation; the solve is certified and its dual value is below direct training."""
+    from imbalance.theory.ufm import two_group_pi, ufm_equilibrium
+    from tests.theory._direct import ufm_direct
+
+    pi = np.asarray(pi) if pi is not None else two_group_pi(1, 2, 0.99 * (1 / (lam_w * lam_h) - 2))
+    eq = ufm_equilibrium(pi, lam_w, lam_h, bias=True, rtol=1e-11)
+    assert eq.rel_gap <= 1e-11
+    direct = ufm_direct(pi, lam_w, lam_h, bias=True, seed=0)[0]
+    assert eq.objective - eq.gap <= direct + 1e-15
