@@ -82,7 +82,7 @@ def ufm_section(st: Settings) -> Section:
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for lam in lams:
         cos, nmin, nmaj = minority_cosine(5, 5, R, lam, lam)
-        thr = minority_collapse_threshold(5, 5, lam, lam, rel_precision=1e-2)
+        thr = minority_collapse_threshold(5, 5, lam, lam)
         ax.plot(R, cos, "o-", ms=3, label=f"λ = {lam:g} (collapse at R ≈ {thr:.3g})")
         rows += [dict(lam=lam, ratio=float(r), minority_cosine=float(c), minority_norm=float(a),
                       majority_norm=float(b), collapse_threshold=float(thr)) for r, c, a, b in zip(R, cos, nmin, nmaj)]
