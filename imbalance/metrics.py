@@ -54,6 +54,8 @@ def per_token_loss(ce, targets, vocab_size: int) -> np.ndarray:
     vocab_size = as_positive_int(vocab_size, "vocab_size")
     ce = _real_array(ce, "ce").ravel()
     targets = np.asarray(targets).ravel()
+    if targets.size == 0:
+        targets = targets.astype(np.int64)
     if ce.shape != targets.shape:
         raise ValueError(f"ce and targets must have the same size, got {ce.shape} and {targets.shape}")
     if targets.size and not np.issubdtype(targets.dtype, np.integer):
@@ -138,8 +140,10 @@ def learning_speed(steps, curve) -> np.ndarray:
 
 def mean_ci(x, axis: int = 0, level: float = 0.95):
     """(mean, half-width) of a Student-t confidence interval along ``axis`` (e.g. seeds).
-    NaN samples propagate (a missing measurement is not silently dropped)."""
+    Every sample must be finite: a missing or diverged measurement is an error, not a NaN."""
     x = _real_array(x, "x", min_ndim=1)
+    if not np.isfinite(x).all():
+        raise ValueError(f"x must be finite, got a value {x[~np.isfinite(x)][0]!r}")
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)) or not -x.ndim <= axis < x.ndim:
         raise ValueError(f"axis must be an integer in [-{x.ndim}, {x.ndim}), got axis={_short(axis)}")
     n = x.shape[axis]
@@ -149,8 +153,11 @@ def mean_ci(x, axis: int = 0, level: float = 0.95):
         raise ValueError(f"level must be in (0, 1), got level={_short(level)}")
     import scipy.stats  # imported on use: it is slow to import and most callers never need it
 
-    half = scipy.stats.t.ppf(0.5 + level / 2, n - 1) * x.std(axis, ddof=1) / np.sqrt(n)
-    return x.mean(axis), half
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, half = x.mean(axis), scipy.stats.t.ppf(0.5 + level / 2, n - 1) * x.std(axis, ddof=1) / np.sqrt(n)
+    if not (np.isfinite(mean).all() and np.isfinite(half).all()):
+        raise ValueError("x overflows float64 in its mean or spread; rescale it")
+    return mean, half
 
 
 def expected_calibration_error(confidence, correct, n_bins: int = 15) -> np.ndarray:
