@@ -54,8 +54,10 @@ MARGINS_SGD = BigramRun("sgd", (0.003, 0.01), 1024, 0.5, 6000, seeds=8, bias=0.0
 MARGINS_ADAMW = BigramRun("adamw", (0.5, 1.0), 64, 3e-3, 20000, seeds=8, bias=0.012)
 MARGINS_ADAMW_FAST = BigramRun("adamw", (1.0,), 64, 3e-3, 8000, seeds=4, bias=0.012)
 
-# Stochastic Zipfian bigram, per-bucket loss.
-BUCKETS_SGD = BigramRun("sgd", (0.003, 0.01), 1024, 0.5, 6000, seeds=4, bias=0.005)
+# Stochastic Zipfian bigram, per-bucket loss. Measured (4 seeds): SGD's largest bucket gap is
+# 0.03 % (se 0.01 %) at lr 0.5 and at lr 0.25: bias 0.2 %. The fast and AdamW runs were not
+# re-measured; they keep the deterministic runs' bounds.
+BUCKETS_SGD = BigramRun("sgd", (0.003, 0.01), 1024, 0.5, 6000, seeds=4, bias=0.002)
 BUCKETS_SGD_FAST = BigramRun("sgd", (0.003, 0.01), 1024, 0.5, 3000, seeds=4, bias=0.005)
 BUCKETS_ADAMW = BigramRun("adamw", (0.5, 1.0), 64, 3e-3, 12000, seeds=4, bias=0.012)
 BUCKETS_ADAMW_FAST = BigramRun("adamw", (1.0,), 64, 3e-3, 6000, seeds=4, bias=0.012)

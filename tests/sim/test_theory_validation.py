@@ -78,13 +78,19 @@ def test_stochastic_bigram_buckets(run):
         _check(th, sim, run, f"{run.optimizer} buckets, λ = {run.lams[i]}")
 
 
+# Factored bigram, SGD, lr 0.5, B = 512, 4000 steps, 4 seeds. Measured largest per-bucket gap
+# (tail bucket, λ = 0.01): untied 1.39 % (se 0.18 %) at lr 0.5 and 1.32 % (se 0.24 %) at lr 0.25
+# with twice the steps, so it is not a learning-rate bias; tied 0.29 % (se 0.07 %) and 0.25 %.
+FACTORED_BIAS = {False: 0.015, True: 0.004}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("tied", [False, True])
 def test_factored_bigram_sgd_matches_t7(tied):
     """T7: a factored bigram (E, W both decayed) trained by SGD + L2 reaches the convex
-    nuclear-norm optimum: per-token loss within 2 % in every log3 bucket (width = V, so the
-    factorisation can represent the optimum; the optimum is global although the training
-    objective is not convex)."""
+    nuclear-norm optimum: per-token loss in every log3 bucket within ``FACTORED_BIAS`` plus 4.5
+    seed standard errors (width = V, so the factorisation can represent the optimum; the
+    optimum is global although the training objective is not convex)."""
     from imbalance.sim import FactoredBigram
     from imbalance.sim.validate import compare_factored
 
@@ -95,10 +101,9 @@ def test_factored_bigram_sgd_matches_t7(tied):
                 progress=False)
     c = compare_factored(res, task, tied=tied)
     pi = task.token_probs
+    run = configs.BigramRun("sgd", tuple(lams), 512, 0.5, 4000, seeds=4, bias=FACTORED_BIAS[tied])
     for i in range(len(lams)):
         _, th = bucket_loss(c.theory[i], pi)
         _, sim = bucket_loss(c.sim[i], pi)
         assert len(th) >= 3
-        assert (sim.std(0, ddof=1) / np.sqrt(sim.shape[0]) / th <= 0.02 / 3).all()
-        rel = np.abs(sim.mean(0) - th) / th
-        assert rel.max() < 0.02, (tied, lams[i], rel)
+        _check(th, sim, run, f"factored tied={tied}, λ = {lams[i]}")
