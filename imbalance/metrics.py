@@ -82,7 +82,7 @@ def aggregate_loss(loss_per_token, pi) -> np.ndarray:
 def token_balanced_loss(loss_per_token, pi) -> np.ndarray:
     """(1/|{v: π_v > 0}|) Σ_v ℓ_v: every token type counts once."""
     lpt, _, seen = _loss_and_pi(loss_per_token, pi)
-    return lpt[..., seen].mean(-1)
+    return (lpt[..., seen] / seen.sum()).sum(-1)  # divided first: no overflow for huge losses
 
 
 def bucket_loss(loss_per_token, pi, scheme: str = "log3", n_groups: int = 10, weighting: str = "mass"):
@@ -100,7 +100,7 @@ def bucket_loss(loss_per_token, pi, scheme: str = "log3", n_groups: int = 10, we
     for b in buckets:
         sel = ids == b
         w = pi[sel] if weighting == "mass" else np.ones(sel.sum())
-        out.append((lpt[..., sel] * w).sum(-1) / w.sum())
+        out.append((lpt[..., sel] * (w / w.sum())).sum(-1))
     return buckets, np.stack(out, -1)
 
 
@@ -196,7 +196,8 @@ def marginal_calibration_error(pred_marginal, pi) -> np.ndarray:
     if not np.isfinite(p).all() or (p < 0).any():
         bad = p[~(np.isfinite(p) & (p >= 0))][0]
         raise ValueError(f"pred_marginal must be finite and non-negative, got a value {bad!r}")
-    total = p.sum(-1, keepdims=True)
+    with np.errstate(over="ignore"):
+        total = p.sum(-1, keepdims=True)
     if (total <= 0).any() or not np.isfinite(total).all():
         raise ValueError("pred_marginal must have a positive, finite sum over the token axis, "
                          f"got sums {_short(total)}")
