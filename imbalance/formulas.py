@@ -23,8 +23,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import (as_distribution, as_frequencies, as_lams, as_nonnegative, as_positive, as_positive_int,
-                        as_real_array)
+from ._validate import (
+    as_distribution,
+    as_frequencies,
+    as_lams,
+    as_nonnegative,
+    as_positive,
+    as_positive_int,
+    as_real_array,
+)
 
 __all__ = ["kappa", "adamw_rho", "logit_adjustment", "unigram_small_lambda", "unigram_large_lambda"]
 
