@@ -258,6 +258,12 @@ def _response(items: _Items, lams, r, optimizer, batch_size, eps):
     if optimizer == "sgd":
         return layout, L2Response(kap, layout.q)
     B, q = float(batch_size), layout.q
+    # AdamW logits reach H = r²P/(λ r √β) ~ rρ/λ; past 1e200 the nested bisection on log p cannot
+    # resolve them in float64
+    H = np.max(kap / (r * np.sqrt((P * (1 - P) + B * P * P) / B)))
+    if not H <= 1e200:
+        raise ValueError(f"lam={lams.min()!r} is too small for the AdamW equilibrium in float64: its logits would "
+                         f"reach {H:.3g} (r ρ/λ)")
     return layout, AdamWResponse(c=kap, q=q, A=P * q * (1 - q) / B, beta=(P * (1 - P) + B * P * P) / B, r=r, eps=eps)
 
 

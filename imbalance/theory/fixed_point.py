@@ -163,7 +163,7 @@ class AdamWResponse:
         d = np.clip(d, -1e60, 1e60)  # f has saturated long before; keeps d² finite
         root = np.sqrt(A + beta * d * d)
         den = r * root + eps
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # den² = inf: f' -> 0, its limit
             f = d / den
             df = (r * A + eps * root) / (root * den * den)
         flat = root == 0  # A = 0 and d = 0: rare, patched in place

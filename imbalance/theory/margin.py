@@ -83,10 +83,13 @@ class _AdamWMarginEquation:
         if e == 0:
             return x - 2 * cc / s, np.ones_like(x)
         a, c = _wrong_share(x, self.K)
-        rhs = cc * (a / (s * a + e) + c / (s * c + e))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rhs = cc * (a / (s * a + e) + c / (s * c + e))
         # d/dx [t/(s t + ε')] = ε'/(s t + ε')² · dt/dx, with da/dx = −a(1−a), dc/dx = da/dx/(K−1)
         da = -a * (1 - a)
-        with np.errstate(over="ignore"):  # (s t + ε')² = inf for a huge ε': the term's limit, 0
+        # (s t + ε')² = inf for a huge ε' (the term's limit, 0) or 0 where t underflows (a NaN
+        # derivative: Newton is then refused and bisection acts)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
             drhs = cc * (e / (s * a + e) ** 2 * da + e / (s * c + e) ** 2 * da / (self.K - 1))
         return x - rhs, 1.0 - drhs
 
@@ -118,8 +121,12 @@ def _adamw_law(pi, lams, r, seen, B, eps):
         # has m e^m <= scale·K/ε' and m <= W(scale·K/ε') <= log(1 + scale·K/ε')
         with np.errstate(divide="ignore"):  # scale = 0 (underflow): the margin is 0 and so is the bound
             hi = np.minimum(hi, np.logaddexp(0.0, np.log(scale[seen]) + np.log(K) - np.log(eps_r)))
+
     m[seen] = increasing_root(_AdamWMarginEquation(s[seen], scale[seen], eps_r, K),
                               np.zeros_like(hi), hi * (1 + 1e-12), hi)
+    if eps_r > 0 and m.max() > 708:  # e^{−m} is no longer a normal float64: the equation cannot be resolved
+        raise ValueError(f"margins beyond float64's exp range (m = {m.max():.0f}) for r={r!r}, lam down to "
+                         f"{lams.min()!r}, eps={eps!r}")
     a, c = _wrong_share(m, K)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio_a = a / (s * a + eps_r) if eps_r > 0 else 1.0 / s
