@@ -112,15 +112,18 @@ def _adamw_law(pi, lams, r, seen, B, eps):
     lam2 = lams[:, None]                                       # (L, 1)
     rho = np.broadcast_to(adamw_rho(pi, B), (L, K)).copy()     # (L, K)
     s = np.sqrt(P * (1 + (B - 1) * P) / B)                     # (L, K) √E g² per unit |a|, over r
-    scale = r * P / lam2                                       # (L, K)
+    with np.errstate(over="ignore"):
+        scale = r * P / lam2                                   # (L, K)
+        hi = (2 * r * rho / lam2)[seen]                        # the ε → 0 margin bounds the root
     eps_r = eps / r
     m = np.zeros((L, K))
-    hi = (2 * r * rho / lam2)[seen]                            # the ε → 0 margin bounds the root
     if eps_r > 0:
         # with c = 1/(e^m + K − 1) <= e^{−m} the right side is at most scale·K c/ε', so the root
         # has m e^m <= scale·K/ε' and m <= W(scale·K/ε') <= log(1 + scale·K/ε')
         with np.errstate(divide="ignore"):  # scale = 0 (underflow): the margin is 0 and so is the bound
             hi = np.minimum(hi, np.logaddexp(0.0, np.log(scale[seen]) + np.log(K) - np.log(eps_r)))
+    if not np.isfinite(hi).all():
+        raise ValueError(f"the AdamW margin 2rρ/λ overflows float64 for r={r!r} and lam down to {lams.min()!r}")
 
     m[seen] = increasing_root(_AdamWMarginEquation(s[seen], scale[seen], eps_r, K),
                               np.zeros_like(hi), hi * (1 + 1e-12), hi)
