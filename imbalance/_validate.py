@@ -70,7 +70,8 @@ def allocation(name: str, value):
         raise ValueError(f"{name}={_short(value)} asks for more memory than is available") from None
     except (ValueError, OverflowError) as e:
         text = str(e)
-        if any(k in text.lower() for k in ("maximum allowed", "too big", "too large")) or isinstance(e, OverflowError):
+        if any(k in text.lower() for k in ("maximum allowed", "too big", "too large", "more memory")) \
+                or isinstance(e, OverflowError):
             raise ValueError(f"{name}={_short(value)} is too large to allocate ({text})") from None
         raise
 

@@ -76,6 +76,9 @@ def zipf_transition_matrix(V: int, *, s: float = 1.1, sharpness: float = 3.0, se
     seed = as_positive_int(seed, "seed", minimum=0)
     with allocation("V", V):
         pi = zipf_pmf(V, s)
+        if not (pi > 0).all():
+            raise ValueError(f"s={s!r} makes Zipf(s) underflow to probability 0 for {int((pi == 0).sum())} of "
+                             f"V={V} tokens; use a smaller s")
         logK = beta * np.random.default_rng(seed).standard_normal((V, V))
     logpi = np.log(pi)
     f = np.zeros(V)

@@ -23,8 +23,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import (as_distribution, as_frequencies, as_lams, as_nonnegative, as_positive, as_positive_int,
-                        as_real_array)
+from ._validate import (
+    as_distribution,
+    as_frequencies,
+    as_lams,
+    as_nonnegative,
+    as_positive,
+    as_positive_int,
+    as_real_array,
+)
 
 __all__ = ["kappa", "adamw_rho", "logit_adjustment", "unigram_small_lambda", "unigram_large_lambda"]
 
@@ -50,7 +57,7 @@ def kappa(context_prob, lam, r: float = 1.0) -> np.ndarray:
     P = _probabilities(context_prob, "context_prob")
     lams, scalar = as_lams(lam)
     r = as_positive(r, "r")
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
         out = P[None] * (r * r) / lams.reshape((-1,) + (1,) * P.ndim)
     if not np.isfinite(out).all():
         raise ValueError(f"kappa = P r²/λ overflows float64 for r={r!r} and lam down to {lams.min()!r}")
@@ -126,5 +133,8 @@ def unigram_large_lambda(pi, lam) -> np.ndarray:
     """
     p = as_distribution(pi, "pi")
     lams, scalar = as_lams(lam)
-    out = (p[None] - 1.0 / p.size) / lams[:, None]
+    with np.errstate(over="ignore"):
+        out = (p[None] - 1.0 / p.size) / lams[:, None]
+    if not np.isfinite(out).all():
+        raise ValueError(f"(π − 1/K)/λ overflows float64 for lam down to {lams.min()!r}")
     return out[0] if scalar else out

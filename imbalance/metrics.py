@@ -54,6 +54,8 @@ def per_token_loss(ce, targets, vocab_size: int) -> np.ndarray:
     vocab_size = as_positive_int(vocab_size, "vocab_size")
     ce = _real_array(ce, "ce").ravel()
     targets = np.asarray(targets).ravel()
+    if targets.size == 0:
+        targets = targets.astype(np.int64)
     if ce.shape != targets.shape:
         raise ValueError(f"ce and targets must have the same size, got {ce.shape} and {targets.shape}")
     if targets.size and not np.issubdtype(targets.dtype, np.integer):
@@ -80,7 +82,7 @@ def aggregate_loss(loss_per_token, pi) -> np.ndarray:
 def token_balanced_loss(loss_per_token, pi) -> np.ndarray:
     """(1/|{v: π_v > 0}|) Σ_v ℓ_v: every token type counts once."""
     lpt, _, seen = _loss_and_pi(loss_per_token, pi)
-    return lpt[..., seen].mean(-1)
+    return (lpt[..., seen] / seen.sum()).sum(-1)  # divided first: no overflow for huge losses
 
 
 def bucket_loss(loss_per_token, pi, scheme: str = "log3", n_groups: int = 10, weighting: str = "mass"):
@@ -98,7 +100,7 @@ def bucket_loss(loss_per_token, pi, scheme: str = "log3", n_groups: int = 10, we
     for b in buckets:
         sel = ids == b
         w = pi[sel] if weighting == "mass" else np.ones(sel.sum())
-        out.append((lpt[..., sel] * w).sum(-1) / w.sum())
+        out.append((lpt[..., sel] * (w / w.sum())).sum(-1))
     return buckets, np.stack(out, -1)
 
 
@@ -138,8 +140,10 @@ def learning_speed(steps, curve) -> np.ndarray:
 
 def mean_ci(x, axis: int = 0, level: float = 0.95):
     """(mean, half-width) of a Student-t confidence interval along ``axis`` (e.g. seeds).
-    NaN samples propagate (a missing measurement is not silently dropped)."""
+    Every sample must be finite: a missing or diverged measurement is an error, not a NaN."""
     x = _real_array(x, "x", min_ndim=1)
+    if not np.isfinite(x).all():
+        raise ValueError(f"x must be finite, got a value {x[~np.isfinite(x)][0]!r}")
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)) or not -x.ndim <= axis < x.ndim:
         raise ValueError(f"axis must be an integer in [-{x.ndim}, {x.ndim}), got axis={_short(axis)}")
     n = x.shape[axis]
@@ -149,8 +153,11 @@ def mean_ci(x, axis: int = 0, level: float = 0.95):
         raise ValueError(f"level must be in (0, 1), got level={_short(level)}")
     import scipy.stats  # imported on use: it is slow to import and most callers never need it
 
-    half = scipy.stats.t.ppf(0.5 + level / 2, n - 1) * x.std(axis, ddof=1) / np.sqrt(n)
-    return x.mean(axis), half
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, half = x.mean(axis), scipy.stats.t.ppf(0.5 + level / 2, n - 1) * x.std(axis, ddof=1) / np.sqrt(n)
+    if not (np.isfinite(mean).all() and np.isfinite(half).all()):
+        raise ValueError("x overflows float64 in its mean or spread; rescale it")
+    return mean, half
 
 
 def expected_calibration_error(confidence, correct, n_bins: int = 15) -> np.ndarray:
@@ -189,7 +196,8 @@ def marginal_calibration_error(pred_marginal, pi) -> np.ndarray:
     if not np.isfinite(p).all() or (p < 0).any():
         bad = p[~(np.isfinite(p) & (p >= 0))][0]
         raise ValueError(f"pred_marginal must be finite and non-negative, got a value {bad!r}")
-    total = p.sum(-1, keepdims=True)
+    with np.errstate(over="ignore"):
+        total = p.sum(-1, keepdims=True)
     if (total <= 0).any() or not np.isfinite(total).all():
         raise ValueError("pred_marginal must have a positive, finite sum over the token axis, "
                          f"got sums {_short(total)}")

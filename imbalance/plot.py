@@ -29,21 +29,21 @@ def _lam_colors(n):
     return mpl.colormaps["viridis"](np.linspace(0.05, 0.85, n))
 
 
-def loss_vs_frequency(ax, freq, loss, lams, *, sim_loss=None, sim_err=None, label="theory",
+def loss_vs_frequency(ax, pi, loss, lams, *, sim_loss=None, sim_err=None, label="theory",
                       ylabel="per-token loss (nats)"):
     """Per-token loss against token frequency (log x axis), one line per λ.
 
     ``loss``: (n_λ, V) theory; ``sim_loss``: optional (n_λ, V) simulation points drawn
     over the lines (with ``sim_err`` error bars).
     """
-    freq = np.asarray(freq, dtype=float)
+    pi = np.asarray(pi, dtype=float)
     loss = np.atleast_2d(loss)
-    order = np.argsort(-freq)
+    order = np.argsort(-pi)
     for i, (lam, c) in enumerate(zip(np.atleast_1d(lams), _lam_colors(len(loss)))):
-        ax.plot(freq[order], loss[i, order], color=c, label=f"λ = {lam:g} ({label})")
+        ax.plot(pi[order], loss[i, order], color=c, label=f"λ = {lam:g} ({label})")
         if sim_loss is not None:
             yerr = None if sim_err is None else np.atleast_2d(sim_err)[i]
-            ax.errorbar(freq, np.atleast_2d(sim_loss)[i], yerr=yerr, fmt="o", ms=3, color=c, alpha=0.8)
+            ax.errorbar(pi, np.atleast_2d(sim_loss)[i], yerr=yerr, fmt="o", ms=3, color=c, alpha=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("token frequency π")
     ax.set_ylabel(ylabel)

@@ -61,16 +61,22 @@ def frequency_buckets(pi, scheme: str = "log3", n_groups: int = 10) -> np.ndarra
     scheme = as_choice(scheme, "scheme", {"log3", "equal_mass"})
     out = np.full(arr.shape, -1, dtype=np.int64)
     pos = arr > 0
-    arr = arr / arr.max()  # relative frequencies: no overflow in the sums below
     if scheme == "log3":
-        rel = arr[pos]
-        b = np.floor(-np.log(rel) / np.log(3.0)).astype(np.int64)
+        logrel = np.log(arr[pos]) - np.log(arr.max())  # in logs: a subnormal frequency does not underflow
+        b = np.floor(-logrel / np.log(3.0)).astype(np.int64)
         # the logarithm can land an ulp on the wrong side of a power of 3: settle the
         # boundary by the comparisons that define the bin, 3^-(b+1) < rel <= 3^-b
-        b = np.where(rel > 3.0 ** -b.astype(np.float64), b - 1, b)
-        b = np.where(rel <= 3.0 ** -(b + 1).astype(np.float64), b + 1, b)
+        with np.errstate(under="ignore"):
+            rel = np.exp(logrel)
+            low = 3.0 ** -b.astype(np.float64)
+        normal = rel > 0  # where rel underflows the logarithm alone decides
+        b = np.where(normal & (rel > low), b - 1, b)
+        with np.errstate(under="ignore"):
+            high = 3.0 ** -(b + 1).astype(np.float64)
+        b = np.where(normal & (rel <= high), b + 1, b)
         out[pos] = b
         return out
+    arr = arr / arr.max()  # relative frequencies: no overflow in the sums below
     n_groups = as_positive_int(n_groups, "n_groups")
     if n_groups > 2 ** 24:
         raise ValueError(f"n_groups must be <= 2**24, got n_groups={n_groups}")

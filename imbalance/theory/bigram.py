@@ -240,6 +240,8 @@ def _check_args(counts, lam, r, optimizer, batch_size, eps):
     C = as_count_matrix(counts, "counts")
     lams, scalar = as_lams(lam)
     r = as_positive(r, "r")
+    if not (r * r > 0 and np.isfinite(r * r)):
+        raise ValueError(f"r must have r² within float64's range, got r={r!r}")
     optimizer = as_choice(optimizer, "optimizer", {"sgd", "adamw"})
     if optimizer == "adamw" and batch_size is None:
         raise ValueError("batch_size is required for optimizer='adamw' (minibatch size B), got batch_size=None")
@@ -258,6 +260,13 @@ def _response(items: _Items, lams, r, optimizer, batch_size, eps):
     if optimizer == "sgd":
         return layout, L2Response(kap, layout.q)
     B, q = float(batch_size), layout.q
+    # AdamW logits reach H = r²P/(λ r √β) ~ rρ/λ; the nested root finder brackets log p in
+    # [−s − H, −s + H] and, bisecting at worst, cannot narrow a bracket wider than ~1e60 to float64
+    # resolution within its iteration budget
+    H = np.max(kap / (r * np.sqrt((P * (1 - P) + B * P * P) / B)))
+    if not H <= 1e60:
+        raise ValueError(f"lam={lams.min()!r} is too small for the AdamW equilibrium in float64: its logits would "
+                         f"reach {H:.3g} (r ρ/λ)")
     return layout, AdamWResponse(c=kap, q=q, A=P * q * (1 - q) / B, beta=(P * (1 - P) + B * P * P) / B, r=r, eps=eps)
 
 

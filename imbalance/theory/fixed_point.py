@@ -163,7 +163,7 @@ class AdamWResponse:
         d = np.clip(d, -1e60, 1e60)  # f has saturated long before; keeps d² finite
         root = np.sqrt(A + beta * d * d)
         den = r * root + eps
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # den² = inf: f' -> 0, its limit
             f = d / den
             df = (r * A + eps * root) / (root * den * den)
         flat = root == 0  # A = 0 and d = 0: rare, patched in place
@@ -257,7 +257,8 @@ class AdamWResponse:
             y = a / Dg
             num = np.bincount(seg, weights=b * x, minlength=n_seg)
             den = 1.0 + np.bincount(seg, weights=b * y, minlength=n_seg)
-            delta = x - y * (num / den)[seg]
+            with np.errstate(divide="ignore", invalid="ignore"):  # a singular segment's step is dropped below
+                delta = x - y * (num / den)[seg]
             z_try = z + np.where(np.isfinite(delta), delta, 0.0)
             R2, p2, df2, worst2 = residual(z_try)
             better = (worst2 < worst)[seg]

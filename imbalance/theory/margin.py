@@ -53,8 +53,9 @@ def _sgd_margins(kap, K):
     lo = kap * (K - 1) / (np.exp(np.minimum(hi, 700.0)) + K - 1)
 
     def g(x, idx):
-        return (np.log(x) + x + _log1p_exp_neg(x, K) - target[idx],
-                1.0 / x + 1.0 / (1.0 + (K - 1) * np.exp(-x)))
+        with np.errstate(over="ignore"):  # 1/x = inf for a subnormal x: Newton then stays put, bisection acts
+            return (np.log(x) + x + _log1p_exp_neg(x, K) - target[idx],
+                    1.0 / x + 1.0 / (1.0 + (K - 1) * np.exp(-x)))
 
     return increasing_root(g, lo, hi, np.sqrt(lo * hi))
 
@@ -82,10 +83,14 @@ class _AdamWMarginEquation:
         if e == 0:
             return x - 2 * cc / s, np.ones_like(x)
         a, c = _wrong_share(x, self.K)
-        rhs = cc * (a / (s * a + e) + c / (s * c + e))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rhs = cc * (a / (s * a + e) + c / (s * c + e))
         # d/dx [t/(s t + ε')] = ε'/(s t + ε')² · dt/dx, with da/dx = −a(1−a), dc/dx = da/dx/(K−1)
         da = -a * (1 - a)
-        drhs = cc * (e / (s * a + e) ** 2 * da + e / (s * c + e) ** 2 * da / (self.K - 1))
+        # (s t + ε')² = inf for a huge ε' (the term's limit, 0) or 0 where t underflows (a NaN
+        # derivative: Newton is then refused and bisection acts)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            drhs = cc * (e / (s * a + e) ** 2 * da + e / (s * c + e) ** 2 * da / (self.K - 1))
         return x - rhs, 1.0 - drhs
 
 
@@ -94,7 +99,8 @@ def _sgd_law(pi, lams, r, seen):
     K = pi.size
     kap = kappa(pi, lams, r).reshape(lams.size, K)             # (L, K) P r²/λ
     m = np.zeros(kap.shape)
-    m[seen] = _sgd_margins((K / (K - 1)) * kap[seen], K)      # κ' = K π r²/((K − 1) λ)
+    solve = seen & (kap > 0)                                   # κ = 0 (underflow): margin 0 exactly
+    m[solve] = _sgd_margins((K / (K - 1)) * kap[solve], K)    # κ' = K π r²/((K − 1) λ)
     a = (K - 1) / (np.exp(np.minimum(m, 700.0)) + K - 1)       # (L, K) 1 − p_k
     return m, kap * a, -kap * a / (K - 1)
 
@@ -106,16 +112,24 @@ def _adamw_law(pi, lams, r, seen, B, eps):
     lam2 = lams[:, None]                                       # (L, 1)
     rho = np.broadcast_to(adamw_rho(pi, B), (L, K)).copy()     # (L, K)
     s = np.sqrt(P * (1 + (B - 1) * P) / B)                     # (L, K) √E g² per unit |a|, over r
-    scale = r * P / lam2                                       # (L, K)
+    with np.errstate(over="ignore"):
+        scale = r * P / lam2                                   # (L, K)
+        hi = (2 * r * rho / lam2)[seen]                        # the ε → 0 margin bounds the root
     eps_r = eps / r
     m = np.zeros((L, K))
-    hi = (2 * r * rho / lam2)[seen]                            # the ε → 0 margin bounds the root
     if eps_r > 0:
         # with c = 1/(e^m + K − 1) <= e^{−m} the right side is at most scale·K c/ε', so the root
         # has m e^m <= scale·K/ε' and m <= W(scale·K/ε') <= log(1 + scale·K/ε')
-        hi = np.minimum(hi, np.logaddexp(0.0, np.log(scale[seen]) + np.log(K) - np.log(eps_r)))
+        with np.errstate(divide="ignore"):  # scale = 0 (underflow): the margin is 0 and so is the bound
+            hi = np.minimum(hi, np.logaddexp(0.0, np.log(scale[seen]) + np.log(K) - np.log(eps_r)))
+    if not np.isfinite(hi).all():
+        raise ValueError(f"the AdamW margin 2rρ/λ overflows float64 for r={r!r} and lam down to {lams.min()!r}")
+
     m[seen] = increasing_root(_AdamWMarginEquation(s[seen], scale[seen], eps_r, K),
                               np.zeros_like(hi), hi * (1 + 1e-12), hi)
+    if eps_r > 0 and m.max() > 708:  # e^{−m} is no longer a normal float64: the equation cannot be resolved
+        raise ValueError(f"margins beyond float64's exp range (m = {m.max():.0f}) for r={r!r}, lam down to "
+                         f"{lams.min()!r}, eps={eps!r}")
     a, c = _wrong_share(m, K)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio_a = a / (s * a + eps_r) if eps_r > 0 else 1.0 / s
@@ -147,6 +161,9 @@ def margin_law(pi, lam, *, r=1.0, optimizer="sgd", batch_size=None, eps=1e-8) ->
         raise ValueError("batch_size is required for optimizer='adamw' (minibatch size B), got batch_size=None")
     if batch_size is not None:
         batch_size = as_positive_int(batch_size, "batch_size")
+    with np.errstate(over="ignore"):
+        if not np.isfinite(eps / r):
+            raise ValueError(f"eps/r overflows float64 for eps={eps!r} and r={r!r}")
     K = pi.size
     seen = np.broadcast_to(pi > 0, (lams.size, K))            # (L, K)
     rho = None

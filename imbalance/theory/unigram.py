@@ -53,6 +53,10 @@ def unigram_equilibrium(pi, lam) -> UnigramEquilibrium:
     pi = pi / pi.sum()  # the problem is posed for Σπ = 1 exactly; inputs may be off by 1e-9
     lams, scalar = as_lams(lam)
     L, K = lams.size, pi.size
+    with np.errstate(over="ignore"):
+        if not np.isfinite(1.0 / lams).all():
+            raise ValueError(f"lam must be >= {1 / np.finfo(float).max:.3g} (1/λ overflows float64), "
+                             f"got lam={lams.min()!r}")
     defect = exact_defect(pi, np.ones(K), np.array([0]))
     layout = Layout(seg=np.repeat(np.arange(L), K), q=np.tile(pi, L), mult=np.ones(L * K), n_seg=L,
                     defect=np.repeat(defect, L))

@@ -189,9 +189,10 @@ def targets() -> list[Target]:
     # ---- figures that compute theory
     add("imbalance.plot", "unigram_bias_shift", dict(pi=PI3, lams=[0.1, 10.0]),
         dict(pi=bad_vectors, lams=lam, tokens=st.sampled_from([(0, 7), ("a",), (), None])),
-        call=_plot("unigram_bias_shift"))
+        call=_plot("unigram_bias_shift"), aliases={"lams": ("lam",)})
     add("imbalance.plot", "margin_collapse", dict(pi=PI3, lams=[0.1]),
-        dict(pi=bad_vectors, lams=lam, optimizer=opt, batch_size=bad_sizes), call=_plot("margin_collapse"))
+        dict(pi=bad_vectors, lams=lam, optimizer=opt, batch_size=bad_sizes), call=_plot("margin_collapse"),
+        aliases={"lams": ("lam",)})
     # ---- command line
     add("imbalance.cli", "main", dict(argv=["reproduce"]), dict(argv=cli_args), call=_cli,
         aliases={"argv": ("",)})

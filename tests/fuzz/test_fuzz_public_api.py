@@ -25,8 +25,8 @@ from ._harness import COLLECT, EXAMPLES, RECORD, classify, describe, is_failure,
 from ._targets import TARGETS
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _report():
+@pytest.fixture(autouse=True)
+def _report():  # rewritten after every test, so an interrupted session leaves its counts so far
     yield
     path = os.environ.get("IMBALANCE_FUZZ_REPORT")
     if path:
