@@ -209,7 +209,7 @@ def _check_dtype(dtype, device) -> torch.dtype:
 # fused="auto": where compiling the AdamW update was measured to repay itself, end to end as a user
 # calls sweep (tests/benchmarks/bench_sweep.py::test_fused_auto_threshold: 16 bigram tables, V = 256,
 # float64, 1 CPU thread; break-even near 3·10⁸ entry-updates; smaller models were not measured)
-_AUTO_FUSED_MIN_ENTRIES = 2 ** 18  # parameter entries per step, all models together
+_AUTO_FUSED_MIN_ENTRIES = 2 ** 20  # parameter entries per step, all models together (the measured size)
 _AUTO_FUSED_MIN_UPDATES = 5e8  # parameter entries × steps
 
 
@@ -224,7 +224,7 @@ def _compiler_available(device: torch.device) -> bool:
 
 def resolve_fused(fused, optimizer: str, device, steps: int, n_entries: int) -> bool:
     """``fused`` as a bool. "auto": on for AdamW where torch.compile has a compiler for ``device``
-    (a C++ compiler on CPU, Triton on CUDA), the models hold at least 2¹⁸ parameter entries
+    (a C++ compiler on CPU, Triton on CUDA), the models hold at least 2²⁰ parameter entries
     together (``n_entries``) and the run updates at least 5·10⁸ in all (× ``steps``): where the
     measured per-step saving outweighs the compilation."""
     if isinstance(fused, str) and fused == "auto":
