@@ -131,6 +131,11 @@ def check_reproduce(device, tmp) -> bool:
     good = proc.returncode == 0
     print(f"{'OK  ' if good else 'FAIL'} reproduce --fast on {device}: exit {proc.returncode}, "
           f"{time.perf_counter() - t0:.0f} s; " + " | ".join(tail))
+    if not good:  # the last lines of each failed job's log say why
+        for log in sorted((Path(tmp) / "rep" / "sweeps" / "jobs").glob("*_log.err")):
+            lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+            if any("Error" in ln for ln in lines):
+                print(f"       {log.name}: " + " | ".join(lines[-3:])[:400])
     return good
 
 

@@ -15,13 +15,16 @@ _CPU_EVAL_BYTES = 2 ** 28  # working memory of one evaluation batch on CPU
 
 def eval_batch_rows(M: int, T: int, V: int, dtype: torch.dtype, device: torch.device) -> int:
     """Rows of a corpus evaluated at once: the (M, rows, T, V) logits and their softmax (about four
-    such arrays at a time) in a quarter of the free device memory (CUDA), or 256 MiB on CPU."""
+    such arrays at a time) in the smaller of a quarter of the free and an eighth of the total device
+    memory (CUDA), or 256 MiB on CPU. The batch is a power of two, so that a resumed run, which may
+    find a little more or less memory free, mostly evaluates in the same batches."""
     budget = _CPU_EVAL_BYTES
     if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        budget = free // 4
+        free, total = torch.cuda.mem_get_info(device)
+        budget = min(free // 4, total // 8)
     per_row = 4 * M * T * V * torch.empty((), dtype=dtype).element_size()
-    return max(1, int(budget // per_row))
+    rows = max(1, int(budget // per_row))
+    return 1 << (rows.bit_length() - 1)
 
 
 def _logit_batches(model, params, task, data, batch, logit_bias):

@@ -45,6 +45,7 @@ class BigramTask:
         object.__setattr__(self, "_rows", torch.as_tensor(coo.row, dtype=torch.long))
         object.__setattr__(self, "_cols", torch.as_tensor(coo.col, dtype=torch.long))
         object.__setattr__(self, "_mass", torch.as_tensor(coo.data / total))  # (nnz,)
+        object.__setattr__(self, "_joint_cache", {})  # (dtype, device) → dense J on that device
 
     # --- constructors ---------------------------------------------------------------
     @classmethod
@@ -128,7 +129,10 @@ class BigramTask:
 
         Tokens never seen as targets (π_v = 0) get NaN.
         """
-        J = torch.as_tensor(self.joint, dtype=logp.dtype, device=logp.device)  # (C, V)
+        key = (logp.dtype, str(logp.device))
+        if key not in self._joint_cache:  # built and copied once per device, not every evaluation
+            self._joint_cache[key] = torch.as_tensor(self.joint, dtype=logp.dtype).to(logp.device)
+        J = self._joint_cache[key]  # (C, V)
         pi = J.sum(0)  # (V,)
         tot = -(J * torch.where(J > 0, logp, torch.zeros_like(logp))).sum(-2)  # (..., V)
         return tot / torch.where(pi > 0, pi, torch.full_like(pi, float("nan")))

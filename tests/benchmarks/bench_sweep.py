@@ -132,7 +132,7 @@ def test_fused_auto_threshold():
     V = 256, batch 256, float64, 1 thread, eager and fused at 100 and 400 steps. Prints the
     per-step saving and the compilation cost, and the break-even in entry-updates; asserts that the
     rule's threshold (5·10⁸) lies beyond the measured break-even, so "auto" compiles only where it pays."""
-    from imbalance.sim.sweep import _AUTO_FUSED_MIN_UPDATES
+    from imbalance.sim.settings import _AUTO_FUSED_MIN_UPDATES
 
     task = BigramTask.stochastic_zipf(256, 1.0, 0.5)
     lams = np.logspace(-3, 0, 16)

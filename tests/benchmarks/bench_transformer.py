@@ -56,11 +56,11 @@ class SequentialTransformers:
             opt.step()
 
 
-def _measure(task, model, lams, seeds, batch_size, dtype, steps):
+def _measure(task, model, lams, seeds, batch_size, dtype, steps, precision="strict"):
     """(batched s/step, sequential s/round, tokens per step, device) in blocks of BLOCK steps."""
     device = resolve_device("auto")
     kw = dict(model=model, optimizer="adamw", batch_size=batch_size, lr=LR, seeds=seeds, dtype=dtype,
-              progress=False, device=device)
+              progress=False, device=device, precision=precision)
     sweep(task, lams, steps=2, eval_every=2, **kw)  # warm-up
     seq = SequentialTransformers(task, model, lams, seeds, batch_size, dtype, device)
     seq.round()
@@ -99,12 +99,15 @@ def test_small_lm_sweep_tokens_per_second():
     assert bat <= seq
 
 
-def test_wide_lm_sweep_tokens_per_second_on_gpu():
-    """A GPU-sized setting; skipped without a GPU (CPU figures come from the test above)."""
+@pytest.mark.parametrize("precision", ["strict", "bf16"])
+def test_wide_lm_sweep_tokens_per_second_on_gpu(precision):
+    """A GPU-sized setting, in strict float32 and in bf16 autocast (the sequential baseline is strict
+    float32 in both); skipped without a GPU (CPU figures come from the test above)."""
     if resolve_device("auto").type != "cuda":
         pytest.skip("needs a CUDA device")
     task = SequenceTask(V=4096, s=1.0, predictability=0.8, lag=2, seq_len=128, n_train=8192, n_heldout=512, seed=0)
     model = Transformer(n_layer=4, n_head=4, d_model=256)
-    bat, seq, tokens, device = _measure(task, model, (0.0, 0.1, 0.3, 1.0), (0, 1), 32, torch.float32, 41)
-    _report("wide LM (V=4096, 4x256, 8 models)", bat, seq, tokens, device)
+    bat, seq, tokens, device = _measure(task, model, (0.0, 0.1, 0.3, 1.0), (0, 1), 32, torch.float32, 41,
+                                        precision=precision)
+    _report(f"wide LM (V=4096, 4x256, 8 models, {precision})", bat, seq, tokens, device)
     assert bat <= seq

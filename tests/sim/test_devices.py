@@ -124,3 +124,16 @@ def test_auto_device_is_resolved_in_the_job_not_the_submitter(tmp_path, monkeypa
     runner.submit("probe", TASK, [0.1], device="auto", **KW).result()
     assert got == ["auto"]
 
+
+
+def test_evaluation_batches_fit_the_device_memory(monkeypatch):
+    """48 models × V = 32k × T = 64 in float32: rows per batch so that four (M, rows, T, V) arrays fit
+    in a quarter of the free (and an eighth of the total) memory of a mocked 140 GB GPU."""
+    from imbalance.sim.evaluate import eval_batch_rows
+    GB = 2 ** 30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (100 * GB, 140 * GB))
+    rows = eval_batch_rows(48, 64, 32768, torch.float32, torch.device("cuda"))
+    per_row = 4 * 48 * 64 * 32768 * 4
+    assert rows & (rows - 1) == 0 and rows * per_row <= 140 * GB // 8 < 2 * rows * per_row
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (GB, 140 * GB))
+    assert eval_batch_rows(48, 64, 32768, torch.float32, torch.device("cuda")) == 1

@@ -14,7 +14,8 @@ from submitit.helpers import Checkpointable
 from tqdm.auto import tqdm
 
 from ..._validate import as_positive_int
-from ..sweep import SweepResult, check_lams, sweep
+from ..settings import check_lams
+from ..sweep import SweepResult, sweep
 from .keys import sweep_key
 from .locking import locked
 
