@@ -91,8 +91,8 @@ for (name, pred), sim in zip(predicted.items(), measured):
 # * If token counts are known: **ρ-scaled decay** (`row_decay_scale(counts, batch_size=tokens per
 #   batch)`) is the fair choice; it keeps λ for frequent rows.
 # * Without counts: **lazy moments** (LazyAdam-style, `lazy="moments"`) is nearly fair by itself
-#   (at worst ~12 % below the frequent rows, near Bπ ≈ 2; exact at both ends), but its global bias correction makes rare rows
-#   overshoot for ~1/(a(1 − β₂)) steps.
+#   (at worst ~12 % below the frequent rows, near Bπ ≈ 2; exact at both ends), but its global bias
+#   correction makes rare rows overshoot for ~1/(a(1 − β₂)) steps.
 # * **Lazy decay with dense moments** over-corrects (rare rows end with *larger* margins, without
 #   bound as Bπ → 0), and more so combined with ρ-scaling.
 # * **A shared second moment** (Coupled Adam) brings back L2-like frequency dependence: at these

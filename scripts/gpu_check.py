@@ -124,7 +124,8 @@ def tokens_per_second(device, steps=40) -> float:
 
 
 def check_reproduce(device, tmp) -> bool:
-    cmd = [sys.executable, "-m", "imbalance", "reproduce", "--fast", "--device", device, "--out", str(Path(tmp) / "rep")]
+    cmd = [sys.executable, "-m", "imbalance", "reproduce", "--fast", "--device", device,
+           "--out", str(Path(tmp) / "rep")]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]

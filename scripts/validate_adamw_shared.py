@@ -7,7 +7,8 @@ predicts the per-token loss of every (λ, seed) without training, by
 per-bucket (powers of 3) table: simulation mean ± 95 % CI over seeds (iterate average over the
 last quarter of the run), the AdamW prediction (mean over the same seeds' inits) and the L2 (T7)
 optimum (the convex T7 optimum; it is the L2 optimum of the factored model only when the width
-d ≥ V, so at smaller width it is a reference, not a prediction), with relative errors; also the rare-minus-frequent gap for both optimisers.
+d ≥ V, so at smaller width it is a reference, not a prediction), with relative errors; also the
+rare-minus-frequent gap for both optimisers.
 
 Run: ``python scripts/validate_adamw_shared.py [--steps N] [--lr LR] [--json OUT] [--ufm]``
 (``--ufm``: the UFM, i.e. the factored model on ``ufm_counts`` of 16 Zipf(1.1) classes).
@@ -104,7 +105,8 @@ def print_table(rows):
         cg = np.hypot(r["sgd_ci"][-1], r["sgd_ci"][0])
         print(f"| {r['B']} | {r['lam']:g} | {gs:.4f} ± {ci:.4f} | {ga:.4f} | {gl:.4f} | {gg:.4f} ± {cg:.4f} |")
     for r in rows:
-        print(f"B={r['B']} λ={r['lam']}: max residual {r['residual']:.1e}, min Bπ/(1−β₂) {r['window']:.0f}; simulation {r['t_sim']:.0f} s, theory {r['t_theory']:.0f} s (all λ, all seeds)")
+        print(f"B={r['B']} λ={r['lam']}: max residual {r['residual']:.1e}, min Bπ/(1−β₂) {r['window']:.0f}; "
+              f"simulation {r['t_sim']:.0f} s, theory {r['t_theory']:.0f} s (all λ, all seeds)")
 
 
 def main():

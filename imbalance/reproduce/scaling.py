@@ -132,7 +132,9 @@ def mean_field_errors(settings=None, seeds: int = 8, K: int = 16) -> list[dict]:
     )
 
     def make(name, k):
-        return BigramTask.stochastic_zipf(k, 1.0, 0.7) if name == "stochastic" else BigramTask.deterministic_zipf(k, 1.0)
+        if name == "stochastic":
+            return BigramTask.stochastic_zipf(k, 1.0, 0.7)
+        return BigramTask.deterministic_zipf(k, 1.0)
 
     settings = settings or [("stochastic", "sgd", 64, 0.5, 2000), ("stochastic", "adamw", 64, 1e-3, 3000),
                             ("stochastic", "adamw", 64, 3e-3, 1000), ("stochastic", "adamw", 64, 1e-2, 300),
@@ -150,7 +152,8 @@ def mean_field_errors(settings=None, seeds: int = 8, K: int = 16) -> list[dict]:
         _, pred = bucket_loss(np.moveaxis(traj.loss_per_token, 0, 1), task.token_probs)  # (n_eval, L, n_b)
         mean, se = sim.mean(2), sim.std(2, ddof=1) / np.sqrt(seeds)
         rel = np.abs(mean - pred)[2:] / pred[2:]
-        rows.append(dict(task=name, K=task.vocab_size, optimizer=opt, batch_size=B, lr=lr, steps=steps, max_rel_error=float(rel.max()),
+        rows.append(dict(task=name, K=task.vocab_size, optimizer=opt, batch_size=B, lr=lr, steps=steps,
+                         max_rel_error=float(rel.max()),
                          max_z=float((np.abs(mean - pred)[2:] / se[2:]).max())))
     return rows
 
@@ -218,7 +221,8 @@ def main(max_d: int = 10**4, max_d_ce: int = 3000, errors: bool = True) -> None:
         print("\n4. Predicted curves vs simulations (8 seeds, lambda in {0.01, 0.1}), per log3 bucket")
         print(f"{'task':>13} {'K':>3} {'opt':>5} {'B':>3} {'lr':>6} {'steps':>5} {'max rel err':>11} {'max |z|':>7}")
         for row in mean_field_errors():
-            print(f"{row['task']:>13} {row['K']:>3} {row['optimizer']:>5} {row['batch_size']:>3} {row['lr']:>6g} {row['steps']:>5} "
+            print(f"{row['task']:>13} {row['K']:>3} {row['optimizer']:>5} {row['batch_size']:>3} {row['lr']:>6g} "
+                  f"{row['steps']:>5} "
                   f"{row['max_rel_error']:>11.4f} {row['max_z']:>7.1f}")
         print("\n5. SGD noise: aggregate excess over the mean path (late half) vs sgd_noise_excess_estimate")
         for row in sgd_noise_excess_measurement():

@@ -83,7 +83,8 @@ def bigram_sim_section(st: Settings) -> Section:
             for b, t, s_, e in zip(ids, th, sim.mean(0), rel):
                 rows.append(dict(optimizer=opt, lam=float(lam), bucket=int(b), theory=float(t), simulation=float(s_),
                                  rel_error=float(e)))
-    checks = [Check("T2", "stochastic bigram, SGD: per-bucket loss, simulation vs bigram_equilibrium", worst["sgd"], 0.03),
+    checks = [Check("T2", "stochastic bigram, SGD: per-bucket loss, simulation vs bigram_equilibrium",
+                    worst["sgd"], 0.03),
               Check("T3", "stochastic bigram, AdamW: per-bucket loss, simulation vs bigram_equilibrium",
                     worst["adamw"], 0.03)]
     text = "Stochastic Zipfian bigram task (V = 32, predictability 0.7): per-bucket loss of trained models vs theory."

@@ -69,7 +69,9 @@ class SweepStore:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 — any unreadable file is reported the same way
-            raise ValueError(f"{str(path)!r} is not a readable sweep checkpoint ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]})") from None
+            first = (str(e).splitlines() or [""])[0][:200]
+            kind = type(e).__name__
+            raise ValueError(f"{str(path)!r} is not a readable sweep checkpoint ({kind}: {first})") from None
         if not isinstance(state, dict) or state.get("fingerprint") != self.config.get("fingerprint"):
             raise ValueError(f"{str(path)!r} belongs to a different sweep (fingerprint mismatch)")
         return state

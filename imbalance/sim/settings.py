@@ -91,10 +91,10 @@ def resolve_fused(fused, optimizer: str, device, steps: int, n_entries: int) -> 
     return bool(fused)
 
 
-def sweep_settings(task, lams, *, model, optimizer, steps, batch_size, lr, seeds=(0,), device="auto", dtype=torch.float64,
-              eval_every=None, betas=(0.9, 0.999), eps=1e-8, decay_scale=None, reweight=False, average_last=0,
-              fused="auto", precision="strict", deterministic=True, callback=None, progress=True,
-              available=True) -> dict:
+def sweep_settings(task, lams, *, model, optimizer, steps, batch_size, lr, seeds=(0,), device="auto",
+                   dtype=torch.float64, eval_every=None, betas=(0.9, 0.999), eps=1e-8, decay_scale=None,
+                   reweight=False, average_last=0, fused="auto", precision="strict", deterministic=True, callback=None,
+                   progress=True, available=True) -> dict:
     """``sweep``'s arguments validated, defaults filled in, ``device`` and ``fused`` resolved.
     ``available=False``: ``device`` is only parsed, not required here (a job elsewhere resolves it)."""
     if callback is not None and not callable(callback):

@@ -49,26 +49,27 @@ class BigramTask:
 
     # --- constructors ---------------------------------------------------------------
     @classmethod
-    def from_tokens(cls, ids, vocab_size: int, r: float = 1.0) -> "BigramTask":
+    def from_tokens(cls, ids, vocab_size: int, r: float = 1.0) -> BigramTask:
         """Bigram counts of consecutive ids in a 1-D token stream (contexts = vocabulary)."""
         V = as_positive_int(vocab_size, "vocab_size", minimum=2)
         ids = np.asarray(ids)
         if ids.ndim != 1 or ids.size < 2 or not np.issubdtype(ids.dtype, np.integer):
-            raise ValueError(f"ids must be a 1-D integer array of length >= 2, got dtype {ids.dtype}, shape {ids.shape}")
+            raise ValueError(f"ids must be a 1-D integer array of length >= 2, got dtype {ids.dtype}, "
+                             f"shape {ids.shape}")
         if ids.min() < 0 or ids.max() >= V:
             raise ValueError(f"ids must lie in [0, vocab_size={V}), got range [{ids.min()}, {ids.max()}]")
         counts = sp.coo_matrix((np.ones(ids.size - 1), (ids[:-1], ids[1:])), shape=(V, V)).tocsr()
         return cls(counts, r=r)
 
     @classmethod
-    def deterministic_zipf(cls, K: int, s: float, r: float = 1.0, q: float = 0.0) -> "BigramTask":
+    def deterministic_zipf(cls, K: int, s: float, r: float = 1.0, q: float = 0.0) -> BigramTask:
         """Context k (probability π_k ∝ (k+q)^-s) is always followed by token k (T2, T3)."""
         pi = zipf_pmf(K, s, q)
         return cls(sp.diags(pi).tocsr(), r=r)
 
     @classmethod
     def stochastic_zipf(cls, V: int, s: float, predictability: float, r: float = 1.0,
-                        n_tokens: int | None = None, seed: int = 0) -> "BigramTask":
+                        n_tokens: int | None = None, seed: int = 0) -> BigramTask:
         """Zipf(s) Markov chain: after x, repeat x w.p. α, else draw a fresh token from π.
 
         q(·|x) = α δ_x + (1 − α) π and P = π, so the target marginal is exactly Zipf(s)

@@ -43,8 +43,9 @@ def contrast_block(m: int, n_other: int, weighted: bool = True) -> dict:
     P = sp.Matrix(rows)
     scale = sp.diag(*[sp.sqrt(p) if weighted else p for p in pis])
     G = scale * (P - sp.eye(K))
-    basis = sp.Matrix.hstack(*[sp.Matrix([1 if i < j else (-j if i == j else 0) for i in range(K)]) / sp.sqrt(j * (j + 1))
-                               for j in range(1, m)])  # (K, m−1) Helmert basis of C
+    helmert = [sp.Matrix([1 if i < j else (-j if i == j else 0) for i in range(K)]) / sp.sqrt(j * (j + 1))
+               for j in range(1, m)]
+    basis = sp.Matrix.hstack(*helmert)  # (K, m−1) Helmert basis of C
     block = sp.simplify(basis.T * G * basis)
     expected = -(sp.sqrt(pg) if weighted else pg) * sp.eye(m - 1)
     return {"block": block, "expected": expected, "gap": sp.simplify(block - expected)}

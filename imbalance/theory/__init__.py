@@ -2,12 +2,12 @@
 
 from .adamw_shared import SharedAdamWEquilibrium, factored_bigram_adamw_equilibrium, ufm_adamw_equilibrium
 from .bigram import AdjustedLoss, BigramEquilibrium, bigram_equilibrium
-from .collapse import (AllCollapse, factored_collapse_frequency, ufm_all_collapse, ufm_collapse_frequency)
-from .fair_decay import FairMarginLaw, fair_bigram_equilibrium, fair_margin_law, row_decay_scale
-from .factored_bigram import FactoredBigramEquilibrium, factored_bigram_equilibrium
-from .loss_bounds import LossCeiling, factored_loss_ceiling, ufm_loss_ceiling
+from .collapse import AllCollapse, factored_collapse_frequency, ufm_all_collapse, ufm_collapse_frequency
 from .dynamics import BigramTrajectory, bigram_trajectory
+from .factored_bigram import FactoredBigramEquilibrium, factored_bigram_equilibrium
 from .factored_dynamics import FactoredTrajectory, factored_gd_trajectory
+from .fair_decay import FairMarginLaw, fair_bigram_equilibrium, fair_margin_law, row_decay_scale
+from .loss_bounds import LossCeiling, factored_loss_ceiling, ufm_loss_ceiling
 from .loss_split import LossSplit, loss_split, sweep_loss_split
 from .margin import MarginLaw, margin_law
 from .nuclear import NuclearSolution, solve_nuclear_softmax

@@ -26,9 +26,8 @@ from .._validate import (
     as_positive,
     as_positive_int,
 )
-from ._roots import increasing_root
 from ..formulas import adamw_rho
-from .margin import margin_law
+from ._roots import increasing_root
 
 __all__ = [
     "LAZY",

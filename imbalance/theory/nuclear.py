@@ -266,7 +266,7 @@ def _run_lbfgs(prob, st, todo, max_iter, memory):
     else:
         st.metric[0] = prob.curvature(prob.pack(st.A, st.B, st.b), r)
     x = None
-    for x in st.steps:
+    for x in st.steps:  # noqa: B007 (x tells after the loop whether a step was taken)
         st.n_iter += 1
         todo -= 1
         if todo <= 0 or st.n_iter >= max_iter:

@@ -20,7 +20,8 @@ def test_gradient_descent_iterations_grow_almost_linearly_with_vocabulary():
     ds = np.array([100, 1000, 10000])
     gd = np.array([iterations_to_error(int(d), "gd", eps=1e-2) for d in ds])
     sign = np.array([iterations_to_error(int(d), "sign", eps=1e-2) for d in ds])
-    slope = lambda y: np.polyfit(np.log(ds), np.log(y), 1)[0]
+    def slope(y):
+        return np.polyfit(np.log(ds), np.log(y), 1)[0]
     print(f"\nGD {gd.tolist()} slope {slope(gd):.2f}; sign {sign.tolist()} slope {slope(sign):.2f}")
     assert slope(gd) > 0.85
     assert slope(sign) < 0.5 * slope(gd)

@@ -13,11 +13,10 @@ import time
 import numpy as np
 import pytest
 
-from imbalance.corpus import bigram_counts
+from imbalance.corpus import bigram_counts, zipf_successor_stream
 from imbalance.theory.factored_bigram import factored_bigram_equilibrium
 from imbalance.theory.ufm import ufm_equilibrium
 from imbalance.zipf import zipf_pmf
-from imbalance.corpus import zipf_successor_stream
 
 pytestmark = pytest.mark.benchmark
 

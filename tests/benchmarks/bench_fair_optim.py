@@ -29,7 +29,7 @@ def _gpt_params(D, device, gen):
         shapes |= {f"qkv{i}": (3 * D, D), f"out{i}": (D, D), f"mlp_in{i}": (4 * D, D), f"mlp_out{i}": (D, 4 * D),
                    f"ln1_{i}": (D,), f"ln2_{i}": (D,)}
     params = {k: (0.02 * torch.randn(s, generator=gen)).to(device).requires_grad_() for k, s in shapes.items()}
-    for k, p in params.items():
+    for _k, p in params.items():
         p.grad = 0.01 * torch.randn(p.shape, generator=gen).to(device)
     tokens = torch.multinomial(torch.as_tensor(zipf_pmf(V, 1.0)), 8 * 128, replacement=True, generator=gen)
     absent = torch.ones(V, dtype=torch.bool)

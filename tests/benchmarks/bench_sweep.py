@@ -100,7 +100,8 @@ def test_overhead_bound_sweep_is_5x_faster(threads):
                            SequentialAdamW(task, lams, 256, torch.float64, 1e-2), block=20)
     bat1, seq1 = interleaved(task, lams, 60, 256, torch.float64,
                              SequentialAdamW(task, lams, 256, torch.float64, 1e-2), block=1)
-    print(f"\n(a) {threads} thread(s), blocks of 20: sequential {seq * 1e3:.2f} ms/step, batched {bat * 1e3:.2f} ms/step, "
+    print(f"\n(a) {threads} thread(s), blocks of 20: sequential {seq * 1e3:.2f} ms/step, "
+          f"batched {bat * 1e3:.2f} ms/step, "
           f"speed-up {seq / bat:.2f}x (step by step, cache evicted: {seq1 / bat1:.2f}x)")
     assert seq / bat >= 5.0
 

@@ -142,7 +142,7 @@ def test_lazy_moments_and_coupled_equal_literal_loops(lazy, coupled):
     R, H = 12, 5
     W0 = torch.randn(R, H, generator=gen, dtype=torch.float64)
     grads = []
-    for t in range(100):
+    for _t in range(100):
         G = torch.randn(R, H, generator=gen, dtype=torch.float64)
         G[torch.rand(R, generator=gen) < 0.6] = 0.0                         # rows absent from the batch
         grads.append(G)

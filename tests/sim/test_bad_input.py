@@ -13,8 +13,16 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imbalance.sim import (BigramTable, BigramTask, FeatureTask, LinearSoftmax, SequenceTask, TokenStreamTask,
-                           frequency_decay_scale, sweep)
+from imbalance.sim import (
+    BigramTable,
+    BigramTask,
+    FeatureTask,
+    LinearSoftmax,
+    SequenceTask,
+    TokenStreamTask,
+    frequency_decay_scale,
+    sweep,
+)
 from imbalance.sim.devices import numerics, resolve_device
 
 TASK = BigramTask.stochastic_zipf(6, 1.1, 0.6)

@@ -14,7 +14,8 @@ STEPS = 100
 def _loss(W, X, y):
     """Softmax CE of a (…, V, D) table on features X (N, D), labels y (N,)."""
     logits = X @ W.transpose(-1, -2)  # (…, N, V)
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.repeat(logits.numel() // logits.shape[-1] // y.numel()), reduction="sum") / y.numel()
+    targets = y.repeat(logits.numel() // logits.shape[-1] // y.numel())
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets, reduction="sum") / y.numel()
 
 
 def _problem(seed=0, V=7, D=5, N=32):

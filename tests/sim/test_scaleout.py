@@ -14,8 +14,15 @@ import submitit
 import torch
 
 from imbalance.sim import BigramTable, BigramTask, TokenStreamTask, Transformer, sweep
-from imbalance.sim.scaleout import (SlurmOptions, SweepJob, SweepRunner, concat_sweeps, make_executor,
-                                    submit_sweep, sweep_key)
+from imbalance.sim.scaleout import (
+    SlurmOptions,
+    SweepJob,
+    SweepRunner,
+    concat_sweeps,
+    make_executor,
+    submit_sweep,
+    sweep_key,
+)
 
 TASK = BigramTask.stochastic_zipf(12, 1.1, 0.6)
 LAMS = [0.01, 0.1, 0.3]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from imbalance.sim import BigramTable, BigramTask, LinearSoftmax, FeatureTask, sweep
+from imbalance.sim import BigramTable, BigramTask, FeatureTask, LinearSoftmax, sweep
 from imbalance.sim.devices import resolve_device
 
 

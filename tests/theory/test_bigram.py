@@ -135,7 +135,8 @@ def test_adamw_margin_law_eps_to_zero_limit():
     m0 = 2 * rho / lam
     np.testing.assert_allclose(margin_law(pi, lam, optimizer="adamw", batch_size=B, eps=0.0).margins, m0, rtol=1e-14)
     # each term t/(s t + ε) differs from 1/s by a relative ε/(s t); the smallest t is the
-    # other-class probability c = 1/(e^m + K − 1), so |m_ε − m_0|/m_0 <= ε/(r s c) exactly (r = 1 here; proofs/T3_adamw.md, statement 5)
+    # other-class probability c = 1/(e^m + K − 1), so |m_ε − m_0|/m_0 <= ε/(r s c)
+    # exactly (r = 1 here; proofs/T3_adamw.md, statement 5)
     s = np.sqrt(pi * (1 + (B - 1) * pi) / B)
     c0 = 1 / (np.exp(m0) + K - 1)
     prev = np.inf

@@ -6,11 +6,10 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imbalance.corpus import bigram_counts
+from imbalance.corpus import bigram_counts, zipf_successor_stream
 from imbalance.theory.factored_bigram import factored_bigram_equilibrium
 from imbalance.zipf import frequency_buckets
 from tests.theory._direct import bigram_direct
-from imbalance.corpus import zipf_successor_stream
 
 REL = 1e-8  # convex side certified to 1e-11, direct side to ~1e-14 (see test_ufm)
 

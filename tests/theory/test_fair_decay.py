@@ -13,10 +13,9 @@ import scipy.stats
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imbalance.testing import frequency_vectors, weight_decays
 from imbalance.formulas import adamw_rho
+from imbalance.testing import frequency_vectors, weight_decays
 from imbalance.theory import margin_law
-from imbalance.zipf import zipf_pmf
 from imbalance.theory.fair_decay import (
     LAZY,
     fair_bigram_equilibrium,
@@ -26,6 +25,7 @@ from imbalance.theory.fair_decay import (
     presence_probability,
     row_decay_scale,
 )
+from imbalance.zipf import zipf_pmf
 
 batch_sizes = st.integers(1, 512)
 
@@ -152,7 +152,9 @@ def test_general_bigram_solver_agrees_on_the_deterministic_task(lazy):
 
 
 @pytest.mark.parametrize("kwargs,name", [
-    ({"lazy": "rows"}, "lazy"), ({"decay_scale": np.ones(2)}, "decay_scale"), ({"decay_scale": [1.0, 0.0, 1.0]}, "decay_scale"), ({"batch_size": 0}, "batch_size"),
+    ({"lazy": "rows"}, "lazy"), ({"decay_scale": np.ones(2)}, "decay_scale"),
+    ({"decay_scale": [1.0, 0.0, 1.0]}, "decay_scale"),
+    ({"batch_size": 0}, "batch_size"),
     ({"eps": -1.0}, "eps"), ({"coupled": True, "lazy": "moments"}, "lazy"), ({"r": 0.0}, "r"),
 ])
 def test_bad_input(kwargs, name):

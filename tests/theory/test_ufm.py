@@ -5,8 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imbalance.theory.ufm import (minority_collapse_threshold, minority_cosine, two_group_pi,
-                                  ufm_equilibrium)
+from imbalance.theory.ufm import minority_collapse_threshold, minority_cosine, two_group_pi, ufm_equilibrium
 from imbalance.zipf import zipf_pmf
 from tests.theory._direct import ufm_direct
 
@@ -166,10 +165,10 @@ lams = st.floats(1e-3, 3e-2)
 def test_loss_decreases_with_frequency(pi, lam):
     eq = ufm_equilibrium(pi, lam, lam, rtol=1e-11)
     order = np.argsort(pi)
-    l = eq.loss_per_token[order]
+    loss = eq.loss_per_token[order]
     p = pi[order]
     strictly = np.diff(p) > 1e-9
-    assert (np.diff(l)[strictly] <= TIE).all()
+    assert (np.diff(loss)[strictly] <= TIE).all()
 
 
 @settings(max_examples=15)
