@@ -1,4 +1,4 @@
-"""Command line: ``imbalance reproduce`` (also ``python -m imbalance reproduce``)."""
+"""Command line: ``imbalance reproduce`` and ``imbalance lm train|audit`` (also ``python -m imbalance ...``)."""
 
 from __future__ import annotations
 
@@ -93,7 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     grp.add_argument("--slurm-mem-gb", type=float, default=None, metavar="GB", help="memory per job")
     grp.add_argument("--slurm-param", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
                      help="extra sbatch option, written as '#SBATCH --KEY=VALUE' (repeatable), e.g. account=abc")
+    from .lm.cli import add_lm_commands
+
+    add_lm_commands(sub)
     args = parser.parse_args(argv)
+    if args.command == "lm":
+        try:
+            return args.lm_handler(args)
+        except (ValueError, FileNotFoundError) as e:
+            print(f"imbalance lm {args.lm_command}: error: {e}", file=sys.stderr)
+            return 2
     if args.text is not None and not args.text.is_file():
         parser.error(f"--text: no such file: {args.text}")
     if args.seeds < 1:

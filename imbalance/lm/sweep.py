@@ -101,7 +101,8 @@ def lm_sweep(token_file, lams, seeds, cfg: TrainConfig, *, out=None, heldout_fra
     if executor == "inline":
         runs = _run_part(token_file.path, heldout_fraction, lams, seeds, cfg, out, run_kw)
     else:
-        ex = make_executor(executor, Path(out) / "jobs" / ("%j" if executor == "slurm" else ""), slurm=slurm, cluster=cluster)
+        folder = Path(out) / "jobs" / ("%j" if executor == "slurm" else "")
+        ex = make_executor(executor, folder, slurm=slurm, cluster=cluster)
         parts = np.array_split(lams, min(as_positive_int(lam_jobs, "lam_jobs"), lams.size))
         jobs = [ex.submit(LMSweepJob(), token_file.path, heldout_fraction, part.tolist(), seeds, cfg, out, run_kw)
                 for part in parts]
@@ -114,7 +115,8 @@ def lm_sweep(token_file, lams, seeds, cfg: TrainConfig, *, out=None, heldout_fra
                     job.cancel(check=False)
             raise
         runs = _run_part(token_file.path, heldout_fraction, lams, seeds, cfg, out, {**run_kw, "progress": False})
-    stack = lambda name: np.stack([np.stack([getattr(r, name) for r in row]) for row in runs])
+    def stack(name):
+        return np.stack([np.stack([getattr(r, name) for r in row]) for row in runs])
     return LMSweepResult(lams, seeds, split.token_probs, cfg.tokens_per_step, stack("heldout_sums"),
                          stack("heldout_counts"), stack("train_sums"), stack("train_counts"),
                          [[r.curve for r in row] for row in runs], runs[0][0].decay_table)
