@@ -56,19 +56,15 @@ def _terminate_as_interrupt():
         signal.signal(signal.SIGTERM, old)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .sim.scaleout import EXECUTORS, SlurmOptions, SweepRunner
-
-    parser = argparse.ArgumentParser(prog="imbalance", description="How weight decay makes softmax models "
-                                     "neglect rare tokens: exact theory checked against independent computation.")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_reproduce_parser(sub, executors) -> None:
+    """The ``reproduce`` verb and its options."""
     rep = sub.add_parser(
         "reproduce", help="run the reproduction, write report.md, figures and results.jsonl",
         description="Run every section of the report and write report.md, the figures and results.jsonl to --out. "
                     "Every training sweep is stored under OUT/sweeps/<section>-<run>-<hash of its settings>: "
                     "rerun the same command after a kill and finished sweeps are read back, unfinished ones resume "
                     "from their last checkpoint; other settings get other directories.")
-    rep.add_argument("--fast", action="store_true", help="small settings (well under 2 minutes on 2 CPU cores)")
+    rep.add_argument("--fast", action="store_true", help="small settings, for a quick look and for tests")
     rep.add_argument("--out", type=Path, default=Path("reproduce-out"),
                      help="output directory; sweeps are kept in OUT/sweeps (default: %(default)s)")
     rep.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="torch device for simulations")
@@ -78,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                           "vocabulary capped, <unk> for the rest)")
     rep.add_argument("--fresh", action="store_true", help="delete OUT/sweeps first: retrain every sweep")
     grp = rep.add_argument_group("scale-out", "where the training sweeps run (through submitit)")
-    grp.add_argument("--executor", default="local", choices=EXECUTORS,
+    grp.add_argument("--executor", default="local", choices=executors,
                      help="local: one subprocess per sweep job on this machine (default); slurm: one sbatch job "
                           "per sweep job (OUT must be on a shared file system); inline: in this process")
     grp.add_argument("--lam-jobs", type=int, default=1, metavar="N",
@@ -93,6 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     grp.add_argument("--slurm-mem-gb", type=float, default=None, metavar="GB", help="memory per job")
     grp.add_argument("--slurm-param", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
                      help="extra sbatch option, written as '#SBATCH --KEY=VALUE' (repeatable), e.g. account=abc")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .sim.scaleout import EXECUTORS, SlurmOptions, SweepRunner
+
+    parser = argparse.ArgumentParser(prog="imbalance", description="How weight decay makes softmax models "
+                                     "neglect rare tokens: exact theory checked against independent computation.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_reproduce_parser(sub, EXECUTORS)
     from .lm.cli import add_lm_commands
 
     add_lm_commands(sub)

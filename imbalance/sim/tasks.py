@@ -2,7 +2,7 @@
 
 Every task samples on CPU from an explicit ``torch.Generator`` (one per seed); the
 sweep moves the samples to the device. Per-token loss ℓ_v is the mean cross-entropy
-over occurrences of v as *target* (DESIGN, metrics).
+over occurrences of v as *target* (docs/CONTRIBUTING.md, metrics).
 """
 
 from __future__ import annotations

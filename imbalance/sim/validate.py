@@ -95,7 +95,7 @@ def compare_margins(result, task, *, eps: float = 1e-8, averaged: bool = True) -
     """Deterministic bigram (context k → token k): sweep margins vs ``margin_law`` (T2 SGD, T3 AdamW).
 
     Uses the iterate average over the sweep's last ``average_last`` steps when available
-    (the AdamW equilibrium is a noisy stationary state, DESIGN T3).
+    (the AdamW equilibrium is a noisy stationary state: proofs/T3_adamw.md).
     """
     from ..theory import margin_law
 

@@ -1,4 +1,4 @@
-"""Speed of the exact factored-model solvers (issue 5). Run on demand:
+"""Speed of the exact factored-model solvers. Run on demand:
 
     PYTHONPATH=$PWD OMP_NUM_THREADS=1 python -m pytest -m benchmark tests/benchmarks/bench_factored.py -s
 
