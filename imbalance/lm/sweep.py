@@ -23,6 +23,18 @@ from .train import TrainConfig, train_run
 __all__ = ["LMSweepResult", "lm_sweep", "run_dir"]
 
 
+def _seed_ci(x: np.ndarray) -> np.ndarray:
+    """95 % Student-t half-width over seeds (axis 1) of ``x`` (n_λ, S[, n_b]); NaN with one seed and
+    where a bucket has no occurrence in the split (its loss is NaN for every seed alike)."""
+    half = np.full(x.shape[:1] + x.shape[2:], np.nan)
+    if x.shape[1] < 2:
+        return half
+    ok = np.isfinite(x).all(axis=1)  # (n_λ[, n_b])
+    if ok.any():
+        half[ok] = mean_ci(np.moveaxis(x, 1, -1)[ok], axis=-1)[1]
+    return half
+
+
 @dataclass(frozen=True)
 class LMSweepResult:
     """Per-token loss sums and counts (n_λ, n_seeds, V) on both splits, learning curves
@@ -51,11 +63,11 @@ class LMSweepResult:
         for key in ("aggregate", "token_balanced", "bucket_loss"):
             x = np.array([[p[key] for p in row] for row in per], dtype=np.float64)  # (n_λ, S[, n_b])
             out[key] = x.mean(1)
-            out[key + "_ci"] = mean_ci(x, axis=1)[1] if x.shape[1] > 1 else np.full_like(out[key], np.nan)
+            out[key + "_ci"] = _seed_ci(x)
             out[key + "_seeds"] = x
             d = x - x[:1]  # (n_λ, S[, n_b]) change from the first λ, paired by seed (same init, same batches)
             out[key + "_delta"] = d.mean(1)
-            out[key + "_delta_ci"] = mean_ci(d, axis=1)[1] if x.shape[1] > 1 else np.full_like(out[key], np.nan)
+            out[key + "_delta_ci"] = _seed_ci(d)
         return out
 
 
