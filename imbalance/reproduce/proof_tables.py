@@ -76,6 +76,58 @@ def t8_zipf_rank(fast=False):
     return _md(["K", "λ_Wλ_H", "#{π_k > λ_Wλ_H}", "rank(Z*)"], rows)
 
 
+def t8_real_text(fast=False):
+    """Untied factored bigram LM (λ_W = λ_E = λ) on word bigrams of the shipped King James Bible:
+    rank(Z*) against the copy-family count #{π_v > λ}, and the frequency of the rank(Z*)-th most
+    frequent token in units of λ (the threshold at which the count would be right)."""
+    from ..corpus import tokenize_words
+    from ..lm.corpus import shipped_corpus_text
+
+    text = shipped_corpus_text()
+    rows = []
+    for V in (100,) if fast else (200, 500):
+        C = bigram_counts(tokenize_words(text, V)[0], V)
+        lams = np.array([1e-2, 3e-3]) if fast else np.array([1e-2, 3e-3, 1e-3, 3e-4])
+        eq = factored_bigram_equilibrium(C, lams, lams, rtol=1e-8)
+        pi_sorted = np.sort(eq.token_frequency)[::-1]
+        for i, lam in enumerate(lams):
+            r = int(eq.rank[i])
+            rows.append([str(V), _sci(lam), str(int(np.sum(eq.token_frequency > lam))), str(r),
+                         f"{pi_sorted[r - 1] / lam:.1f}" if r else "–"])
+    return _md(["V", "λ", "#{π_v > λ}", "rank(Z*)", "π_(rank) / λ"], rows)
+
+
+def t9_column_real_text(fast=False):
+    """T9 row and column bounds for the untied factored LM (λ_W = λ_E = λ) on word bigrams of the shipped
+    King James Bible: how many tokens get a finite loss ceiling, and the marginal-mass deficit bound
+    μ√m_v against the deficit (π_v − p̂_v)₊ of the exact optimum, both relative to π_v."""
+    from ..corpus import tokenize_words
+    from ..lm.corpus import shipped_corpus_text
+    from ..theory.loss_bounds import factored_column_bound, factored_loss_ceiling
+
+    V = 100 if fast else 200
+    C = bigram_counts(tokenize_words(shipped_corpus_text(), V)[0], V)
+    lams = np.array([1e-4, 1e-3]) if fast else np.array([1e-4, 3e-4, 1e-3])
+    eq = factored_bigram_equilibrium(C, lams, lams, rtol=1e-8)
+    col, row = factored_column_bound(C, lams, lams), factored_loss_ceiling(C, lams, lams)
+    Cd = C.toarray()
+    Px, pi = Cd.sum(1) / Cd.sum(), eq.token_frequency
+    rows = []
+    for i, lam in enumerate(lams):
+        Z = (eq.W[i] @ eq.E[i]).T  # (n, V) logits after each context
+        P = np.exp(Z - Z.max(1, keepdims=True))
+        P /= P.sum(1, keepdims=True)
+        deficit = np.maximum(pi - Px @ P, 0) / pi  # (V,)
+        bound = col.mass_deficit[i] / pi  # (V,)
+        finite = [str(int(np.isfinite(c.ceiling[i]).sum())) for c in (row, col)]
+        rows.append([_sci(lam), *finite,
+                     str(int(np.sum(bound < 1))), f"{np.median(bound):.3f}", str(int(np.sum(deficit > 0))),
+                     f"{np.max(deficit):.3f}", f"{np.max(deficit / bound):.3f}"])
+    return _md(["λ", "finite row ceilings", "finite column ceilings", "tokens with μ√m_v < π_v",
+                "median μ√m_v/π_v", "tokens under-predicted", "max deficit/π_v",
+                "max deficit/(μ√m_v)"], rows)
+
+
 def t9_tightness(fast=False):
     """Ratio optimal loss / ceiling per log3 bucket, UFM on Zipf(1), K = 30."""
     pi = zipf_pmf(30, 1.0)
@@ -169,7 +221,9 @@ TABLES = {
     "t6_logit_adjustment": ("T6_mitigations.md", t6_logit_adjustment),
     "t7_paradox": ("T7_factored_bigram.md", t7_paradox),
     "t8_two_group": ("T8_collapse_law.md", t8_two_group),
+    "t8_real_text": ("T8_collapse_law.md", t8_real_text),
     "t8_zipf_rank": ("T8_collapse_law.md", t8_zipf_rank),
+    "t9_column_real_text": ("T9_loss_ceilings.md", t9_column_real_text),
     "t9_tightness": ("T9_loss_ceilings.md", t9_tightness),
 }
 

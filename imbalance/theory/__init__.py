@@ -7,7 +7,7 @@ from .dynamics import BigramTrajectory, bigram_trajectory
 from .factored_bigram import FactoredBigramEquilibrium, factored_bigram_equilibrium
 from .factored_dynamics import FactoredTrajectory, factored_gd_trajectory
 from .fair_decay import FairMarginLaw, fair_bigram_equilibrium, fair_margin_law, row_decay_scale
-from .loss_bounds import LossCeiling, factored_loss_ceiling, ufm_loss_ceiling
+from .loss_bounds import ColumnBound, LossCeiling, factored_column_bound, factored_loss_ceiling, ufm_loss_ceiling
 from .loss_split import LossSplit, loss_split, sweep_loss_split
 from .margin import MarginLaw, margin_law
 from .nuclear import NuclearSolution, solve_nuclear_softmax
@@ -22,7 +22,7 @@ __all__ = [
     "ufm_equilibrium", "UFMEquilibrium", "minority_cosine", "minority_collapse_threshold", "two_group_pi",
     "solve_nuclear_softmax", "NuclearSolution",
     "ufm_collapse_frequency", "factored_collapse_frequency", "ufm_all_collapse", "AllCollapse",
-    "ufm_loss_ceiling", "factored_loss_ceiling", "LossCeiling",
+    "ufm_loss_ceiling", "factored_loss_ceiling", "LossCeiling", "factored_column_bound", "ColumnBound",
     "fair_margin_law", "FairMarginLaw", "fair_bigram_equilibrium", "row_decay_scale",
     "bigram_trajectory", "BigramTrajectory", "factored_gd_trajectory", "FactoredTrajectory",
     "loss_split", "sweep_loss_split", "LossSplit",
