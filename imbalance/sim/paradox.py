@@ -74,7 +74,8 @@ def small_lm(fast: bool = False, tokens=None):
     """(task, model, steps) of the CPU-sized paradox setting used by the report and notebooks.
 
     Default: V = 128 Zipf(1) lag-2 copy process, one-layer width-32 transformer, 3000 steps
-    (sized for a laptop CPU; a GPU affords far larger models). ``fast``: V = 48, width 16, 150 steps — seconds, for tests and CI.
+    (sized for a laptop CPU; a GPU affords far larger models). ``fast``: V = 48, width 16,
+    150 steps — seconds, for tests and CI.
     ``tokens``: ``(ids, vocab_size)`` of a corpus (e.g. from ``imbalance.corpus.tokenize_words``):
     the task is then a :class:`TokenStreamTask` on it (windows of 16 tokens, the last 20 % of
     the stream held out), with the same model and steps.
