@@ -68,7 +68,7 @@ def ufm_equilibrium(pi, lam_w, lam_h, *, bias: bool = False, rtol: float = 1e-9)
     Solves min_Z Σ_k π_k CE(z_k + b, k) + √(λ_Wλ_H) ‖diag(π)^{1/2} Z‖_* (rows z_k = W h_k)
     to a relative duality gap ``rtol`` and returns the balanced factorisation
     W = c B, H = c⁻¹ Aᵀ diag(π)^{-1/2}, c = (λ_H/λ_W)^{1/4}, where diag(π)^{1/2} Z = A Bᵀ is
-    balanced (proofs/T5_unconstrained_features.md, Theorem T5). Every π_k must be > 0.
+    balanced (proofs/T5_unconstrained_features.md, Theorem T5). Every π_k must be ≥ 1e-300.
     ``lam_w``, ``lam_h``: scalars or 1-D arrays (broadcast; λ becomes the leading axis), with
     √(λ_Wλ_H) in :data:`imbalance.theory.nuclear.MU_RANGE` = [1e-5, 1e12] (below it the objective
     of this separable problem vanishes and its relative gap cannot be certified in float64);
@@ -80,6 +80,9 @@ def ufm_equilibrium(pi, lam_w, lam_h, *, bias: bool = False, rtol: float = 1e-9)
         i = int(np.flatnonzero(pi <= 0)[0])
         raise ValueError(f"pi must be > 0 for every class (a class without samples has no feature), "
                          f"got pi[{i}]={pi[i]!r}")
+    if (pi < 1e-300).any():  # √π scales the solver's rows, which must stay in [1e-150, 1e150]
+        i = int(np.flatnonzero(pi < 1e-300)[0])
+        raise ValueError(f"pi must be >= 1e-300 for every class, got pi[{i}]={pi[i]!r}")
     if not isinstance(bias, (bool, np.bool_)):
         raise ValueError(f"bias must be True or False, got bias={bias!r}")
     lw, lh, scalar = broadcast_lams(lam_w, "lam_w", lam_h, "lam_h")
@@ -157,6 +160,8 @@ def minority_cosine(k_major: int, k_minor: int, ratio, lam_w, lam_h, *, bias: bo
     as_rtol(rtol)
     ratio = as_real_array(ratio, "ratio", "a number or an array of ratios >= 1")
     R = ratio.ravel()
+    if (R > 1e200).any():  # the minority frequency 1/(k_major·ratio + k_minor) must stay >= 1e-300
+        raise ValueError(f"ratio must be <= 1e200, got ratio={float(R[R > 1e200][0])!r}")
     cos, nmin, nmaj = [], [], []
     for r in R:
         eq = ufm_equilibrium(two_group_pi(k_major, k_minor, float(r)), lam_w, lam_h, bias=bias, rtol=rtol)
