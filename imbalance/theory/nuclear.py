@@ -305,17 +305,8 @@ def _check_row_scale(row_scale, n):
     return s
 
 
-def solve_nuclear_softmax(target, mu, *, row_scale=None, psd=False, bias=False, warm=None,
-                          rtol=1e-9, max_iter=20000, check_every=20, memory=5, seed=0) -> NuclearSolution:
-    """Minimise Σ_x w_x CE(q_x, z_x + b) + μ‖diag(s) Z‖_* (or μ tr Z, Z ⪰ 0, if ``psd``).
-
-    ``target`` is M = diag(w) Q (n × V, dense or sparse, non-negative), ``row_scale`` s (n,),
-    ``warm`` a previous :class:`NuclearSolution` (same shapes). Stops when the duality gap
-    is ≤ rtol·|primal| (rigorous with a bias too, see :func:`_certificate`), or warns after ``max_iter``
-    L-BFGS steps. Deterministic: the same input gives the same bits on any machine.
-    ``mu`` must lie in :data:`MU_RANGE` and ``rtol`` in [:data:`RTOL_MIN`, 1) (see their comments);
-    every argument is validated (``ValueError`` naming it).
-    """
+def _checked(target, mu, row_scale, psd, bias, warm, rtol, max_iter, check_every, memory):
+    """The arguments of :func:`solve_nuclear_softmax`, validated (``ValueError`` naming each)."""
     mu = as_positive(mu, "mu")
     if not MU_RANGE[0] <= mu <= MU_RANGE[1]:
         raise ValueError(f"mu must be in [{MU_RANGE[0]:g}, {MU_RANGE[1]:g}] (where the solver certifies its "
@@ -332,6 +323,22 @@ def solve_nuclear_softmax(target, mu, *, row_scale=None, psd=False, bias=False, 
     if warm is not None and not (isinstance(warm, NuclearSolution) and warm.left.shape[0] == target.shape[0]
                                  and warm.right.shape[0] == target.shape[1]):
         raise ValueError(f"warm must be a NuclearSolution of a target of shape {target.shape}, got warm={warm!r:.80}")
+    return target, mu, row_scale, rtol, max_iter, check_every, memory
+
+
+def solve_nuclear_softmax(target, mu, *, row_scale=None, psd=False, bias=False, warm=None,
+                          rtol=1e-9, max_iter=20000, check_every=20, memory=5, seed=0) -> NuclearSolution:
+    """Minimise Σ_x w_x CE(q_x, z_x + b) + μ‖diag(s) Z‖_* (or μ tr Z, Z ⪰ 0, if ``psd``).
+
+    ``target`` is M = diag(w) Q (n × V, dense or sparse, non-negative), ``row_scale`` s (n,),
+    ``warm`` a previous :class:`NuclearSolution` (same shapes). Stops when the duality gap
+    is ≤ rtol·|primal| (rigorous with a bias too, see :func:`_certificate`), or warns after ``max_iter``
+    L-BFGS steps. Deterministic: the same input gives the same bits on any machine.
+    ``mu`` must lie in :data:`MU_RANGE` and ``rtol`` in [:data:`RTOL_MIN`, 1) (see their comments);
+    every argument is validated (``ValueError`` naming it).
+    """
+    target, mu, row_scale, rtol, max_iter, check_every, memory = _checked(
+        target, mu, row_scale, psd, bias, warm, rtol, max_iter, check_every, memory)
     prob = _Problem(target, mu, row_scale, psd, bias)
     rng = np.random.default_rng(seed)
     n, V = prob.n, prob.V
