@@ -115,6 +115,14 @@ def test_counterexample_tied_above_untied_on_a_derangement():
     (dict(counts=np.ones((2, 2)), lam_w=0.0, lam_e=1.0), "lam_w"),
     (dict(counts=np.ones((2, 2)), lam_w=1.0, lam_e=[1.0, np.inf]), "lam_e"),
     (dict(counts=np.ones((2, 2)), lam_w=1.0, lam_e=1.0, tied=1), "tied"),
+    # outside the certifiable penalty range μ ∈ [1e-5, 1e12], or a factor scale beyond float64
+    (dict(counts=np.ones((2, 2)), lam_w=0.05, lam_e=5e-324), "lam_e"),
+    (dict(counts=np.ones((2, 2)), lam_w=0.05, lam_e=[1e-300, 1e300]), "lam_e"),
+    (dict(counts=np.ones((2, 2)), lam=np.float32(1.2e-38)), "lam"),
+    (dict(counts=np.ones((2, 2)), lam=3e-6, tied=True), "lam"),
+    (dict(counts=np.ones((2, 2)), lam_w=1e-250, lam_e=1e249), "lam_e/lam_w"),
+    (dict(counts=np.ones((2, 2)), lam=1.0, rtol=1e-16), "rtol"),
+    (dict(counts=np.ones((2, 2)), lam=1.0, rtol=1.0), "rtol"),
 ])
 def test_bad_input_names_parameter(kwargs, name):
     with pytest.raises(ValueError, match=name):

@@ -105,6 +105,9 @@ def test_lambda_path_leading_axis_and_direct_values():
     (dict(pi=[0.5, 0.5], lam_w=1.0, lam_h=float("nan")), "lam_h"),
     (dict(pi=[0.5, 0.5], lam_w=[1.0, 2.0], lam_h=[1.0, 2.0, 3.0]), "lam_w"),
     (dict(pi=[0.5, 0.5], lam_w=1.0, lam_h=1.0, bias="yes"), "bias"),
+    (dict(pi=[0.5, 0.5], lam_w=1e-6, lam_h=1e-6), "lam_w"),  # μ below 1e-5: not certifiable
+    (dict(pi=[0.5, 0.5], lam_w=1.0, lam_h=1.0, rtol=float("inf")), "rtol"),
+    (dict(pi=[1 - 1e-301, 1e-301], lam_w=1.0, lam_h=1.0), "pi"),
 ])
 def test_bad_input_names_parameter(kwargs, name):
     with pytest.raises(ValueError, match=name):
