@@ -10,24 +10,16 @@ import shutil
 import numpy as np
 import torch
 
-from .._validate import as_choice, as_nonnegative, as_positive, as_positive_int
+from .._validate import as_choice, as_lams, as_nonnegative, as_positive, as_positive_int
 from .devices import PRECISIONS, resolve_device
 
 __all__ = ["check_lams", "resolve_fused", "sweep_settings"]
 
 
 def check_lams(lams) -> np.ndarray:
-    """λ as a non-empty 1-D float64 array of finite values ≥ 0."""
-    try:
-        arr = np.atleast_1d(np.asarray(lams, dtype=np.float64))
-    except (TypeError, ValueError):
-        raise ValueError(f"lams must be a number or a 1-D array of numbers, got lams={lams!r:.80}") from None
-    if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"lams must be a scalar or non-empty 1-D array, got shape {arr.shape}")
-    bad = ~np.isfinite(arr) | (arr < 0)
-    if bad.any():
-        raise ValueError(f"lams must be finite and >= 0, got lams={arr[bad][0]!r}")
-    return arr
+    """λ as a non-empty 1-D float64 array of finite values ≥ 0 (the shared check
+    :func:`imbalance._validate.as_lams` with ``allow_zero``: λ = 0 is a run like any other)."""
+    return as_lams(lams, "lams", allow_zero=True)[0]
 
 
 def _check_seeds(seeds) -> tuple:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import sympy as sp
 
+from ._common import check_size
+
 __all__ = [
     "adamw_symbols", "gradient_moments", "adamw_stationarity", "deterministic_rho",
     "deterministic_adamw_margin", "adamw_margin_equation",
@@ -103,7 +105,10 @@ def adamw_margin_equation(K) -> sp.Expr:
     Given m, a = p_k = eᵐ/(eᵐ + K − 1); then w_k and w_j follow from their own
     stationarity equations (q = 1, p = a and q = 0, p = (1 − a)/(K − 1)). Returns
     r(w_k − w_j) − m as an expression in m, P, B, r, λ, ε (zero at the equilibrium).
+    ``K`` (the vocabulary size, an integer ≥ 2) enters only as a constant, so the expression
+    does not grow with it; K up to 10¹² is accepted.
     """
+    K = check_size(K, maximum=10**12)
     Eg, Eg2 = gradient_moments()
     a = sp.exp(m) / (sp.exp(m) + K - 1)
     def weight(qv, pv):

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .._validate import as_count_matrix, as_lams, as_positive
-from .nuclear import broadcast_lams, solve_path
+from .._validate import as_count_matrix, as_lams
+from .nuclear import as_rtol, broadcast_lams, check_penalty_range, solve_path
 
 __all__ = ["FactoredBigramEquilibrium", "factored_bigram_equilibrium", "factored_penalty_weight"]
 
@@ -26,7 +26,16 @@ RANK_RTOL = 1e-6  # singular values below RANK_RTOL·σ₁ are counted as zero i
 
 
 def _decays(lam_w, lam_e, lam, tied):
-    """(λ_W path, λ_E path, is_scalar); tied: both are the one decay ``lam`` of the shared matrix."""
+    """(λ_W path, λ_E path, is_scalar), refused where the penalty weight leaves the solver's
+    range (:func:`imbalance.theory.nuclear.check_penalty_range`); tied: both are the one decay
+    ``lam`` of the shared matrix."""
+    lw, le, scalar = _parse_decays(lam_w, lam_e, lam, tied)
+    names = ("lam", "lam") if tied or lam is not None else ("lam_w", "lam_e")
+    check_penalty_range(lw, names[0], le, names[1], tied=tied)
+    return lw, le, scalar
+
+
+def _parse_decays(lam_w, lam_e, lam, tied):
     if tied:
         if lam_w is not None or lam_e is not None:
             raise ValueError(f"tied embeddings are one matrix with one decay: pass lam=..., not "
@@ -98,10 +107,15 @@ def factored_bigram_equilibrium(counts, lam_w=None, lam_e=None, *, tied: bool = 
       cannot be decayed twice). This is what ``imbalance.sim.models.FactoredBigram(tied=True)``
       trains with L2 decay λ.
 
-    Solved to a relative duality gap ``rtol`` by :func:`imbalance.theory.nuclear.solve_nuclear_softmax`.
+    Solved to a relative duality gap ``rtol`` (in [1e-13, 1)) by
+    :func:`imbalance.theory.nuclear.solve_nuclear_softmax`. The penalty weight μ = √(λ_Wλ_E)
+    (λ/2 tied) must lie in :data:`imbalance.theory.nuclear.MU_RANGE` = [1e-5, 1e12]: on counts
+    that the model can fit exactly (contexts with one successor) the objective vanishes as μ → 0
+    and, below 1e-5, its relative duality gap cannot be certified in float64. λ_E/λ_W must lie in
+    [1e-200, 1e200] (the balanced factors scale by its fourth root).
     """
     C = as_count_matrix(counts, "counts")
-    rtol = as_positive(rtol, "rtol")
+    rtol = as_rtol(rtol)
     if not isinstance(tied, (bool, np.bool_)):
         raise ValueError(f"tied must be True or False, got tied={tied!r}")
     n, V = C.shape

@@ -32,11 +32,23 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .._validate import as_lams, as_positive, as_positive_int
+from .._validate import as_count_matrix, as_lams, as_positive, as_positive_int, as_real_array
 from ._lbfgs import lbfgs_steps
 from ._spectral import FULL_SVD_MAX, balance, dual_norm, growth_directions
 
-__all__ = ["NuclearSolution", "solve_nuclear_softmax", "solve_path", "broadcast_lams"]
+__all__ = ["NuclearSolution", "solve_nuclear_softmax", "solve_path", "broadcast_lams", "check_penalty_range",
+           "as_rtol", "MU_RANGE", "RTOL_MIN"]
+
+# The penalty weights μ the solver accepts. Below: on a target the model can fit exactly (every
+# UFM; a bigram corpus whose contexts each have one successor) the objective vanishes like
+# μ·log(1/μ), and L-BFGS stops at rounding level before the *relative* gap reaches rtol: on
+# 3–6-class problems it was certified at rtol = 1e-11 down to μ = 1e-5 and stopped uncertified
+# from μ ≈ 3e-6 (a RuntimeWarning). Above: for μ ≥ ‖∇f(0)‖₂ (≤ max_x w_x/s_x) Z = 0 is optimal;
+# the bound only keeps products of μ with the data finite.
+MU_RANGE = (1e-5, 1e12)
+# The duality gap is a difference of two sums of n·V terms of size |primal|, each rounded at
+# ~1e-16 relative: a relative gap far below 1e-13 is rounding noise and cannot certify anything.
+RTOL_MIN = 1e-13
 
 
 @dataclass(frozen=True)
@@ -279,6 +291,41 @@ def _run_lbfgs(prob, st, todo, max_iter, memory):
         st.B = st.A
 
 
+def _check_row_scale(row_scale, n):
+    """None, or n finite scales in [1e-150, 1e150] (they enter squared, in w/s², and must stay finite)."""
+    if row_scale is None:
+        return None
+    s = as_real_array(row_scale, "row_scale", "a 1-D array of positive scales")
+    if s.shape != (n,):
+        raise ValueError(f"row_scale must have shape ({n},) (one scale per target row), got shape {s.shape}")
+    bad = ~np.isfinite(s) | ~((s >= 1e-150) & (s <= 1e150))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"row_scale must be finite and in [1e-150, 1e150], got row_scale[{i}]={s[i]!r}")
+    return s
+
+
+def _checked(target, mu, row_scale, psd, bias, warm, rtol, max_iter, check_every, memory):
+    """The arguments of :func:`solve_nuclear_softmax`, validated (``ValueError`` naming each)."""
+    mu = as_positive(mu, "mu")
+    if not MU_RANGE[0] <= mu <= MU_RANGE[1]:
+        raise ValueError(f"mu must be in [{MU_RANGE[0]:g}, {MU_RANGE[1]:g}] (where the solver certifies its "
+                         f"answer), got mu={mu!r}")
+    rtol = as_rtol(rtol)
+    max_iter = as_positive_int(max_iter, "max_iter")
+    check_every = as_positive_int(check_every, "check_every")
+    memory = as_positive_int(memory, "memory")
+    target = as_count_matrix(target, "target")
+    row_scale = _check_row_scale(row_scale, target.shape[0])
+    for name, flag in (("psd", psd), ("bias", bias)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False, got {name}={flag!r}")
+    if warm is not None and not (isinstance(warm, NuclearSolution) and warm.left.shape[0] == target.shape[0]
+                                 and warm.right.shape[0] == target.shape[1]):
+        raise ValueError(f"warm must be a NuclearSolution of a target of shape {target.shape}, got warm={warm!r:.80}")
+    return target, mu, row_scale, rtol, max_iter, check_every, memory
+
+
 def solve_nuclear_softmax(target, mu, *, row_scale=None, psd=False, bias=False, warm=None,
                           rtol=1e-9, max_iter=20000, check_every=20, memory=5, seed=0) -> NuclearSolution:
     """Minimise Σ_x w_x CE(q_x, z_x + b) + μ‖diag(s) Z‖_* (or μ tr Z, Z ⪰ 0, if ``psd``).
@@ -287,14 +334,11 @@ def solve_nuclear_softmax(target, mu, *, row_scale=None, psd=False, bias=False, 
     ``warm`` a previous :class:`NuclearSolution` (same shapes). Stops when the duality gap
     is ≤ rtol·|primal| (rigorous with a bias too, see :func:`_certificate`), or warns after ``max_iter``
     L-BFGS steps. Deterministic: the same input gives the same bits on any machine.
-    Callers validate the target; ``mu``, ``rtol``, ``max_iter``, ``check_every``, ``memory``
-    are validated here.
+    ``mu`` must lie in :data:`MU_RANGE` and ``rtol`` in [:data:`RTOL_MIN`, 1) (see their comments);
+    every argument is validated (``ValueError`` naming it).
     """
-    mu = as_positive(mu, "mu")
-    rtol = as_positive(rtol, "rtol")
-    max_iter = as_positive_int(max_iter, "max_iter")
-    check_every = as_positive_int(check_every, "check_every")
-    memory = as_positive_int(memory, "memory")
+    target, mu, row_scale, rtol, max_iter, check_every, memory = _checked(
+        target, mu, row_scale, psd, bias, warm, rtol, max_iter, check_every, memory)
     prob = _Problem(target, mu, row_scale, psd, bias)
     rng = np.random.default_rng(seed)
     n, V = prob.n, prob.V
@@ -345,6 +389,32 @@ def broadcast_lams(lam_a, name_a: str, lam_b, name_b: str):
                          f"got lengths {a.size} and {b.size}")
     L = max(a.size, b.size)
     return np.broadcast_to(a, (L,)).copy(), np.broadcast_to(b, (L,)).copy(), sa and sb
+
+
+def as_rtol(rtol, name: str = "rtol") -> float:
+    """A relative duality-gap tolerance in [RTOL_MIN, 1): a gap ≥ the objective certifies nothing,
+    one below :data:`RTOL_MIN` is below rounding."""
+    rtol = as_positive(rtol, name)
+    if not RTOL_MIN <= rtol < 1:
+        raise ValueError(f"{name} must be in [{RTOL_MIN:g}, 1) (a relative duality gap that float64 can "
+                         f"certify), got {name}={rtol!r}")
+    return rtol
+
+
+def check_penalty_range(lam_a: np.ndarray, name_a: str, lam_b: np.ndarray, name_b: str, tied: bool = False) -> None:
+    """Refuse decays (equal-length 1-D paths) whose penalty weight μ = √(λ_a·λ_b) (λ_a/2 if
+    ``tied``) lies outside :data:`MU_RANGE`, or whose ratio λ_b/λ_a is beyond 1e±200 (the balanced
+    factors scale by (λ_b/λ_a)^{±1/4} and must stay finite). In logarithms: no product overflows."""
+    lo, hi = MU_RANGE
+    for a, b in zip(lam_a, lam_b):
+        log_mu = np.log10(a) - np.log10(2.0) if tied else 0.5 * (np.log10(a) + np.log10(b))
+        if not np.log10(lo) <= log_mu <= np.log10(hi):
+            given = f"{name_a}={a!r}" if tied else f"{name_a}={a!r}, {name_b}={b!r}"
+            raise ValueError(f"{given} give a penalty weight μ = 10^{log_mu:.3g} outside [{lo:g}, {hi:g}], "
+                             "the range where the solver certifies its answer")
+        if abs(np.log10(b) - np.log10(a)) > 200:
+            raise ValueError(f"{name_b}/{name_a} must lie in [1e-200, 1e200] (the factors scale by its "
+                             f"fourth root), got {name_a}={a!r}, {name_b}={b!r}")
 
 
 def solve_path(target, mus, **kwargs) -> list[NuclearSolution]:

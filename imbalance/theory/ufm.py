@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .._validate import as_distribution, as_positive, as_positive_int
+from .._validate import allocation, as_distribution, as_lams, as_positive, as_positive_int, as_real_array
 from .collapse import minority_collapse_threshold
-from .nuclear import broadcast_lams, solve_path
+from .nuclear import as_rtol, broadcast_lams, check_penalty_range, solve_path
 
 __all__ = ["UFMEquilibrium", "ufm_equilibrium", "two_group_pi", "minority_cosine", "minority_collapse_threshold"]
 
@@ -68,18 +68,25 @@ def ufm_equilibrium(pi, lam_w, lam_h, *, bias: bool = False, rtol: float = 1e-9)
     Solves min_Z Σ_k π_k CE(z_k + b, k) + √(λ_Wλ_H) ‖diag(π)^{1/2} Z‖_* (rows z_k = W h_k)
     to a relative duality gap ``rtol`` and returns the balanced factorisation
     W = c B, H = c⁻¹ Aᵀ diag(π)^{-1/2}, c = (λ_H/λ_W)^{1/4}, where diag(π)^{1/2} Z = A Bᵀ is
-    balanced (proofs/T5_unconstrained_features.md, Theorem T5). Every π_k must be > 0.
-    ``lam_w``, ``lam_h``: scalars or 1-D arrays (broadcast; λ becomes the leading axis).
+    balanced (proofs/T5_unconstrained_features.md, Theorem T5). Every π_k must be ≥ 1e-300.
+    ``lam_w``, ``lam_h``: scalars or 1-D arrays (broadcast; λ becomes the leading axis), with
+    √(λ_Wλ_H) in :data:`imbalance.theory.nuclear.MU_RANGE` = [1e-5, 1e12] (below it the objective
+    of this separable problem vanishes and its relative gap cannot be certified in float64);
+    ``rtol`` in [1e-13, 1).
     """
     pi = as_distribution(pi, "pi")
-    rtol = as_positive(rtol, "rtol")
+    rtol = as_rtol(rtol)
     if (pi <= 0).any():
         i = int(np.flatnonzero(pi <= 0)[0])
         raise ValueError(f"pi must be > 0 for every class (a class without samples has no feature), "
                          f"got pi[{i}]={pi[i]!r}")
+    if (pi < 1e-300).any():  # √π scales the solver's rows, which must stay in [1e-150, 1e150]
+        i = int(np.flatnonzero(pi < 1e-300)[0])
+        raise ValueError(f"pi must be >= 1e-300 for every class, got pi[{i}]={pi[i]!r}")
     if not isinstance(bias, (bool, np.bool_)):
         raise ValueError(f"bias must be True or False, got bias={bias!r}")
     lw, lh, scalar = broadcast_lams(lam_w, "lam_w", lam_h, "lam_h")
+    check_penalty_range(lw, "lam_w", lh, "lam_h")
     K = pi.size
     mus = np.sqrt(lw * lh)
     sols = solve_path(sp.diags(pi).tocsr(), mus, row_scale=np.sqrt(pi), bias=bool(bias), rtol=rtol)
@@ -124,7 +131,9 @@ def two_group_pi(k_major: int, k_minor: int, ratio: float) -> np.ndarray:
     R = as_positive(ratio, "ratio")
     if R < 1:
         raise ValueError(f"ratio must be >= 1, got ratio={R!r}")
-    w = np.concatenate([np.full(ka, R), np.ones(kb)])
+    name, size = ("k_major", ka) if ka >= kb else ("k_minor", kb)
+    with allocation(name, size):
+        w = np.concatenate([np.full(ka, R), np.ones(kb)])
     return w / w.sum()
 
 
@@ -137,10 +146,22 @@ def minority_cosine(k_major: int, k_minor: int, ratio, lam_w, lam_h, *, bias: bo
     and symmetric within the minority group, so every minority pair has this cosine; with a
     bias the probabilities are unique but Z* is not proven unique, and the cosine is that of
     the solver's optimum — whether the pair is merged (cosine 1) is the same for every optimum
-    when π_B ≠ λ_Wλ_H (T8). The pair (K_A, K_A + 1) is reported."""
-    if as_positive_int(k_minor, "k_minor") < 2:
+    when π_B ≠ λ_Wλ_H (T8). The pair (K_A, K_A + 1) is reported. The cosine is NaN where the
+    minority classifiers are 0 (a decay so large that they vanish); ``lam_w``, ``lam_h``,
+    ``rtol`` as in :func:`ufm_equilibrium`."""
+    k_major = as_positive_int(k_major, "k_major")
+    k_minor = as_positive_int(k_minor, "k_minor")
+    if k_minor < 2:
         raise ValueError(f"k_minor must be >= 2 to define a minority cosine, got k_minor={k_minor}")
-    R = np.atleast_1d(np.asarray(ratio, dtype=np.float64))
+    for name, lam in (("lam_w", lam_w), ("lam_h", lam_h)):
+        if not as_lams(lam, name)[1]:
+            raise ValueError(f"{name} must be a scalar here (the results are shaped like ratio), "
+                             f"got {name}={lam!r:.80}")
+    as_rtol(rtol)
+    ratio = as_real_array(ratio, "ratio", "a number or an array of ratios >= 1")
+    R = ratio.ravel()
+    if (R > 1e200).any():  # the minority frequency 1/(k_major·ratio + k_minor) must stay >= 1e-300
+        raise ValueError(f"ratio must be <= 1e200, got ratio={float(R[R > 1e200][0])!r}")
     cos, nmin, nmaj = [], [], []
     for r in R:
         eq = ufm_equilibrium(two_group_pi(k_major, k_minor, float(r)), lam_w, lam_h, bias=bias, rtol=rtol)

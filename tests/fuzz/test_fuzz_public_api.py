@@ -36,14 +36,8 @@ def _report():  # rewritten after every test, so an interrupted session leaves i
 
 # Functions maintained outside this suite's fixes, with failures the fuzzing found and that are
 # reported to their maintainers: they run and are counted, and a failure shows as xfail.
-OWNED_ELSEWHERE = {
-    "theory.ufm_equilibrium": "rtol unvalidated; a drawn λ path can run past the call budget",
-    "theory.factored_bigram_equilibrium": "warns 'stopped uncertified' (RuntimeWarning) for tiny float32 λ",
-    "theory.minority_cosine": "float k_major -> IndexError; huge sizes -> MemoryError; rtol=inf -> NaN",
-    "theory.two_group_pi": "huge sizes -> MemoryError / numpy's unnamed 'Maximum allowed dimension exceeded'",
-    "theory.solve_nuclear_softmax": "all-zero target -> ZeroDivisionError; mu=None -> TypeError; mu=nan -> NaN",
-    "symbolic.adamw.adamw_margin_equation": "K=[3] -> TypeError (no check_size)",
-}
+# Empty: every target is asserted.
+OWNED_ELSEWHERE: dict[str, str] = {}
 
 
 def _cases():
