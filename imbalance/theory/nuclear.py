@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .._validate import as_count_matrix, as_lams, as_positive, as_positive_int, as_real_array
+from .._validate import as_count_matrix, as_lam_pair, as_positive, as_positive_int, as_real_array
 from ._lbfgs import lbfgs_steps
 from ._spectral import FULL_SVD_MAX, balance, dual_norm, growth_directions
 
@@ -377,18 +377,7 @@ def solve_nuclear_softmax(target, mu, *, row_scale=None, psd=False, bias=False, 
     )
 
 
-def broadcast_lams(lam_a, name_a: str, lam_b, name_b: str):
-    """Validate two weight decays (scalar or 1-D) and broadcast them to one λ path.
-
-    Returns (a, b, is_scalar) with a, b 1-D float64 of equal length.
-    """
-    a, sa = as_lams(lam_a, name_a)
-    b, sb = as_lams(lam_b, name_b)
-    if a.size != b.size and min(a.size, b.size) != 1:
-        raise ValueError(f"{name_a} and {name_b} must have the same length or be scalars, "
-                         f"got lengths {a.size} and {b.size}")
-    L = max(a.size, b.size)
-    return np.broadcast_to(a, (L,)).copy(), np.broadcast_to(b, (L,)).copy(), sa and sb
+broadcast_lams = as_lam_pair  # the one λ-pair validator (imbalance._validate), under the name the solvers use
 
 
 def as_rtol(rtol, name: str = "rtol") -> float:
