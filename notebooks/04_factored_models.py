@@ -45,8 +45,9 @@ plot.use_style()
 # %%
 R = np.logspace(0, 3.5, 8 if FAST else 20)
 fig, ax = plt.subplots(figsize=(6, 4))
-for lam in (0.03, 0.1) if FAST else (0.01, 0.03, 0.1):
-    cos, _, _ = minority_cosine(5, 5, R, lam, lam)
+lams = np.array([0.03, 0.1] if FAST else [0.01, 0.03, 0.1])
+collapse = minority_cosine(5, 5, R, lams, lams)  # every field is (λ, R)
+for lam, cos in zip(lams, collapse.cosine):
     thr = minority_collapse_threshold(5, 5, lam, lam)
     line, = ax.plot(R, cos, "o-", ms=3, label=f"λ = {lam:g}: R* = {thr:.4g}")
     ax.axvline(thr, ls=":", color=line.get_color())
@@ -74,8 +75,7 @@ for _ in range(6 if FAST else 30):
     if Rs * 0.99 < 1:
         continue
     for f in (0.99, 1.01):
-        cos, _, _ = minority_cosine(ka, kb, Rs * f, lw, lh, rtol=1e-11)
-        merged = 1 - cos <= 1e-9
+        merged = 1 - minority_cosine(ka, kb, Rs * f, lw, lh, rtol=1e-11).cosine <= 1e-9
         ax.plot(lw * lh, 1 / (ka * Rs * f + kb), "o", ms=5, mfc="C0" if merged else "none", mec="C0")
 x = np.logspace(-4, -1, 50)
 ax.plot(x, x, "k-", lw=1, label="π_B = λ_Wλ_H")

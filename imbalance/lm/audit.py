@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._progress import progress_bar
 from ..sim.devices import resolve_device
 from .losses import logits_of, loss_summary
 from .tokenizer import check_text_file
@@ -160,8 +161,6 @@ def audit(model, text, *, freq_text=None, context: int | None = None, batch_size
           batch_tokens: int = 500_000, max_tokens: int | None = None, device="auto", scheme: str = "log3",
           progress: bool = True) -> AuditResult:
     """Stream ``text`` through ``model`` (see the module docstring) and measure."""
-    from tqdm.auto import tqdm
-
     text = check_text_file(text, "text")
     freq_path = check_text_file(freq_text, "freq_text") if freq_text is not None else None
     device = resolve_device(device)
@@ -177,7 +176,7 @@ def audit(model, text, *, freq_text=None, context: int | None = None, batch_size
     counts = torch.zeros(V, dtype=torch.int64, device=device)
     logit_sum = _MeanLogit(lm, V, device)
     bf16 = device.type == "cuda"
-    bar = tqdm(desc="audit", unit="tok", unit_scale=True, disable=not progress)
+    bar = progress_bar(desc="audit", unit="tok", unit_scale=True, enabled=progress)
     t0 = time.perf_counter()
     stream_counts = torch.zeros(V, dtype=torch.int64)  # (V,) every token of the evaluated windows
     for w in _windows(text, tok, T, batch_size, max_tokens):

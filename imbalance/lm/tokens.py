@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._progress import progress_bar
 from .._validate import as_fraction, as_positive_int
 from ..zipf import frequency_buckets
 from .tokenizer import check_text_file, file_sha256, tokenizer_hash
@@ -77,8 +78,6 @@ def open_token_file(path) -> TokenFile:
 def encode_corpus(text, tokenizer, cache_dir, *, progress: bool = False) -> TokenFile:
     """Encode the text file ``text`` line by line (newlines kept) with a ``tokenizers.Tokenizer``
     into ``cache_dir/tokens-<corpus sha>-<tokenizer sha>.bin`` + ``.json``; read back if there."""
-    from tqdm.auto import tqdm
-
     path = check_text_file(text)
     corpus_sha, tok_sha = file_sha256(path), tokenizer_hash(tokenizer)
     cache_dir = Path(cache_dir)
@@ -93,7 +92,8 @@ def encode_corpus(text, tokenizer, cache_dir, *, progress: bool = False) -> Toke
     counts = np.zeros(V, dtype=np.int64)
     try:
         with open(path, encoding="utf-8") as f, open(tmp, "wb") as out, \
-                tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc="encode", disable=not progress) as bar:
+                progress_bar(total=path.stat().st_size, unit="B", unit_scale=True, desc="encode",
+                             enabled=progress) as bar:
             while lines := f.readlines(1 << 20):
                 for i in range(0, len(lines), _LINES_PER_BATCH):
                     enc = tokenizer.encode_batch(lines[i:i + _LINES_PER_BATCH], add_special_tokens=False)

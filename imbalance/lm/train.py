@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._progress import progress_bar
 from .._validate import as_nonnegative, as_positive, as_positive_int
 from ..sim.checkpoint import SweepStore
 from ..sim.devices import resolve_device
@@ -174,8 +175,6 @@ def train_run(split: TokenSplit, lam: float, seed: int, cfg: TrainConfig, *, out
     ``stop_after``: stop once this step's checkpoint is stored and return None (a stand-in
     for a kill, used by the resume test).
     """
-    from tqdm.auto import tqdm
-
     lam = as_nonnegative(lam, "lam")
     device = resolve_device(device)
     bf16 = device.type == "cuda"
@@ -194,7 +193,7 @@ def train_run(split: TokenSplit, lam: float, seed: int, cfg: TrainConfig, *, out
             store.append_results(curve[:1])
     fwd = torch.compile(model) if compile and device.type == "cuda" else model
     model.train()
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"λ={lam:g} seed={seed}", unit="step", disable=not progress)
+    bar = progress_bar(total=cfg.steps, initial=step, desc=f"λ={lam:g} seed={seed}", unit="step", enabled=progress)
     t0, tok0 = time.perf_counter(), step
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     while step < cfg.steps:

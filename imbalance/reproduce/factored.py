@@ -80,12 +80,13 @@ def ufm_section(st: Settings) -> Section:
     lams = (0.03, 0.1) if st.fast else (0.01, 0.03, 0.1)
     rows = []
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for lam in lams:
-        cos, nmin, nmaj = minority_cosine(5, 5, R, lam, lam)
+    mc = minority_cosine(5, 5, R, np.array(lams), np.array(lams))  # fields (L, R)
+    for i, lam in enumerate(lams):
         thr = minority_collapse_threshold(5, 5, lam, lam)
-        ax.plot(R, cos, "o-", ms=3, label=f"λ = {lam:g} (collapse at R ≈ {thr:.3g})")
+        ax.plot(R, mc.cosine[i], "o-", ms=3, label=f"λ = {lam:g} (collapse at R ≈ {thr:.3g})")
         rows += [dict(lam=lam, ratio=float(r), minority_cosine=float(c), minority_norm=float(a),
-                      majority_norm=float(b), collapse_threshold=float(thr)) for r, c, a, b in zip(R, cos, nmin, nmaj)]
+                      majority_norm=float(b), collapse_threshold=float(thr))
+                 for r, c, a, b in zip(R, mc.cosine[i], mc.minority_norm[i], mc.majority_norm[i])]
     ax.set_xscale("log")
     ax.set_xlabel("imbalance ratio R (majority / minority frequency)")
     ax.set_ylabel("cosine between minority classifiers")

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from .._progress import progress_bar
 from .batches import BatchStream, chunk_steps
 from .checkpoint import SweepStore
 from .devices import numerics
@@ -85,8 +85,8 @@ def sweep(task, lams, *, model, optimizer, steps, batch_size, lr, seeds=(0,), de
                    decay_scale=decay_scale, reweight=reweight, average_last=average_last, fused=fused,
                    precision=precision, deterministic=deterministic, callback=callback)
     st = _restore(run)
-    bar = tqdm(total=run.steps, initial=st.start, disable=None if progress else True, leave=False,
-               desc=f"sweep {run.optimizer} ({run.M} models)")
+    bar = progress_bar(total=run.steps, initial=st.start, enabled=progress,
+                       desc=f"sweep {run.optimizer} ({run.M} models)")
     with numerics(run.device, run.precision, run.deterministic):
         if not st.curves:
             st.curves.append((0, run.evaluate(run.params)))

@@ -11,7 +11,14 @@ from .loss_bounds import ColumnBound, LossCeiling, factored_column_bound, factor
 from .loss_split import LossSplit, loss_split, sweep_loss_split
 from .margin import MarginLaw, margin_law
 from .nuclear import NuclearSolution, solve_nuclear_softmax
-from .ufm import UFMEquilibrium, minority_collapse_threshold, minority_cosine, two_group_pi, ufm_equilibrium
+from .ufm import (
+    MinorityCosine,
+    UFMEquilibrium,
+    minority_collapse_threshold,
+    minority_cosine,
+    two_group_pi,
+    ufm_equilibrium,
+)
 from .unigram import UnigramEquilibrium, unigram_equilibrium
 
 __all__ = [
@@ -19,7 +26,8 @@ __all__ = [
     "bigram_equilibrium", "BigramEquilibrium", "AdjustedLoss",
     "margin_law", "MarginLaw",
     "factored_bigram_equilibrium", "FactoredBigramEquilibrium",
-    "ufm_equilibrium", "UFMEquilibrium", "minority_cosine", "minority_collapse_threshold", "two_group_pi",
+    "ufm_equilibrium", "UFMEquilibrium", "minority_cosine", "MinorityCosine", "minority_collapse_threshold",
+    "two_group_pi",
     "solve_nuclear_softmax", "NuclearSolution",
     "ufm_collapse_frequency", "factored_collapse_frequency", "ufm_all_collapse", "AllCollapse",
     "ufm_loss_ceiling", "factored_loss_ceiling", "LossCeiling", "factored_column_bound", "ColumnBound",

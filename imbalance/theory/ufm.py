@@ -16,11 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .._validate import allocation, as_distribution, as_lams, as_positive, as_positive_int, as_real_array
+from .._progress import progress_bar
+from .._validate import allocation, as_distribution, as_positive, as_positive_int, as_real_array
 from .collapse import minority_collapse_threshold
 from .nuclear import as_rtol, broadcast_lams, check_penalty_range, solve_path
 
-__all__ = ["UFMEquilibrium", "ufm_equilibrium", "two_group_pi", "minority_cosine", "minority_collapse_threshold"]
+__all__ = ["UFMEquilibrium", "ufm_equilibrium", "two_group_pi", "MinorityCosine", "minority_cosine",
+           "minority_collapse_threshold"]
 
 
 @dataclass(frozen=True)
@@ -137,36 +139,59 @@ def two_group_pi(k_major: int, k_minor: int, ratio: float) -> np.ndarray:
     return w / w.sum()
 
 
-def minority_cosine(k_major: int, k_minor: int, ratio, lam_w, lam_h, *, bias: bool = False, rtol: float = 1e-9):
+@dataclass(frozen=True)
+class MinorityCosine:
+    """Minority collapse at the UFM optimum of the two-group family (Fang et al. 2021).
+
+    ``cosine`` is the cosine between the minority classifiers K_A and K_A + 1 (NaN where they
+    are 0); ``minority_norm`` and ``majority_norm`` are ‖w‖ of a minority and of a majority
+    classifier. Each is shaped (L, *ratio.shape) for a 1-D λ path (λ leading), ratio.shape for
+    scalar λ (a float when ``ratio`` is a scalar too).
+    """
+
+    k_major: int
+    k_minor: int
+    ratio: np.ndarray | float
+    lam_w: np.ndarray | float
+    lam_h: np.ndarray | float
+    cosine: np.ndarray | float
+    minority_norm: np.ndarray | float
+    majority_norm: np.ndarray | float
+
+
+def minority_cosine(k_major: int, k_minor: int, ratio, lam_w, lam_h, *, bias: bool = False,
+                    rtol: float = 1e-9) -> MinorityCosine:
     """Cosine between two minority classifiers and the minority/majority classifier norms
     at the UFM optimum of the two-group family (Fang et al. 2021, minority collapse).
 
-    ``ratio`` scalar or 1-D; returns (cosine, minority_norm, majority_norm), each shaped
-    like ``ratio`` (λ scalars only). Without a bias the optimum is unique (proofs/T5, Step 6)
-    and symmetric within the minority group, so every minority pair has this cosine; with a
-    bias the probabilities are unique but Z* is not proven unique, and the cosine is that of
-    the solver's optimum — whether the pair is merged (cosine 1) is the same for every optimum
-    when π_B ≠ λ_Wλ_H (T8). The pair (K_A, K_A + 1) is reported. The cosine is NaN where the
-    minority classifiers are 0 (a decay so large that they vanish); ``lam_w``, ``lam_h``,
-    ``rtol`` as in :func:`ufm_equilibrium`."""
+    ``ratio``: a scalar or an array of imbalance ratios R ≥ 1; ``lam_w``, ``lam_h``: scalars or
+    1-D arrays (broadcast; λ becomes the leading axis of every field), ``bias``, ``rtol`` as in
+    :func:`ufm_equilibrium`. Returns a :class:`MinorityCosine` (it replaces the earlier tuple
+    ``(cosine, minority_norm, majority_norm)``: read ``.cosine``, ``.minority_norm``,
+    ``.majority_norm``). Without a bias the optimum is unique (proofs/T5, Step 6) and symmetric
+    within the minority group, so every minority pair has this cosine; with a bias the
+    probabilities are unique but Z* is not proven unique, and the cosine is that of the
+    solver's optimum — whether the pair is merged (cosine 1) is the same for every optimum when
+    π_B ≠ λ_Wλ_H (T8). The pair (K_A, K_A + 1) is reported.
+    """
     k_major = as_positive_int(k_major, "k_major")
     k_minor = as_positive_int(k_minor, "k_minor")
     if k_minor < 2:
         raise ValueError(f"k_minor must be >= 2 to define a minority cosine, got k_minor={k_minor}")
-    for name, lam in (("lam_w", lam_w), ("lam_h", lam_h)):
-        if not as_lams(lam, name)[1]:
-            raise ValueError(f"{name} must be a scalar here (the results are shaped like ratio), "
-                             f"got {name}={lam!r:.80}")
+    lw, lh, scalar = broadcast_lams(lam_w, "lam_w", lam_h, "lam_h")
     as_rtol(rtol)
     ratio = as_real_array(ratio, "ratio", "a number or an array of ratios >= 1")
     R = ratio.ravel()
     if (R > 1e200).any():  # the minority frequency 1/(k_major·ratio + k_minor) must stay >= 1e-300
         raise ValueError(f"ratio must be <= 1e200, got ratio={float(R[R > 1e200][0])!r}")
-    cos, nmin, nmaj = [], [], []
-    for r in R:
-        eq = ufm_equilibrium(two_group_pi(k_major, k_minor, float(r)), lam_w, lam_h, bias=bias, rtol=rtol)
-        cos.append(eq.classifier_cosine[k_major, k_major + 1])
-        nmin.append(eq.classifier_norms[k_major])
-        nmaj.append(eq.classifier_norms[0])
-    shape = np.shape(ratio)
-    return tuple(np.asarray(v).reshape(shape) for v in (cos, nmin, nmaj))
+    fields = {k: np.empty((lw.size, R.size)) for k in ("cosine", "minority_norm", "majority_norm")}  # (L, n)
+    for j, r in enumerate(progress_bar(R, desc="minority cosine (UFM solves)")):
+        eq = ufm_equilibrium(two_group_pi(k_major, k_minor, float(r)), lw, lh, bias=bias, rtol=rtol)
+        fields["cosine"][:, j] = eq.classifier_cosine[:, k_major, k_major + 1]  # (L,)
+        fields["minority_norm"][:, j] = eq.classifier_norms[:, k_major]  # (L,)
+        fields["majority_norm"][:, j] = eq.classifier_norms[:, 0]  # (L,)
+    shaped = {k: v.reshape(lw.size, *ratio.shape) for k, v in fields.items()}  # (L, *ratio.shape)
+    if scalar:
+        shaped = {k: (float(v[0]) if ratio.ndim == 0 else v[0]) for k, v in shaped.items()}
+    return MinorityCosine(k_major=k_major, k_minor=k_minor, ratio=float(ratio) if ratio.ndim == 0 else ratio,
+                          lam_w=float(lw[0]) if scalar else lw, lam_h=float(lh[0]) if scalar else lh, **shaped)

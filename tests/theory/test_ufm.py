@@ -140,16 +140,50 @@ def test_minority_collapse_threshold_brackets_the_merge():
     lam = 3e-2
     R = minority_collapse_threshold(ka, kb, lam, lam)  # closed form (T8): (1/λ² − K_B)/K_A
     assert 1 < R < 1e8
-    cos_below, nmin_below, nmaj_below = minority_cosine(ka, kb, R / 1.5, lam, lam)
-    cos_above, nmin_above, _ = minority_cosine(ka, kb, R * 1.5, lam, lam)
-    assert cos_below < 1 - 1e-6 and cos_above >= 1 - 1e-6
+    below = minority_cosine(ka, kb, R / 1.5, lam, lam)
+    above = minority_cosine(ka, kb, R * 1.5, lam, lam)
+    assert below.cosine < 1 - 1e-6 and above.cosine >= 1 - 1e-6
     # minority classifiers shrink as R grows; majority ones are longer
-    assert nmin_above < nmin_below < nmaj_below
+    assert above.minority_norm < below.minority_norm < below.majority_norm
     # direct training above the threshold reproduces the merge (independent of the convex solver)
     pi = two_group_pi(ka, kb, R * 1.5)
     _, W, _, _ = ufm_direct(pi, lam, lam, seed=1)
     w1, w2 = W[ka], W[ka + 1]
     assert w1 @ w2 / np.linalg.norm(w1) / np.linalg.norm(w2) >= 1 - 1e-5
+
+
+def test_minority_cosine_lambda_leading_and_merges_past_closed_form_threshold():
+    """λ array → every field is (L, *ratio.shape), each λ row equal to the scalar-λ call; the
+    minority pair is merged exactly where R exceeds the closed-form T8 threshold of that λ."""
+    ka, kb = 2, 3
+    lams = np.array([3e-2, 1e-1])
+    thr = np.array([minority_collapse_threshold(ka, kb, lam, lam) for lam in lams])  # closed form
+    R = np.array([[thr[1] / 1.5, thr[1] * 1.5], [thr[0] / 1.5, thr[0] * 1.5]])  # (2, 2), ratios >= 1
+    assert (R >= 1).all()
+    mc = minority_cosine(ka, kb, R, lams, lams, rtol=1e-11)
+    assert mc.cosine.shape == mc.minority_norm.shape == mc.majority_norm.shape == (2, 2, 2)
+    merged = 1 - mc.cosine <= 1e-6
+    np.testing.assert_array_equal(merged, R[None] > thr[:, None, None])
+    for i, lam in enumerate(lams):
+        one = minority_cosine(ka, kb, R, lam, lam, rtol=1e-11)
+        assert one.cosine.shape == R.shape and isinstance(one.lam_w, float)
+        # both certified to a relative gap of 1e-11: norms agree far inside 1e-5 (the square
+        # root of the gap bounds how far a strongly convex optimum's argument can move)
+        np.testing.assert_allclose(one.minority_norm, mc.minority_norm[i], rtol=1e-5)
+        np.testing.assert_allclose(one.majority_norm, mc.majority_norm[i], rtol=1e-5)
+    scalar = minority_cosine(ka, kb, float(R[0, 0]), 0.1, 0.1)
+    assert isinstance(scalar.cosine, float) and isinstance(scalar.ratio, float)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(k_major=2, k_minor=1, ratio=2.0, lam_w=0.1, lam_h=0.1), "k_minor"),
+    (dict(k_major=2, k_minor=2, ratio=0.5, lam_w=0.1, lam_h=0.1), "ratio"),
+    (dict(k_major=2, k_minor=2, ratio=2.0, lam_w=[0.1, 0.2], lam_h=[0.1, 0.2, 0.3]), "lam_w"),
+    (dict(k_major=2, k_minor=2, ratio=2.0, lam_w=0.1, lam_h=[[0.1]]), "lam_h"),
+])
+def test_minority_cosine_bad_input_names_parameter(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        minority_cosine(**kwargs)
 
 
 # ---------------------------------------------------------------- the paper's proposition

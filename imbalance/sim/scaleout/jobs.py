@@ -11,8 +11,8 @@ import numpy as np
 import submitit
 import torch
 from submitit.helpers import Checkpointable
-from tqdm.auto import tqdm
 
+from ..._progress import progress_bar
 from ..._validate import as_positive_int
 from ..settings import check_lams
 from ..sweep import SweepResult, sweep
@@ -117,8 +117,8 @@ class PendingSweep:
     def wait(self) -> None:
         """Until every job has ended; interrupted (Ctrl-C, an error), it cancels them first. On a
         terminal a bar shows the steps the jobs have stored so far and the time spent."""
-        bar = tqdm(total=self._steps * len(self._outs), desc=f"{self._name} ({len(self.jobs)} jobs)", leave=False,
-                   disable=None if self.jobs and self._outs else True)
+        bar = progress_bar(total=self._steps * len(self._outs), desc=f"{self._name} ({len(self.jobs)} jobs)",
+                           enabled=bool(self.jobs and self._outs))
         try:
             while not self.done():
                 time.sleep(self._poll_s)
