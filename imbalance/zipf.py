@@ -59,32 +59,43 @@ def frequency_buckets(pi, scheme: str = "log3", n_groups: int = 10) -> np.ndarra
     if arr.max() <= 0:
         raise ValueError(f"pi must have at least one positive entry, got pi={pi!r:.80}")
     scheme = as_choice(scheme, "scheme", {"log3", "equal_mass"})
+    if scheme == "equal_mass":
+        n_groups = as_positive_int(n_groups, "n_groups")
+        if n_groups > 2 ** 24:
+            raise ValueError(f"n_groups must be <= 2**24, got n_groups={n_groups}")
     out = np.full(arr.shape, -1, dtype=np.int64)
     pos = arr > 0
-    if scheme == "log3":
-        logrel = np.log(arr[pos]) - np.log(arr.max())  # in logs: a subnormal frequency does not underflow
-        b = np.floor(-logrel / np.log(3.0)).astype(np.int64)
-        # the logarithm can land an ulp on the wrong side of a power of 3: settle the
-        # boundary by the comparisons that define the bin, 3^-(b+1) < rel <= 3^-b
-        with np.errstate(under="ignore"):
-            rel = np.exp(logrel)
-            low = 3.0 ** -b.astype(np.float64)
-        normal = rel > 0  # where rel underflows the logarithm alone decides
-        b = np.where(normal & (rel > low), b - 1, b)
-        with np.errstate(under="ignore"):
-            high = 3.0 ** -(b + 1).astype(np.float64)
-        b = np.where(normal & (rel <= high), b + 1, b)
-        out[pos] = b
-        return out
-    arr = arr / arr.max()  # relative frequencies: no overflow in the sums below
-    n_groups = as_positive_int(n_groups, "n_groups")
-    if n_groups > 2 ** 24:
-        raise ValueError(f"n_groups must be <= 2**24, got n_groups={n_groups}")
-    idx = np.flatnonzero(pos)
-    order = idx[np.argsort(-arr[idx], kind="stable")]
-    cum = np.cumsum(arr[order] / arr[order].sum())           # mass at the end of each token's interval
+    out[pos] = _log3_buckets(arr[pos]) if scheme == "log3" else _equal_mass_buckets(arr[pos], n_groups)
+    return out
+
+
+def _log3_buckets(freq: np.ndarray) -> np.ndarray:
+    """Powers-of-3 bucket of each positive frequency: b with 3^-(b+1) < freq/max(freq) <= 3^-b."""
+    logrel = np.log(freq) - np.log(freq.max())  # in logs: a subnormal frequency does not underflow
+    b = np.floor(-logrel / np.log(3.0)).astype(np.int64)
+    # the logarithm can land an ulp on the wrong side of a power of 3: settle the
+    # boundary by the comparisons that define the bin, 3^-(b+1) < rel <= 3^-b
+    with np.errstate(under="ignore"):
+        rel = np.exp(logrel)
+        low = 3.0 ** -b.astype(np.float64)
+    normal = rel > 0  # where rel underflows the logarithm alone decides
+    b = np.where(normal & (rel > low), b - 1, b)
+    with np.errstate(under="ignore"):
+        high = 3.0 ** -(b + 1).astype(np.float64)
+    return np.where(normal & (rel <= high), b + 1, b)
+
+
+def _equal_mass_buckets(freq: np.ndarray, n_groups: int) -> np.ndarray:
+    """Kunstner et al.'s equal-mass group of each positive frequency (see ``frequency_buckets``):
+    token t joins group #{g ≥ 1 : g·S ≤ n_groups·(mass before t)}, S the total mass."""
+    # scaling by a power of two is exact, so integer counts keep exact sums (below 2**53) and a
+    # token that ends exactly on a breakpoint closes its group whatever the rounding of g/n_groups
+    scaled = np.ldexp(freq, -np.frexp(freq.max())[1])  # (n,) in (0, 1]
+    order = np.argsort(-scaled, kind="stable")
+    cum = np.cumsum(scaled[order])                            # mass at the end of each token's interval
     before = np.concatenate([[0.0], cum[:-1]])               # mass before each token
     with allocation("n_groups", n_groups):
-        breakpoints = np.linspace(0.0, 1.0, n_groups, endpoint=False)[1:]
-    out[order] = np.searchsorted(breakpoints, before, side="right")
-    return out
+        thresholds = np.arange(1, n_groups, dtype=np.float64) * cum[-1]  # (n_groups - 1,) g·S
+    groups = np.empty(freq.size, dtype=np.int64)
+    groups[order] = np.searchsorted(thresholds, before * n_groups, side="right")
+    return groups

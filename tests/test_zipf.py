@@ -1,6 +1,8 @@
+from fractions import Fraction
+
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from imbalance import frequency_buckets, zipf_pmf
@@ -51,16 +53,18 @@ def _kunstner_split(counts, n_groups):
     """Kunstner et al. (2024)'s published split, re-implemented as a walk over the tokens:
     visit them by decreasing count (ties by index), add each one's share of the mass to a
     running total, and after a token whose running total reaches the next breakpoint
-    g/n_groups (as their code computes it, ``np.linspace(0, 1, n, endpoint=False)``) open the
-    following group: the crossing token stays in the earlier one."""
+    g/n_groups (their breakpoints ``np.linspace(0, 1, n, endpoint=False)``) open the
+    following group: the crossing token stays in the earlier one. Exact rational arithmetic
+    (the rule's own: a token whose running total lands exactly on g/n_groups closes group g − 1,
+    which a float running total can miss by an ulp either way)."""
     counts = np.asarray(counts)
-    breakpoints = list(np.linspace(0, 1, n_groups, endpoint=False)[1:])
-    share = counts / counts.sum()
+    breakpoints = [Fraction(g, n_groups) for g in range(1, n_groups)]
+    mass = sum(int(c) for c in counts)
     groups = np.full(counts.size, -1)
-    total, group = 0.0, 0
+    total, group = Fraction(0), 0
     for t in sorted(np.flatnonzero(counts > 0), key=lambda t: (-counts[t], t)):
         groups[t] = group
-        total += share[t]
+        total += Fraction(int(counts[t]), mass)
         while breakpoints and total >= breakpoints[0]:
             breakpoints.pop(0)
             group += 1
@@ -68,6 +72,7 @@ def _kunstner_split(counts, n_groups):
 
 
 @given(st.lists(st.integers(0, 50), min_size=1, max_size=60).filter(any), st.integers(1, 12))
+@example([2, 11, 11, 35, 35, 35, 35, 35, 35, 35, 43], 4)  # the second 35 starts exactly at mass ¼
 def test_equal_mass_matches_kunstner_et_al(counts, n_groups):
     assert frequency_buckets(counts, "equal_mass", n_groups).tolist() == _kunstner_split(counts, n_groups).tolist()
 
