@@ -38,10 +38,10 @@ def _sync_free(device: torch.device) -> bool:
 
 
 def _batch_rows(key: torch.Tensor, n_rows: int):
-    """The distinct rows of ``key`` (M·B,): (rows (K,), inv (M·B,) slot of each key, slot map or None).
+    """The distinct rows of ``key`` (M·B,): (rows (N,), inv (M·B,) slot of each key, slot map or None).
 
-    CPU: K = number of distinct rows (``nonzero``/``unique`` read K back, which costs nothing here).
-    Elsewhere: no value is read back. Keys are sorted, each run of equal keys is one slot; K = M·B
+    CPU: N = number of distinct rows (``nonzero``/``unique`` read N back, which costs nothing here).
+    Elsewhere: no value is read back. Keys are sorted, each run of equal keys is one slot; N = M·B
     slots, the unused ones padded with row ``key_sorted[0]`` and given zero gradient by the caller
     (``RowGrad`` allows such padding), and the row → slot map is returned for the fused kernel.
     """
@@ -58,11 +58,11 @@ def _batch_rows(key: torch.Tensor, n_rows: int):
     if n_rows <= 8 * key.numel():  # dense marks over all rows: cheaper than a sort unless rows ≫ keys
         seen = torch.zeros(n_rows, dtype=torch.bool, device=dev)
         seen[key] = True
-        rows = seen.nonzero().squeeze(1)  # (K,) sorted, as torch.unique
+        rows = seen.nonzero().squeeze(1)  # (N,) sorted, as torch.unique
         slot = torch.empty(n_rows, dtype=torch.long, device=dev)
         slot[rows] = torch.arange(rows.numel(), device=dev)
         return rows, slot[key], None
-    rows, inv = torch.unique(key, return_inverse=True)  # (K,), (M·B,)
+    rows, inv = torch.unique(key, return_inverse=True)  # (N,), (M·B,)
     return rows, inv, None
 
 
@@ -112,23 +112,23 @@ class BigramTable:
         B = ctx.shape[1]
         r = task.r
         key = (torch.arange(M, device=W.device).unsqueeze(1) * C + ctx).reshape(-1)  # (M·B,)
-        rows, inv, slot = _batch_rows(key, M * C)  # (K,), (M·B,), None or (M·C,)
+        rows, inv, slot = _batch_rows(key, M * C)  # (N,), (M·B,), None or (M·C,): N rows in this batch
         w = weights[tgt].reshape(-1) if weights is not None else torch.ones_like(key, dtype=W.dtype)  # (M·B,)
-        n = torch.zeros(rows.numel(), dtype=W.dtype, device=W.device).index_add_(0, inv, w)  # (K,)
-        W2, K = W.view(M * C, V), rows.numel()
-        coef = ((r / B) * n).unsqueeze(1)  # (K, 1)
+        n = torch.zeros(rows.numel(), dtype=W.dtype, device=W.device).index_add_(0, inv, w)  # (N,)
+        W2, N = W.view(M * C, V), rows.numel()
+        coef = ((r / B) * n).unsqueeze(1)  # (N, 1)
         # Softmax a cache-sized block of rows at a time, in place, so that each block stays in cache
-        # (faster on CPU than torch.softmax on the whole gathered (K, V) array; see
+        # (faster on CPU than torch.softmax on the whole gathered (N, V) array; see
         # tests/benchmarks/bench_sweep.py). Small problems (one block) skip the preallocation.
         # One block on other devices.
-        block = max(1, _BLOCK_BYTES // (V * W.element_size())) if W.device.type == "cpu" else K
-        if K <= block:
-            g_rows = W2[rows]  # (K, V) becomes (r/B) n_x softmax(r W[x])
-            lse = _softmax_rows_(g_rows, r, coef)  # (K, 1) log Σ_v exp(r W[x, v])
+        block = max(1, _BLOCK_BYTES // (V * W.element_size())) if W.device.type == "cpu" else N
+        if N <= block:
+            g_rows = W2[rows]  # (N, V) becomes (r/B) n_x softmax(r W[x])
+            lse = _softmax_rows_(g_rows, r, coef)  # (N, 1) log Σ_v exp(r W[x, v])
         else:
-            g_rows = torch.empty(K, V, dtype=W.dtype, device=W.device)
-            lse = torch.empty(K, 1, dtype=W.dtype, device=W.device)
-            for a in range(0, K, block):
+            g_rows = torch.empty(N, V, dtype=W.dtype, device=W.device)
+            lse = torch.empty(N, 1, dtype=W.dtype, device=W.device)
+            for a in range(0, N, block):
                 z = torch.index_select(W2, 0, rows[a:a + block], out=g_rows[a:a + block])
                 lse[a:a + block] = _softmax_rows_(z, r, coef[a:a + block])
         y = tgt.reshape(-1)

@@ -25,7 +25,7 @@ __all__ = ["BatchedSGD", "BatchedAdamW", "RowGrad", "make_optimizer", "frequency
 
 
 class RowGrad:
-    """A gradient that is zero except on some rows: ``values`` (K, V) at ``rows`` (K,) of the
+    """A gradient that is zero except on some rows: ``values`` (N, V) at ``rows`` (N,) of the
     parameter viewed as (M·C, V). A row may be listed more than once only with zero values in all
     but one of its slots (the sync-free gather pads with such slots); ``slot`` (M·C,), when given,
     maps each row to its slot with values (−1: no gradient). The optimisers apply it without a
