@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from .. import metrics, plot
+from .._progress import progress_bar
 from ..sim import BigramTable, BigramTask, FeatureTask, LinearSoftmax
 from ..sim.devices import resolve_device
 from ..sim.paradox import paradox_calibration, paradox_sweep_args, posthoc_adjusted, small_lm, summarise_paradox
@@ -101,7 +102,7 @@ def feature_section(st: Settings) -> Section:
                     batch_size=512, lr=0.5, seeds=(0, 1, 2), average_last=steps // 2).result()
     pi = task.token_probs
     rows, err, ratio = [], 0.0, 0.0
-    for i, lam in enumerate(lams):
+    for i, lam in enumerate(progress_bar(lams, desc="L-BFGS references")):
         W, _, _ = feature_lbfgs(task, lam, bias=True)
         Ws = res.params_avg["W"][i].numpy()  # (S, K, D)
         e = float((np.linalg.norm(Ws - W, axis=(1, 2)) / np.linalg.norm(W)).max())

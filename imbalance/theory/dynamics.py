@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from .._progress import progress_bar
 from .._validate import (
     as_choice,
     as_count_matrix,
@@ -237,7 +238,7 @@ def bigram_trajectory(counts, lam, *, steps, lr, optimizer="sgd", r=1.0, batch_s
     k = 1
     shrink = 1.0 - lr * lams[:, None]  # (L, 1)
     Pr = P * r
-    for t in range(1, steps + 1):
+    for t in progress_bar(range(1, steps + 1), desc=f"{optimizer} trajectory ({L} λ)", unit="step"):
         mu = _probs(r * w, it)  # (L, n1)
         mu -= q  # p − q
         g = Pr * mu  # E[g]

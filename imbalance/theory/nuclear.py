@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from .._progress import progress_bar
 from .._validate import as_count_matrix, as_lam_pair, as_positive, as_positive_int, as_real_array
 from ._lbfgs import lbfgs_steps
 from ._spectral import FULL_SVD_MAX, balance, dual_norm, growth_directions
@@ -412,7 +413,7 @@ def solve_path(target, mus, **kwargs) -> list[NuclearSolution]:
     order = np.argsort(-np.asarray(mus), kind="stable")
     out: list = [None] * len(mus)
     warm = None
-    for i in order:
+    for i in progress_bar(order, desc="nuclear-norm solves (λ path)"):
         warm = solve_nuclear_softmax(target, float(mus[i]), warm=warm, **kwargs)
         out[i] = warm
     return out
