@@ -56,14 +56,14 @@ def per_token_loss_sums(model, windows: torch.Tensor, vocab_size: int, *, batch_
     return sums.cpu().numpy(), counts.cpu().numpy()
 
 
-def loss_summary(sums, counts, token_probs, *, scheme: str = "log3", n_groups: int = 10) -> dict:
+def loss_summary(sums, counts, pi, *, scheme: str = "log3", n_groups: int = 10) -> dict:
     """Aggregate loss (mean CE over all evaluated targets), token-balanced loss (mean of ℓ_v
     over the types with π_v > 0 that occur in the evaluated text) and per-bucket loss (mean CE
     over the bucket's occurrences, buckets by π); a bucket with no occurrence gives None."""
     sums, counts = np.asarray(sums, np.float64), np.asarray(counts, np.int64)
-    pi = np.asarray(token_probs, np.float64)
+    pi = np.asarray(pi, np.float64)
     if not sums.shape == counts.shape == pi.shape:
-        raise ValueError(f"sums, counts and token_probs must have one shape, got {sums.shape}, {counts.shape}, "
+        raise ValueError(f"sums, counts and pi must have one shape, got {sums.shape}, {counts.shape}, "
                          f"{pi.shape}")
     if counts.sum() == 0:
         raise ValueError("counts are all zero: nothing was evaluated")

@@ -36,12 +36,12 @@ def bucket_learning_curves(ax, steps, bucket_loss, *, title=""):
     return ax
 
 
-def row_norms_vs_frequency(ax, freq, norms: dict):
+def row_norms_vs_frequency(ax, pi, norms: dict):
     """Row norms of the (un)embedding against token frequency (log x; types with π > 0)."""
-    freq = np.asarray(freq, dtype=float)
-    seen = freq > 0
+    pi = np.asarray(pi, dtype=float)
+    seen = pi > 0
     for (name, n), marker in zip(norms.items(), ".x"):
-        ax.plot(freq[seen], np.asarray(n)[seen], marker, ms=3, alpha=0.5, label=name)
+        ax.plot(pi[seen], np.asarray(n)[seen], marker, ms=3, alpha=0.5, label=name)
     ax.set_xscale("log")
     ax.set_xlabel("token frequency π")
     ax.set_ylabel("row norm")

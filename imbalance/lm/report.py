@@ -18,10 +18,10 @@ from .sweep import LMSweepResult
 __all__ = ["tidy_rows", "write_sweep_report", "below_one_per_batch"]
 
 
-def below_one_per_batch(token_probs, tokens_per_batch: int) -> float:
+def below_one_per_batch(pi, tokens_per_batch: int) -> float:
     """Share of the vocabulary types (π > 0) seen less than once per batch, B·π < 1 (T3's line:
     under AdamW these are the tokens whose equilibrium margin shrinks as √(Bπ)/λ)."""
-    pi = np.asarray(token_probs, dtype=float)
+    pi = np.asarray(pi, dtype=float)
     return float((pi[pi > 0] * tokens_per_batch < 1).mean())
 
 

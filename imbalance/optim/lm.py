@@ -26,9 +26,9 @@ __all__ = ["LMOutcome", "lm_outcome", "lm_variants", "pareto_rows", "pareto_tabl
 ROW_PARAMS = ("tok_emb", "unembed")
 
 
-def lm_variants(token_probs, tokens_per_batch) -> dict:
+def lm_variants(pi, tokens_per_batch) -> dict:
     """FairAdamW row options per variant name (applied to the embedding and unembedding rows)."""
-    scale = row_decay_scale(token_probs, batch_size=tokens_per_batch)
+    scale = row_decay_scale(pi, batch_size=tokens_per_batch)
     return {"AdamW": {}, "row-scaled ρ": {"row_decay_scale": scale}, "lazy decay": {"lazy": "decay"},
             "lazy moments": {"lazy": "moments"}, "coupled": {"coupled": True}}
 

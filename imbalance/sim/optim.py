@@ -18,7 +18,7 @@ import types
 import numpy as np
 import torch
 
-from .._validate import as_choice, as_nonnegative, as_positive, as_positive_int
+from .._validate import as_choice, as_frequencies, as_nonnegative, as_positive, as_positive_int
 from ..formulas import adamw_rho
 
 __all__ = ["BatchedSGD", "BatchedAdamW", "RowGrad", "make_optimizer", "frequency_decay_scale"]
@@ -287,17 +287,15 @@ def make_optimizer(name: str, params, lams, *, lr, decayed=None, decay_scale=Non
                         fused=fused)
 
 
-def frequency_decay_scale(freq, optimizer: str = "sgd", batch_size: int | None = None) -> np.ndarray:
+def frequency_decay_scale(pi, optimizer: str = "sgd", batch_size: int | None = None) -> np.ndarray:
     """T6(a): per-row decay scale that equalises the equilibrium margin across rows.
 
     L2/SGD: κ_x = P(x) r²/λ_x is equal for all rows when λ_x ∝ P(x).
     AdamW (T3): the margin is 2 r ρ_x/λ_x with ρ_x = √(B P / (1 + (B−1) P)), so λ_x ∝ ρ_x.
-    Normalised to mean 1 over rows with positive frequency (so λ keeps its scale).
+    ``pi``: row frequencies P(x), or counts (normalised here). Normalised to mean 1 over rows
+    with positive frequency (so λ keeps its scale).
     """
-    freq = np.asarray(freq, dtype=np.float64)
-    if freq.ndim != 1 or not np.isfinite(freq).all() or (freq < 0).any() or freq.sum() <= 0:
-        raise ValueError(f"freq must be a non-negative 1-D array with positive sum, got shape {freq.shape}")
-    P = freq / freq.sum()
+    P = as_frequencies(pi, "pi")
     optimizer = as_choice(optimizer, "optimizer", {"sgd", "adamw"})
     if optimizer == "sgd":
         w = P.copy()

@@ -141,10 +141,10 @@ def tokens_per_batch_sweep(task, lam, batch_sizes, *, model, token_budget, lr, s
     return out
 
 
-def posthoc_bias(token_probs, tau) -> np.ndarray:
+def posthoc_bias(pi, tau) -> np.ndarray:
     """−τ log π (V,), the post-hoc logit adjustment (Menon et al. 2021; T6c). Tokens with π = 0
     (never seen in training) are given the smallest positive π, i.e. the rarest seen token's boost."""
-    return logit_adjustment(token_probs, tau, unseen="rarest", name="token_probs")
+    return logit_adjustment(pi, tau, unseen="rarest", name="pi")
 
 
 def _stacked(res: SweepResult, device="auto"):
