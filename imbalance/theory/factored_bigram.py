@@ -93,6 +93,34 @@ class FactoredBigramEquilibrium:
     dual_ratio: np.ndarray | float
 
 
+def _solution_fields(sol, lam_w, lam_e, Mc, N, target_count, seen_ctx, shape, tied: bool) -> dict:
+    """The fields of :class:`FactoredBigramEquilibrium` at one λ from the nuclear-norm solution
+    ``sol`` of the normalised counts ``Mc`` (COO, total ``N`` before normalising)."""
+    n, V = shape
+    Z = sol.logits
+    m = Z.max(axis=1)
+    lse = m + np.log(np.exp(Z - m[:, None]).sum(axis=1))
+    nll = lse[Mc.row] - Z[Mc.row, Mc.col]  # −log p(v|x) on the observed pairs
+    tot = np.bincount(Mc.col, weights=Mc.data * N * nll, minlength=V)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        loss = np.where(target_count > 0, tot / target_count, np.nan)
+    r, r_max = sol.left.shape[1], min(n, V)
+    W, E = np.zeros((V, r_max)), np.zeros((r_max, n))
+    if tied:
+        W[:, :r] = sol.left
+        E[:r, :] = sol.left.T
+    else:
+        c = (lam_e / lam_w) ** 0.25
+        W[:, :r] = c * sol.right
+        E[:r, seen_ctx] = sol.left.T / c
+    sv = np.zeros(r_max)
+    sv[:r] = sol.singular_values
+    return dict(loss_per_token=loss, aggregate_loss=float(tot.sum() / N), token_balanced_loss=float(np.nanmean(loss)),
+                W=W, E=E, singular_values=sv, rank=int(np.sum(sv > RANK_RTOL * sv[0])) if r else 0,
+                unembedding_norms=np.linalg.norm(W, axis=1), embedding_norms=np.linalg.norm(E, axis=0),
+                objective=sol.objective, gap=sol.gap, rel_gap=sol.rel_gap, dual_ratio=sol.dual_ratio)
+
+
 def factored_bigram_equilibrium(counts, lam_w=None, lam_e=None, *, tied: bool = False, lam=None,
                                 rtol: float = 1e-9) -> FactoredBigramEquilibrium:
     """Exact global minimiser of the weight-decayed factored bigram LM (T7).
@@ -133,42 +161,10 @@ def factored_bigram_equilibrium(counts, lam_w=None, lam_e=None, *, tied: bool = 
         M, mus = C[seen_ctx] / N, np.sqrt(lw * le)  # unseen contexts have e_x = 0 at the optimum
         sols = solve_path(M, mus, rtol=rtol)
     Mc = sp.coo_matrix(M)
-    r_max = min(n, V)
-    fields: dict[str, list] = {k: [] for k in (
-        "loss_per_token", "aggregate_loss", "token_balanced_loss", "W", "E", "singular_values", "rank",
-        "unembedding_norms", "embedding_norms", "objective", "gap", "rel_gap", "dual_ratio")}
+    fields: dict[str, list] = {}
     for sol, a, e in zip(sols, lw, le):
-        Z = sol.logits
-        m = Z.max(axis=1)
-        lse = m + np.log(np.exp(Z - m[:, None]).sum(axis=1))
-        nll = lse[Mc.row] - Z[Mc.row, Mc.col]  # −log p(v|x) on the observed pairs
-        tot = np.bincount(Mc.col, weights=Mc.data * N * nll, minlength=V)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            loss = np.where(target_count > 0, tot / target_count, np.nan)
-        r = sol.left.shape[1]
-        W, E = np.zeros((V, r_max)), np.zeros((r_max, n))
-        if tied:
-            W[:, :r] = sol.left
-            E[:r, :] = sol.left.T
-        else:
-            c = (e / a) ** 0.25
-            W[:, :r] = c * sol.right
-            E[:r, seen_ctx] = sol.left.T / c
-        sv = np.zeros(r_max)
-        sv[:r] = sol.singular_values
-        fields["loss_per_token"].append(loss)
-        fields["aggregate_loss"].append(float(tot.sum() / N))
-        fields["token_balanced_loss"].append(float(np.nanmean(loss)))
-        fields["W"].append(W)
-        fields["E"].append(E)
-        fields["singular_values"].append(sv)
-        fields["rank"].append(int(np.sum(sv > RANK_RTOL * sv[0])) if r else 0)
-        fields["unembedding_norms"].append(np.linalg.norm(W, axis=1))
-        fields["embedding_norms"].append(np.linalg.norm(E, axis=0))
-        fields["objective"].append(sol.objective)
-        fields["gap"].append(sol.gap)
-        fields["rel_gap"].append(sol.rel_gap)
-        fields["dual_ratio"].append(sol.dual_ratio)
+        for k, v in _solution_fields(sol, a, e, Mc, N, target_count, seen_ctx, C.shape, bool(tied)).items():
+            fields.setdefault(k, []).append(v)
     out = {k: (v[0] if scalar else np.asarray(v)) for k, v in fields.items()}
     return FactoredBigramEquilibrium(
         lam_w=float(lw[0]) if scalar else lw, lam_e=float(le[0]) if scalar else le, tied=bool(tied),
