@@ -112,20 +112,31 @@ def zipf_markov_stream(V: int, n_tokens: int, *, s: float = 1.1, sharpness: floa
     return ids
 
 
-def zipf_successor_stream(V: int, n_tokens: int, rng: np.random.Generator, *, s: float = 1.0,
-                          follow: float = 0.5, block: int = 8) -> np.ndarray:
+def _generator(seed, name: str) -> np.random.Generator:
+    """A numpy Generator from an int seed ≥ 0, or the Generator itself."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"{name} must be an int >= 0 or a numpy.random.Generator, got {name}={seed!r:.80}")
+    return np.random.default_rng(int(seed))
+
+
+def zipf_successor_stream(V: int, n_tokens: int, seed=0, *, s: float = 1.0, follow: float = 0.5, block: int = 8,
+                          rng=None) -> np.ndarray:
     """Tokens x_t: with probability ``follow`` the successor succ(x_{t−1}), otherwise a fresh
     Zipf(s) draw. succ permutes ranks within blocks of ``block`` consecutive ranks, so the
     marginal stays close to Zipf and every token, rare ones included, is predictable from
-    its context — what the paradox needs (a token can only lose what it had learned)."""
+    its context — what the paradox needs (a token can only lose what it had learned).
+
+    ``seed``: an int ≥ 0, as for :func:`zipf_markov_stream`, or a ``numpy.random.Generator`` to
+    draw from; ``rng`` is its earlier name, still accepted."""
     V = as_positive_int(V, "V", minimum=2)
     n_tokens = as_positive_int(n_tokens, "n_tokens", minimum=2)
     block = as_positive_int(block, "block")
     follow = as_real(follow, "follow")
     if not 0.0 <= follow <= 1.0:
         raise ValueError(f"follow must be in [0, 1], got follow={follow!r}")
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError(f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), got rng={rng!r:.80}")
+    rng = _generator(seed, "seed") if rng is None else _generator(rng, "rng")
     with allocation("V", V):
         pmf = zipf_pmf(V, s)
     with allocation("n_tokens", n_tokens):

@@ -115,7 +115,7 @@ for b in np.unique(ids):
 
 # %%
 V, n = (80, 50_000) if FAST else (300, 1_000_000)
-C = bigram_counts(zipf_successor_stream(V, n, np.random.default_rng(0)), V)
+C = bigram_counts(zipf_successor_stream(V, n, seed=0), V)
 lams = np.array([3e-4, 1e-3, 3e-3]) if FAST else np.array([1e-4, 3e-4, 1e-3, 3e-3, 1e-2])
 eq = factored_bigram_equilibrium(C, lams, lams, rtol=1e-7)
 ids, bl = metrics.bucket_loss(eq.loss_per_token, eq.token_frequency)

@@ -55,3 +55,17 @@ def test_stream_marginal_is_zipf_within_sampling_error():
 def test_rejects_bad_input(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+def test_successor_stream_is_seeded_like_the_markov_stream():
+    """``seed`` is an int (as for zipf_markov_stream) or a Generator; both give the same stream,
+    ``rng`` (the earlier name) too; a bad seed is refused by name."""
+    from imbalance.corpus import zipf_successor_stream
+
+    a = zipf_successor_stream(40, 500, seed=3)
+    assert np.array_equal(a, zipf_successor_stream(40, 500, np.random.default_rng(3)))
+    assert np.array_equal(a, zipf_successor_stream(40, 500, rng=np.random.default_rng(3)))
+    assert not np.array_equal(a, zipf_successor_stream(40, 500, seed=4))
+    for bad in (-1, 1.5, True, "0"):
+        with pytest.raises(ValueError, match="seed"):
+            zipf_successor_stream(40, 500, seed=bad)

@@ -27,7 +27,7 @@ def _stream_counts(st: Settings):
     if user is not None:
         return user
     V, n = (100, 100_000) if st.fast else (200, 500_000)
-    ids = zipf_successor_stream(V, n, np.random.default_rng(0))
+    ids = zipf_successor_stream(V, n, seed=0)
     return bigram_counts(ids, V), f"a Zipfian successor stream (V = {V}, {n:,} tokens; every token predictable)"
 
 

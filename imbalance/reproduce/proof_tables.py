@@ -151,7 +151,7 @@ def t9_tightness(fast=False):
 def t7_paradox(fast=False):
     """Exact factored bigram LM (λ_W = λ_E = λ) on a Zipfian successor stream, per log3 bucket."""
     V, n = (100, 100_000) if fast else (500, 1_000_000)
-    C = bigram_counts(zipf_successor_stream(V, n, np.random.default_rng(0)), V)
+    C = bigram_counts(zipf_successor_stream(V, n, seed=0), V)
     lams = np.array([1e-3, 3e-3]) if fast else np.array([1e-4, 3e-4, 1e-3, 3e-3, 1e-2])
     eq = factored_bigram_equilibrium(C, lams, lams, rtol=1e-7)
     ids, bl = metrics.bucket_loss(eq.loss_per_token, eq.token_frequency)  # (L, n_b)

@@ -34,7 +34,7 @@ def test_ufm_k1000():
 
 def test_factored_bigram_v2000():
     V = 2000
-    tok = zipf_successor_stream(V, 1_000_000, np.random.default_rng(0))
+    tok = zipf_successor_stream(V, 1_000_000, seed=0)
     C = bigram_counts(tok, V)
     t0 = time.perf_counter()
     eq = factored_bigram_equilibrium(C, 1e-3, 1e-3, rtol=1e-6)
