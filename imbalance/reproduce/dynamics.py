@@ -44,7 +44,7 @@ def token_dynamics_runs(fast: bool = False):
     steps = 600 if fast else 3000
     # AdamW at lr 1e-3: at 3e-3 the rarest bucket (B·P ≈ 0.5) sits 3.6 % below the mean-field flow
     runs = {"sgd": dict(lr=0.5), "adamw": dict(lr=1e-3)}
-    common = dict(model=BigramTable(), steps=steps, batch_size=64, eval_every=steps // 30, progress=False)
+    common = dict(model=BigramTable(), steps=steps, batch_size=64, eval_every=steps // 30)
     return task, [0.001, 0.01, 0.1], {opt: {**common, **kw, "optimizer": opt} for opt, kw in runs.items()}
 
 

@@ -178,8 +178,7 @@ def t3_concentration(fast=False):
     for B, b2 in ((64, 0.99), (8, 0.9), (2, 0.5)):
         b1 = min(0.9, 0.99 * np.sqrt(b2))  # β₁² ≤ β₂
         res = sweep(task, [1.0], model=BigramTable(), optimizer="adamw", steps=steps, batch_size=B, lr=3e-3,
-                    betas=(b1, b2), seeds=tuple(range(seeds)), average_last=steps // 2, eval_every=steps,
-                    progress=False)
+                    betas=(b1, b2), seeds=tuple(range(seeds)), average_last=steps // 2, eval_every=steps)
         c = compare_margins(res, task, eps=1e-8)
         err = c.sim[0] / c.theory[0] - 1  # (S, K) relative margin error per seed
         x = B * pi / (1 - b2)

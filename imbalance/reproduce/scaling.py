@@ -145,7 +145,7 @@ def mean_field_errors(settings=None, seeds: int = 8, K: int = 16) -> list[dict]:
     for name, opt, B, lr, steps, *k in settings:
         task, every = make(name, k[0] if k else K), max(1, steps // 20)
         res = sweep(task, [0.01, 0.1], model=BigramTable(), optimizer=opt, steps=steps, batch_size=B, lr=lr,
-                    seeds=tuple(range(seeds)), eval_every=every, progress=False)
+                    seeds=tuple(range(seeds)), eval_every=every)
         traj = bigram_trajectory(task.counts, [0.01, 0.1], steps=steps, lr=lr, optimizer=opt, r=task.r,
                                  batch_size=B, eval_every=every)
         _, sim = bucket_loss(res.curve_loss_per_token, task.token_probs)  # (n_eval, L, S, n_b)
@@ -170,7 +170,7 @@ def sgd_noise_excess_measurement(settings=((8, 1.0), (8, 2.0), (32, 2.0)), lam: 
     rows = []
     for B, lr in settings:
         res = sweep(task, [lam], model=BigramTable(), optimizer="sgd", steps=steps, batch_size=B, lr=lr,
-                    seeds=tuple(range(seeds)), eval_every=steps // 40, progress=False)
+                    seeds=tuple(range(seeds)), eval_every=steps // 40)
         traj = bigram_trajectory(task.counts, lam, steps=steps, lr=lr, batch_size=B, eval_every=steps // 40)
         late = slice(traj.steps.size // 2, None)
         sim = (res.curve_loss_per_token[late, 0] * pi).sum(-1).mean(0)  # (S,) time-averaged aggregate
