@@ -10,7 +10,7 @@ with the pseudo time step Δt grown by switched evolution relaxation (SER,
 not a gradient flow can have, from stalling the march): small steps follow the flow from its start (so the steady state
 selected is the one the flow reaches), large steps are Newton steps. J is applied matrix-free by
 forward differences of F and the linear system is solved inexactly by GMRES (Saad & Schultz
-1986) with a diagonal preconditioner; a step that raises ‖F‖ by more than ``GROWTH`` is refused
+1986); a step that raises ‖F‖ by more than ``GROWTH`` is refused
 and retried with Δt/4.
 """
 
@@ -53,27 +53,24 @@ def _jvp(F, theta, f, counter):
     return jv
 
 
-def pseudo_transient(F, theta, *, dt0, tol, diag=None, max_steps=500, krylov_dim=30, eta=0.1,
-                     max_evaluations=20_000) -> PseudoTransientResult:
+def pseudo_transient(F, theta, *, dt0, tol, max_steps=500, krylov_dim=30, eta=0.1,
+                     max_evaluations=20_000, patience=60) -> PseudoTransientResult:
     """Steady state of θ̇ = −F(θ) from ``theta``: stop when max|F| < ``tol``.
 
-    ``dt0`` the first pseudo time step (the stiffest rate resolved at the start); ``diag``
-    optional θ ↦ an estimate of diag J(θ) (≥ 0) for the preconditioner 1/(1/Δt + diag);
-    ``eta`` the relative GMRES tolerance (inexact Newton); ``krylov_dim`` its restart length.
+    ``dt0`` the first pseudo time step, and the smallest one SER returns to; ``eta`` the relative
+    GMRES tolerance (inexact Newton); ``krylov_dim`` its restart length. Stops early when max|F|
+    has not reached a new minimum for ``patience`` accepted steps.
     """
     counter = [1]
     f = F(theta)
     dt0 = float(dt0)
     norm, dt, t, steps = np.linalg.norm(f), dt0, 0.0, 0
-    while np.abs(f).max() >= tol and steps < max_steps and counter[0] < max_evaluations:
+    best, best_step = np.abs(f).max(), 0
+    while best >= tol and steps < max_steps and counter[0] < max_evaluations and steps - best_step <= patience:
         n = theta.size
         jv = _jvp(F, theta, f, counter)
         A = spla.LinearOperator((n, n), matvec=lambda v, dt=dt: v / dt + jv(v), dtype=float)
-        M = None
-        if diag is not None:
-            pre = 1.0 / (1.0 / dt + np.maximum(diag(theta), 0.0))
-            M = spla.LinearOperator((n, n), matvec=lambda v, pre=pre: pre * v, dtype=float)
-        delta, _ = spla.gmres(A, -f, rtol=eta, atol=0.0, restart=krylov_dim, maxiter=1, M=M)
+        delta, _ = spla.gmres(A, -f, rtol=eta, atol=0.0, restart=krylov_dim, maxiter=1)
         trial = theta + delta
         f_trial = F(trial)
         counter[0] += 1
@@ -84,5 +81,7 @@ def pseudo_transient(F, theta, *, dt0, tol, diag=None, max_steps=500, krylov_dim
         theta, f, t, steps = trial, f_trial, t + dt, steps + 1
         dt = min(max(dt * norm / max(n_trial, 1e-300), dt0), DT_MAX)
         norm = n_trial
+        if np.abs(f).max() < best:
+            best, best_step = np.abs(f).max(), steps
     return PseudoTransientResult(theta=theta, residual=float(np.abs(f).max()), time=t, steps=steps,
                                  evaluations=counter[0])

@@ -38,6 +38,7 @@ __all__ = ["SharedAdamWEquilibrium", "BigramLaw", "bigram_law", "sample_moments"
            "factored_bigram_adamw_equilibrium", "ufm_adamw_equilibrium", "ufm_counts"]
 
 RANK_RTOL = 1e-6  # singular values below RANK_RTOL·σ₁ are counted as zero in ``rank``
+FALLBACK_RESIDUAL = 1e-2  # continuation that ends with max|F| above this falls back to the flow
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,7 @@ def _one(law, lam, lam_e, W0, E0, B, eps, r, solver):
     theta0 = np.concatenate([W0.ravel(), E0.ravel()])
     if solver["method"] == "continuation":
         theta, res, t = _continuation(theta0, F, solver)
-        if res < solver["tol"]:
+        if res < FALLBACK_RESIDUAL:
             return split(theta), res, t
     theta, res, t = _flow_and_polish(theta0, F, lam, lam_e, solver)  # the reference, or the fallback
     return split(theta), res, t
@@ -270,10 +271,12 @@ def factored_bigram_adamw_equilibrium(counts, lam, *, init, lam_e=None, batch_si
     ``method="continuation"``: Euler steps ``h`` of the mean-field flow for flow time
     ``t_select`` (the escape from the initialisation, where the basin is chosen), then
     pseudo-transient continuation (Kelley & Keyes 1998) from pseudo time step ``dt0`` until
-    max|F| < ``tol`` or ``max_steps`` implicit steps; where it does not reach ``tol`` (sign-like
-    coordinates, e.g. contexts with one successor, make F nearly discontinuous) it falls back to
-    the flow. ``method="flow"``: Euler steps ``h`` for up to ``t_max`` (default 60/λ) and a root
-    polish (``polish``: "auto", "hybr", "krylov" or "none"), the slow reference.
+    max|F| < ``tol`` or ``max_steps`` implicit steps; where it ends far from any equilibrium
+    (max|F| ≥ ``FALLBACK_RESIDUAL``: sign-like coordinates, e.g. contexts with one successor or
+    full batch, make F nearly discontinuous) it falls back to the flow. A result with
+    ``residual`` ≥ ``tol`` is not a certified equilibrium. ``method="flow"``: Euler steps ``h``
+    for up to ``t_max`` (default 60/λ) and a root polish (``polish``: "auto", "hybr", "krylov"
+    or "none"), the slow reference.
     """
     law = bigram_law(counts)
     C, V = law.shape
