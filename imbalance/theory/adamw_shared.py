@@ -257,7 +257,7 @@ def _solver_options(method, h, t_max, polish, t_select, dt0, tol, max_steps):
                 tol=as_positive(tol, "tol"), max_steps=as_positive_int(max_steps, "max_steps"))
 
 
-def factored_bigram_adamw_equilibrium(counts, lam, *, init, lam_e=None, batch_size=None, eps=1e-8,
+def factored_bigram_adamw_equilibrium(counts, lam, *, init=None, lam_e=None, batch_size=None, eps=1e-8,
                                       betas=(0.9, 0.999), r=1.0, method="continuation", h=0.02,
                                       t_select=1.0, dt0=0.1, tol=1e-10, max_steps=500, t_max=None,
                                       polish="auto") -> SharedAdamWEquilibrium:
@@ -338,7 +338,7 @@ def ufm_counts(pi, samples_per_class: int = 1) -> sp.csr_matrix:
     return sp.csr_matrix((np.repeat(pi / m, m), (rows, rows // m)), shape=(K * m, K))
 
 
-def ufm_adamw_equilibrium(pi, lam, *, init, lam_h=None, samples_per_class: int = 1,
+def ufm_adamw_equilibrium(pi, lam, *, init=None, lam_h=None, samples_per_class: int = 1,
                           **kwargs) -> SharedAdamWEquilibrium:
     """AdamW equilibrium of the UFM: classifiers W (K × d) and free features h (one per sample).
 
