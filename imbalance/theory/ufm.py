@@ -110,40 +110,32 @@ def ufm_equilibrium(pi, lam_w, lam_h, *, bias: bool = False, rtol: float = 1e-9,
         raise ValueError(f"bias must be True or False, got bias={bias!r}")
     lw, lh, scalar = broadcast_lams(lam_w, "lam_w", lam_h, "lam_h")
     check_penalty_range(lw, "lam_w", lh, "lam_h")
-    K = pi.size
     mus = np.sqrt(lw * lh)
     sols = solve_path(sp.diags(pi).tocsr(), mus, row_scale=np.sqrt(pi), bias=bool(bias), rtol=rtol)
-    fields: dict[str, list] = {k: [] for k in (
-        "logits", "bias", "W", "H", "loss_per_token", "aggregate_loss", "token_balanced_loss",
-        "classifier_norms", "feature_norms", "classifier_cosine", "objective", "gap", "rel_gap",
-        "dual_ratio")}
-    for sol, a, h in zip(sols, lw, lh):
-        Z = sol.logits  # (K, K): row k = logits of class-k features, bias included
-        m = Z.max(axis=1)
-        lse = m + np.log(np.exp(Z - m[:, None]).sum(axis=1))
-        loss = lse - np.diag(Z)
-        c = (h / a) ** 0.25
-        r = sol.left.shape[1]
-        W = np.zeros((K, K))
-        H = np.zeros((K, K))
-        W[:, :r] = c * sol.right  # (K, r) classifiers as rows
-        H[:r, :] = (sol.left / (c * np.sqrt(pi)[:, None])).T  # (r, K) features as columns
-        fields["logits"].append(Z)
-        fields["bias"].append(sol.bias)
-        fields["W"].append(W)
-        fields["H"].append(H)
-        fields["loss_per_token"].append(loss)
-        fields["aggregate_loss"].append(float(pi @ loss))
-        fields["token_balanced_loss"].append(float(loss.mean()))
-        fields["classifier_norms"].append(np.linalg.norm(W, axis=1))
-        fields["feature_norms"].append(np.linalg.norm(H, axis=0))
-        fields["classifier_cosine"].append(_cosine(W))
-        fields["objective"].append(sol.objective)
-        fields["gap"].append(sol.gap)
-        fields["rel_gap"].append(sol.rel_gap)
-        fields["dual_ratio"].append(sol.dual_ratio)
-    out = {k: (v[0] if scalar else np.asarray(v)) for k, v in fields.items()}
+    rows = [_l2_fields(sol, a, h, pi) for sol, a, h in zip(sols, lw, lh)]
+    out = {k: (rows[0][i] if scalar else np.asarray([r[i] for r in rows])) for i, k in enumerate(_FIELDS)}
     return UFMEquilibrium(pi=pi, lam_w=float(lw[0]) if scalar else lw, lam_h=float(lh[0]) if scalar else lh, **out)
+
+
+_FIELDS = ("logits", "bias", "W", "H", "loss_per_token", "aggregate_loss", "token_balanced_loss",
+           "classifier_norms", "feature_norms", "classifier_cosine", "objective", "gap", "rel_gap", "dual_ratio")
+
+
+def _l2_fields(sol, a, h, pi):
+    """The result fields (in ``_FIELDS`` order) of one nuclear-norm solution of the UFM."""
+    K = pi.size
+    Z = sol.logits  # (K, K): row k = logits of class-k features, bias included
+    m = Z.max(axis=1)
+    lse = m + np.log(np.exp(Z - m[:, None]).sum(axis=1))
+    loss = lse - np.diag(Z)
+    c = (h / a) ** 0.25
+    r = sol.left.shape[1]
+    W = np.zeros((K, K))
+    H = np.zeros((K, K))
+    W[:, :r] = c * sol.right  # (K, r) classifiers as rows
+    H[:r, :] = (sol.left / (c * np.sqrt(pi)[:, None])).T  # (r, K) features as columns
+    return (Z, sol.bias, W, H, loss, float(pi @ loss), float(loss.mean()), np.linalg.norm(W, axis=1),
+            np.linalg.norm(H, axis=0), _cosine(W), sol.objective, sol.gap, sol.rel_gap, sol.dual_ratio)
 
 
 def _ufm_adamw(pi, lam_w, lam_h, bias, adamw):
