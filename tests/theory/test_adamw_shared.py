@@ -9,7 +9,8 @@ import scipy.optimize
 import torch
 
 from imbalance.sim import BigramTask, FactoredBigram, sweep
-from imbalance.theory.adamw_shared import factored_bigram_adamw_equilibrium, ufm_adamw_equilibrium, ufm_counts
+from imbalance.theory import FactoredBigramEquilibrium, factored_bigram_equilibrium, ufm_equilibrium
+from imbalance.theory.adamw_shared import factored_bigram_adamw_equilibrium, ufm_counts
 
 COUNTS = np.array([[6.0, 2, 1, 0], [1, 4, 0, 1], [0, 1, 3, 1], [2, 0, 0, 1]])
 
@@ -86,22 +87,16 @@ def test_full_batch_is_an_eps_kkt_point_of_the_linf_box(lam):
 
 
 def test_ufm_is_the_factored_model_on_diagonal_counts():
-    from imbalance.theory import ufm_equilibrium
-
+    """Through ufm_equilibrium(optimizer="adamw"), in the L2 result type: a UFM class loss is
+    −log p_k(h_k), recomputed from the returned factors."""
     pi = np.array([0.5, 0.3, 0.2])
-    W0, H0 = _init(3, V=3, C=3)
-    a = ufm_adamw_equilibrium(pi, 0.5, init=(W0, H0), batch_size=8)
-    assert a.residual < 1e-9
-    # a UFM class loss is −log p_k(h_k): recompute from the returned factors
-    Z = (a.E.T @ a.W.T)
+    eq = ufm_equilibrium(pi, 0.5, 0.5, optimizer="adamw", init=_init(3, V=3, C=3), batch_size=8)
+    assert eq.optimizer == "adamw" and eq.residual < 1e-9 and np.isnan(eq.gap)
+    Z = eq.H.T @ eq.W.T  # (features, classes)
     lp = Z - np.log(np.exp(Z).sum(1, keepdims=True))
-    np.testing.assert_allclose(a.loss_per_token, -np.diag(lp), rtol=1e-12)
-    assert ufm_counts(pi, 2).shape == (6, 3)
-    # the same equilibrium through ufm_equilibrium(optimizer="adamw"), in the L2 result type
-    eq = ufm_equilibrium(pi, 0.5, 0.5, optimizer="adamw", init=(W0, H0), batch_size=8)
-    assert eq.optimizer == "adamw" and eq.residual == a.residual and np.isnan(eq.gap)
     np.testing.assert_allclose(eq.logits, Z, rtol=1e-12)
-    np.testing.assert_allclose(eq.loss_per_token, a.loss_per_token, rtol=1e-12)
+    np.testing.assert_allclose(eq.loss_per_token, -np.diag(lp), rtol=1e-12)
+    assert ufm_counts(pi, 2).shape == (6, 3)
 
 
 def test_short_adamw_simulation_lands_on_the_prediction():
@@ -139,8 +134,6 @@ def test_continuation_lands_where_the_euler_flow_lands():
     """The default solver (short Euler selection phase, then pseudo-transient continuation) and an
     independent integration of the same mean-field flow (explicit Euler, half the step, run to
     the end and polished) select the same equilibrium from the same initialisation."""
-    from imbalance.sim import BigramTask
-
     counts = BigramTask.stochastic_zipf(8, 1.1, 0.7).counts
     init = _init(1, V=8, C=8, d=4, scale=0.1)
     a = factored_bigram_adamw_equilibrium(counts, 0.3, init=init, batch_size=8)
@@ -151,8 +144,6 @@ def test_continuation_lands_where_the_euler_flow_lands():
 
 
 def test_adamw_dispatch_returns_the_l2_result_type_with_a_certificate():
-    from imbalance.theory import FactoredBigramEquilibrium, factored_bigram_equilibrium
-
     init = _init(0)
     lams = np.array([0.5, 1.0])
     eq = factored_bigram_equilibrium(COUNTS, lam=lams, optimizer="adamw", init=init, batch_size=16)
@@ -180,7 +171,5 @@ def test_adamw_dispatch_returns_the_l2_result_type_with_a_certificate():
     (lambda f, u: u([0.5, 0.5], 0.5, 0.5, optimizer="sgd"), "optimizer"),
 ])
 def test_dispatch_bad_input_names_the_parameter(call, name):
-    from imbalance.theory import factored_bigram_equilibrium, ufm_equilibrium
-
     with pytest.raises(ValueError, match=name):
         call(factored_bigram_equilibrium, ufm_equilibrium)
