@@ -38,7 +38,8 @@ __all__ = ["SharedAdamWEquilibrium", "BigramLaw", "bigram_law", "sample_moments"
            "factored_bigram_adamw_equilibrium", "ufm_adamw_equilibrium", "ufm_counts"]
 
 RANK_RTOL = 1e-6  # singular values below RANK_RTOL·σ₁ are counted as zero in ``rank``
-FALLBACK_RESIDUAL = 1e-2  # continuation that ends with max|F| above this falls back to the flow
+FALLBACK_RESIDUAL = 1e-2  # continuation that ends with max|F| above this falls back to the flow …
+FALLBACK_SIZE = 20_000  # … on systems of at most this many unknowns (beyond, the Euler flow is impractical)
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,7 @@ def _one(law, lam, lam_e, W0, E0, B, eps, r, solver):
     theta0 = np.concatenate([W0.ravel(), E0.ravel()])
     if solver["method"] == "continuation":
         theta, res, t = _continuation(theta0, F, solver)
-        if res < FALLBACK_RESIDUAL:
+        if res < FALLBACK_RESIDUAL or theta.size > FALLBACK_SIZE:
             return split(theta), res, t
     theta, res, t = _flow_and_polish(theta0, F, lam, lam_e, solver)  # the reference, or the fallback
     return split(theta), res, t
@@ -265,15 +266,18 @@ def factored_bigram_adamw_equilibrium(counts, lam, *, init=None, lam_e=None, bat
 
     ``counts`` (C × V); ``lam`` (λ of W, and of E unless ``lam_e``) scalar or 1-D;
     ``init`` = (W0 (V, d), E0 (C, d)), the training initialisation (the flow starts there for
-    every λ); ``batch_size`` B (None: full batch); ``eps`` Adam's ε; ``betas`` only enter the
-    validity diagnostic ``occurrences_per_window``.
+    every λ; the simulator's draw for seed s is ``p = FactoredBigram(width=d, init_scale=…)
+    .init(task, [torch.Generator().manual_seed(s)], torch.float64)``, ``(p["W"][0], p["E"][0])``,
+    which this layer, free of torch, takes as arrays); ``batch_size`` B (None: full batch);
+    ``eps`` Adam's ε; ``betas`` only enter the validity diagnostic ``occurrences_per_window``.
 
     ``method="continuation"``: Euler steps ``h`` of the mean-field flow for flow time
     ``t_select`` (the escape from the initialisation, where the basin is chosen), then
     pseudo-transient continuation (Kelley & Keyes 1998) from pseudo time step ``dt0`` until
     max|F| < ``tol`` or ``max_steps`` implicit steps; where it ends far from any equilibrium
     (max|F| ≥ ``FALLBACK_RESIDUAL``: sign-like coordinates, e.g. contexts with one successor or
-    full batch, make F nearly discontinuous) it falls back to the flow. A result with
+    full batch, make F nearly discontinuous) it falls back to the flow if the system has at most
+    ``FALLBACK_SIZE`` unknowns (V·d + C·d), and otherwise returns where it stopped. A result with
     ``residual`` ≥ ``tol`` is not a certified equilibrium. ``method="flow"``: Euler steps ``h``
     for up to ``t_max`` (default 60/λ) and a root polish (``polish``: "auto", "hybr", "krylov"
     or "none"), the slow reference.
