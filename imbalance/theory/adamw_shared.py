@@ -132,7 +132,8 @@ class SharedAdamWEquilibrium:
     context x = r W @ E[:, x]), ``singular_values`` of r W E (min(C, V), descending), ``rank``,
     ``unembedding_norms``, ``embedding_norms``. Certificate: ``residual`` = max_i |F_i| at the
     returned point (F in units of one normalised update); ``flow_time`` = ∫ dt of the mean-field
-    flow before the polish. ``occurrences_per_window`` = B π_v/(1 − β₂), the expected number of
+    flow before the polish (continuation: the Euler time plus the pseudo time Σ Δt, a flow time
+    only while Δt is small). ``occurrences_per_window`` = B π_v/(1 − β₂), the expected number of
     batches containing v as target per β₂ window; the mean-field law needs it ≫ 1.
     """
 
