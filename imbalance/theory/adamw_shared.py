@@ -17,8 +17,10 @@ with G one sample's gradient. For the factored model the moments are finite sums
 
 The system is not convex and has many solutions (sign flips and permutations of the d
 columns at least). The one training reaches is selected by the small-learning-rate
-mean-field flow θ̇ = −F(θ) from the training initialisation, integrated by Euler steps
-whose size is halved as the residual stalls, then polished by a root finder on F. Full batch
+mean-field flow θ̇ = −F(θ) from the training initialisation: Euler steps over the escape from
+the initialisation, then pseudo-transient continuation (Kelley & Keyes 1998, SIAM J. Numer.
+Anal. 35), i.e. linearly implicit Euler steps whose pseudo time step grows into Newton's method
+(or, as a reference, Euler steps throughout and a root polish). Full batch
 (B = ∞) and ε → 0 its fixed points are KKT points of min L(θ) s.t. ‖θ‖_∞ ≤ 1/λ (Xie & Li 2024,
 "Implicit Bias of AdamW: ℓ∞ Norm Constrained Optimization", ICML, arXiv 2404.04454).
 """
