@@ -17,8 +17,10 @@ with G one sample's gradient. For the factored model the moments are finite sums
 
 The system is not convex and has many solutions (sign flips and permutations of the d
 columns at least). The one training reaches is selected by the small-learning-rate
-mean-field flow θ̇ = −F(θ) from the training initialisation, integrated by Euler steps
-whose size is halved as the residual stalls, then polished by a root finder on F. Full batch
+mean-field flow θ̇ = −F(θ) from the training initialisation: Euler steps over the escape from
+the initialisation, then pseudo-transient continuation (Kelley & Keyes 1998, SIAM J. Numer.
+Anal. 35), i.e. linearly implicit Euler steps whose pseudo time step grows into Newton's method
+(or, as a reference, Euler steps throughout and a root polish). Full batch
 (B = ∞) and ε → 0 its fixed points are KKT points of min L(θ) s.t. ‖θ‖_∞ ≤ 1/λ (Xie & Li 2024,
 "Implicit Bias of AdamW: ℓ∞ Norm Constrained Optimization", ICML, arXiv 2404.04454).
 """
@@ -32,11 +34,14 @@ import scipy.optimize
 import scipy.sparse as sp
 
 from .._validate import as_count_matrix, as_distribution, as_lams, as_nonnegative, as_positive, as_positive_int
+from ._pseudo_transient import pseudo_transient
 
 __all__ = ["SharedAdamWEquilibrium", "BigramLaw", "bigram_law", "sample_moments", "stationarity",
            "factored_bigram_adamw_equilibrium", "ufm_adamw_equilibrium", "ufm_counts"]
 
 RANK_RTOL = 1e-6  # singular values below RANK_RTOL·σ₁ are counted as zero in ``rank``
+FALLBACK_RESIDUAL = 1e-2  # continuation that ends with max|F| above this falls back to the flow …
+FALLBACK_SIZE = 20_000  # … on systems of at most this many unknowns (beyond, the Euler flow is impractical)
 
 
 @dataclass(frozen=True)
@@ -82,19 +87,20 @@ def _softmax(Z):
 def sample_moments(W, E, law: BigramLaw, r: float = 1.0):
     """Per-sample gradient moments (E[G_W], E[G_W²], E[G_E], E[G_E²]), shaped like W, W, E, E.
 
-    W (V, d), E (C, d); O(C·V·d) per call (three dense products on the seen contexts).
+    W (V, d), E (C, d); four dense C × V × d products and one C × V softmax on the seen contexts.
+    E[G_W²] = r² (P p²)ᵀ(E ∘ E) plus a sparse correction P q (1 − 2p) on the observed pairs.
     """
     seen, rows, cols = law.seen, law.rows, law.cols
     P, Es = law.P[seen], E[seen]  # (c,), (c, d)
     p = _softmax(r * (Es @ W.T))  # (c, V)
     pv, qv = p[rows, cols], law.joint / P[rows]  # (nnz,) p and q on the observed pairs
-    pq = p.copy()
-    pq[rows, cols] -= qv  # (c, V) p − q
-    mean_W = r * ((P[:, None] * pq).T @ Es)  # (V, d) r Dᵀ E, D = P(x)(p − q)
-    A = P[:, None] * p * p  # (c, V): P p², exact where q = 0
-    A[rows, cols] = P[rows] * ((pv - qv) ** 2 + qv * (1.0 - qv))
-    sq_W = r * r * (A.T @ (Es * Es))  # (V, d)
-    u = pq @ W  # (c, d) (p − q)ᵀ W
+    PE, PE2 = P[:, None] * Es, P[:, None] * Es * Es  # (c, d)
+    sq_W = (p * p).T @ PE2  # (V, d)
+    sq_W += sp.csr_matrix((qv * (1.0 - 2.0 * pv), (rows, cols)), shape=p.shape).T @ PE2
+    sq_W *= r * r
+    p[rows, cols] = pv - qv  # (c, V) now p − q
+    mean_W = r * (p.T @ PE)  # (V, d) r Dᵀ E, D = P(x)(p − q)
+    u = p @ W  # (c, d) (p − q)ᵀ W
     QW = law.Q @ W  # (c, d)
     var = np.maximum(law.Q @ (W * W) - QW * QW, 0.0)  # (c, d) Var_{y~q}(W_y)
     mean_E, sq_E = np.zeros_like(E), np.zeros_like(E)
@@ -128,7 +134,8 @@ class SharedAdamWEquilibrium:
     context x = r W @ E[:, x]), ``singular_values`` of r W E (min(C, V), descending), ``rank``,
     ``unembedding_norms``, ``embedding_norms``. Certificate: ``residual`` = max_i |F_i| at the
     returned point (F in units of one normalised update); ``flow_time`` = ∫ dt of the mean-field
-    flow before the polish. ``occurrences_per_window`` = B π_v/(1 − β₂), the expected number of
+    flow before the polish (continuation: the Euler time plus the pseudo time Σ Δt, a flow time
+    only while Δt is small). ``occurrences_per_window`` = B π_v/(1 − β₂), the expected number of
     batches containing v as target per β₂ window; the mean-field law needs it ≫ 1.
     """
 
@@ -179,10 +186,8 @@ def _polish(theta, F, method):
         return theta
 
 
-def _one(law, lam, lam_e, W0, E0, B, eps, r, h, t_max, polish):
-    """Flow from (W0, E0) until max|F| < 1e-3, polish, and keep the polished root only if it is
-    the flow's own limit: a root that the flow would not reach (a saddle passed nearby) lies
-    farther than the flow's remaining travel, in which case the flow continues to 1e-9."""
+def _one(law, lam, lam_e, W0, E0, B, eps, r, solver):
+    """The equilibrium the mean-field flow reaches from (W0, E0): ((W, E), residual, flow time)."""
     V, d = W0.shape
 
     def split(theta):
@@ -192,19 +197,42 @@ def _one(law, lam, lam_e, W0, E0, B, eps, r, h, t_max, polish):
         fW, fE = stationarity(*split(theta), law, lam, lam_e=lam_e, batch_size=B, eps=eps, r=r)
         return np.concatenate([fW.ravel(), fE.ravel()])
 
-    t_max = 60.0 / min(lam, lam_e) if t_max is None else t_max
-    theta, t, res = _flow(np.concatenate([W0.ravel(), E0.ravel()]), F, h=h, t_max=t_max, tol=1e-3)
+    theta0 = np.concatenate([W0.ravel(), E0.ravel()])
+    if solver["method"] == "continuation":
+        theta, res, t = _continuation(theta0, F, solver)
+        if res < FALLBACK_RESIDUAL or theta.size > FALLBACK_SIZE:
+            return split(theta), res, t
+    theta, res, t = _flow_and_polish(theta0, F, lam, lam_e, solver)  # the reference, or the fallback
+    return split(theta), res, t
+
+
+def _continuation(theta, F, solver):
+    """Euler flow over the escape from the initialisation (flow time ``t_select``: there the
+    Jacobian ~ 1/|θ| is too stiff for large implicit steps and the basin is chosen), then
+    pseudo-transient continuation from Δt = ``dt0`` to max|F| < ``tol``."""
+    theta, t, _ = _flow(theta, F, h=solver["h"], t_max=solver["t_select"], tol=solver["tol"])
+    out = pseudo_transient(F, theta, dt0=solver["dt0"], tol=solver["tol"], max_steps=solver["max_steps"])
+    return out.theta, out.residual, t + out.time
+
+
+def _flow_and_polish(theta, F, lam, lam_e, solver):
+    """Flow until max|F| < 1e-3, polish, and keep the polished root only if it is the flow's own
+    limit: a root that the flow would not reach (a saddle passed nearby) lies farther than the
+    flow's remaining travel, in which case the flow continues to 1e-9."""
+    h, polish = solver["h"], solver["polish"]
+    t_max = 60.0 / min(lam, lam_e) if solver["t_max"] is None else solver["t_max"]
+    theta, t, res = _flow(theta, F, h=h, t_max=t_max, tol=1e-3)
     if polish != "none":
         root = _polish(theta, F, polish)
         travel = 10 * res / min(lam, lam_e)  # |θ − θ*| ≲ |F|/(slowest rate ≈ λ), with a margin
         if np.abs(F(root)).max() < 1e-9 and np.abs(root - theta).max() < travel:
-            return split(root), float(np.abs(F(root)).max()), t
+            return root, float(np.abs(F(root)).max()), t
     theta, t2, res = _flow(theta, F, h=h, t_max=t_max - t, tol=1e-9)
     if polish != "none":
         root = _polish(theta, F, polish)
         if np.abs(F(root)).max() < res:
             theta = root
-    return split(theta), float(np.abs(F(theta)).max()), t + t2
+    return theta, float(np.abs(F(theta)).max()), t + t2
 
 
 def _as_init(init, V, C):
@@ -221,16 +249,41 @@ def _as_init(init, V, C):
     return W0, E0
 
 
-def factored_bigram_adamw_equilibrium(counts, lam, *, init, lam_e=None, batch_size=None, eps=1e-8,
-                                      betas=(0.9, 0.999), r=1.0, h=0.02, t_max=None,
+def _solver_options(method, h, t_max, polish, t_select, dt0, tol, max_steps):
+    if method not in ("continuation", "flow"):
+        raise ValueError(f"method must be 'continuation' or 'flow', got method={method!r}")
+    if polish not in ("auto", "hybr", "krylov", "none"):
+        raise ValueError(f"polish must be 'auto', 'hybr', 'krylov' or 'none', got polish={polish!r}")
+    if t_max is not None:
+        t_max = as_positive(t_max, "t_max")
+    return dict(method=method, h=as_positive(h, "h"), t_max=t_max, polish=polish,
+                t_select=as_nonnegative(t_select, "t_select"), dt0=as_positive(dt0, "dt0"),
+                tol=as_positive(tol, "tol"), max_steps=as_positive_int(max_steps, "max_steps"))
+
+
+def factored_bigram_adamw_equilibrium(counts, lam, *, init=None, lam_e=None, batch_size=None, eps=1e-8,
+                                      betas=(0.9, 0.999), r=1.0, method="continuation", h=0.02,
+                                      t_select=1.0, dt0=0.1, tol=1e-10, max_steps=500, t_max=None,
                                       polish="auto") -> SharedAdamWEquilibrium:
     """AdamW equilibrium of the factored bigram LM z_x = r W e_x, selected from ``init``.
 
     ``counts`` (C × V); ``lam`` (λ of W, and of E unless ``lam_e``) scalar or 1-D;
     ``init`` = (W0 (V, d), E0 (C, d)), the training initialisation (the flow starts there for
-    every λ); ``batch_size`` B (None: full batch); ``eps`` Adam's ε; ``betas`` only enter the
-    validity diagnostic ``occurrences_per_window``. ``h``/``t_max``: Euler step and longest flow
-    time (default 60/λ); ``polish``: "auto", "hybr", "krylov" or "none".
+    every λ; the simulator's draw for seed s is ``p = FactoredBigram(width=d, init_scale=…)
+    .init(task, [torch.Generator().manual_seed(s)], torch.float64)``, ``(p["W"][0], p["E"][0])``,
+    which this layer, free of torch, takes as arrays); ``batch_size`` B (None: full batch);
+    ``eps`` Adam's ε; ``betas`` only enter the validity diagnostic ``occurrences_per_window``.
+
+    ``method="continuation"``: Euler steps ``h`` of the mean-field flow for flow time
+    ``t_select`` (the escape from the initialisation, where the basin is chosen), then
+    pseudo-transient continuation (Kelley & Keyes 1998) from pseudo time step ``dt0`` until
+    max|F| < ``tol`` or ``max_steps`` implicit steps; where it ends far from any equilibrium
+    (max|F| ≥ ``FALLBACK_RESIDUAL``: sign-like coordinates, e.g. contexts with one successor or
+    full batch, make F nearly discontinuous) it falls back to the flow if the system has at most
+    ``FALLBACK_SIZE`` unknowns (V·d + C·d), and otherwise returns where it stopped. A result with
+    ``residual`` ≥ ``tol`` is not a certified equilibrium. ``method="flow"``: Euler steps ``h``
+    for up to ``t_max`` (default 60/λ) and a root polish (``polish``: "auto", "hybr", "krylov"
+    or "none"), the slow reference.
     """
     law = bigram_law(counts)
     C, V = law.shape
@@ -239,15 +292,11 @@ def factored_bigram_adamw_equilibrium(counts, lam, *, init, lam_e=None, batch_si
     B = None if batch_size is None else as_positive_int(batch_size, "batch_size")
     eps = as_nonnegative(eps, "eps")
     r = as_positive(r, "r")
-    b2 = float(betas[1])
-    if not 0.0 <= b2 < 1.0:
-        raise ValueError(f"betas[1] must be in [0, 1), got betas={betas!r}")
-    if polish not in ("auto", "hybr", "krylov", "none"):
-        raise ValueError(f"polish must be 'auto', 'hybr', 'krylov' or 'none', got polish={polish!r}")
+    b2 = _beta2(betas)
+    solver = _solver_options(method, h, t_max, polish, t_select, dt0, tol, max_steps)
     W0, E0 = _as_init(init, V, C)
     pi = law.pi
-    rows = [_one(law, float(a), float(b), W0, E0, B, eps, r, as_positive(h, "h"), t_max, polish)
-            for a, b in zip(lams, lams_e)]
+    rows = [_one(law, float(a), float(b), W0, E0, B, eps, r, solver) for a, b in zip(lams, lams_e)]
     fields = [_summary(W, E, law, pi, r) + (res, t) for (W, E), res, t in rows]
     names = ("loss_per_token", "aggregate_loss", "token_balanced_loss", "W", "E", "singular_values", "rank",
              "unembedding_norms", "embedding_norms", "residual", "flow_time")
@@ -258,6 +307,16 @@ def factored_bigram_adamw_equilibrium(counts, lam, *, init, lam_e=None, batch_si
         occurrences_per_window=(np.inf if B is None else B) * pi / (1.0 - b2), **out)
 
 
+def _beta2(betas):
+    try:
+        b1, b2 = (float(b) for b in betas)
+    except (TypeError, ValueError):
+        raise ValueError(f"betas must be a pair (beta1, beta2) of numbers, got betas={betas!r:.80}") from None
+    if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
+        raise ValueError(f"betas must lie in [0, 1), got betas={betas!r}")
+    return b2
+
+
 def _summary(W, E, law, pi, r):
     Z = r * (E @ W.T)  # (C, V)
     m = Z.max(axis=1, keepdims=True)
@@ -265,7 +324,10 @@ def _summary(W, E, law, pi, r):
     tot = np.bincount(law.cols, weights=-law.joint * logp[law.seen[law.rows], law.cols], minlength=pi.size)
     with np.errstate(invalid="ignore", divide="ignore"):
         loss = np.where(pi > 0, tot / pi, np.nan)
-    sv = np.linalg.svd(Z, compute_uv=False)
+    sv = np.zeros(min(Z.shape))
+    k = min(Z.shape + W.shape)
+    sv[:k] = np.linalg.svd(np.linalg.qr(E)[1] @ np.linalg.qr(W)[1].T, compute_uv=False)[:k]  # Z = Q_E R_E R_Wᵀ Q_Wᵀ
+    sv *= r
     rank = int(np.sum(sv > RANK_RTOL * sv[0])) if sv[0] > 0 else 0
     return (loss, float(tot.sum()), float(np.nanmean(loss)), W, E.T.copy(), sv, rank,
             np.linalg.norm(W, axis=1), np.linalg.norm(E, axis=1))
@@ -283,7 +345,7 @@ def ufm_counts(pi, samples_per_class: int = 1) -> sp.csr_matrix:
     return sp.csr_matrix((np.repeat(pi / m, m), (rows, rows // m)), shape=(K * m, K))
 
 
-def ufm_adamw_equilibrium(pi, lam, *, init, lam_h=None, samples_per_class: int = 1,
+def ufm_adamw_equilibrium(pi, lam, *, init=None, lam_h=None, samples_per_class: int = 1,
                           **kwargs) -> SharedAdamWEquilibrium:
     """AdamW equilibrium of the UFM: classifiers W (K × d) and free features h (one per sample).
 

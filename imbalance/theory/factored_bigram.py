@@ -63,15 +63,21 @@ def factored_penalty_weight(lam_w=None, lam_e=None, *, tied: bool = False, lam=N
 
 @dataclass(frozen=True)
 class FactoredBigramEquilibrium:
-    """Global minimiser of the factored bigram LM (T7); a 1-D λ path adds a leading axis.
+    """Equilibrium of the factored bigram LM; a 1-D λ path adds a leading axis.
 
-    ``loss_per_token[v]``: mean CE over the occurrences of v as *target* (NaN if v never
-    occurs as a target); ``aggregate_loss`` = Σ_v P(v) ℓ_v (the training loss);
-    ``token_balanced_loss`` = mean of ℓ_v over the targets that occur. ``W`` (V × r) and
-    ``E`` (r × n) are the balanced optimal factors (r = min(n, V), zero-padded), so the
-    logits after context x are ``W @ E[:, x]``; ``unembedding_norms[v]`` = ‖W_v‖.
-    ``singular_values`` of Z = WE (zero-padded), ``rank`` = #{σ_i > RANK_RTOL·σ₁}.
+    ``optimizer="l2"``: the global minimiser (T7). ``loss_per_token[v]``: mean CE over the
+    occurrences of v as *target* (NaN if v never occurs as a target); ``aggregate_loss`` =
+    Σ_v P(v) ℓ_v (the training loss); ``token_balanced_loss`` = mean of ℓ_v over the targets that
+    occur. ``W`` (V × r) and ``E`` (r × n) are the balanced optimal factors (r = min(n, V),
+    zero-padded), so the logits after context x are ``W @ E[:, x]``; ``unembedding_norms[v]`` =
+    ‖W_v‖. ``singular_values`` of Z = WE (zero-padded), ``rank`` = #{σ_i > RANK_RTOL·σ₁}.
     ``gap`` bounds objective − optimum (Fenchel duality).
+
+    ``optimizer="adamw"``: the AdamW equilibrium (T10) selected from the initialisation, with
+    ``W`` (V × d) and ``E`` (d × n) the factors themselves; its certificate is ``residual`` =
+    max_i |F_i| of the stationarity map and ``flow_time`` the mean-field time integrated;
+    ``occurrences_per_window`` = B π_v/(1 − β₂). The L2 certificates (``objective``, ``gap``,
+    ``rel_gap``, ``dual_ratio``) are NaN there, and ``residual``, ``flow_time`` NaN under L2.
     """
 
     lam_w: np.ndarray | float
@@ -91,39 +97,21 @@ class FactoredBigramEquilibrium:
     gap: np.ndarray | float
     rel_gap: np.ndarray | float
     dual_ratio: np.ndarray | float
+    optimizer: str = "l2"
+    residual: np.ndarray | float = np.nan
+    flow_time: np.ndarray | float = np.nan
+    batch_size: int | None = None
+    occurrences_per_window: np.ndarray | None = None
 
 
-def _solution_fields(sol, lam_w, lam_e, Mc, N, target_count, seen_ctx, shape, tied: bool) -> dict:
-    """The fields of :class:`FactoredBigramEquilibrium` at one λ from the nuclear-norm solution
-    ``sol`` of the normalised counts ``Mc`` (COO, total ``N`` before normalising)."""
-    n, V = shape
-    Z = sol.logits
-    m = Z.max(axis=1)
-    lse = m + np.log(np.exp(Z - m[:, None]).sum(axis=1))
-    nll = lse[Mc.row] - Z[Mc.row, Mc.col]  # −log p(v|x) on the observed pairs
-    tot = np.bincount(Mc.col, weights=Mc.data * N * nll, minlength=V)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        loss = np.where(target_count > 0, tot / target_count, np.nan)
-    r, r_max = sol.left.shape[1], min(n, V)
-    W, E = np.zeros((V, r_max)), np.zeros((r_max, n))
-    if tied:
-        W[:, :r] = sol.left
-        E[:r, :] = sol.left.T
-    else:
-        c = (lam_e / lam_w) ** 0.25
-        W[:, :r] = c * sol.right
-        E[:r, seen_ctx] = sol.left.T / c
-    sv = np.zeros(r_max)
-    sv[:r] = sol.singular_values
-    return dict(loss_per_token=loss, aggregate_loss=float(tot.sum() / N), token_balanced_loss=float(np.nanmean(loss)),
-                W=W, E=E, singular_values=sv, rank=int(np.sum(sv > RANK_RTOL * sv[0])) if r else 0,
-                unembedding_norms=np.linalg.norm(W, axis=1), embedding_norms=np.linalg.norm(E, axis=0),
-                objective=sol.objective, gap=sol.gap, rel_gap=sol.rel_gap, dual_ratio=sol.dual_ratio)
+_FIELDS = ("loss_per_token", "aggregate_loss", "token_balanced_loss", "W", "E", "singular_values", "rank",
+           "unembedding_norms", "embedding_norms", "objective", "gap", "rel_gap", "dual_ratio")
 
 
 def factored_bigram_equilibrium(counts, lam_w=None, lam_e=None, *, tied: bool = False, lam=None,
-                                rtol: float = 1e-9) -> FactoredBigramEquilibrium:
-    """Exact global minimiser of the weight-decayed factored bigram LM (T7).
+                                rtol: float = 1e-9, optimizer: str = "l2", **adamw) -> FactoredBigramEquilibrium:
+    """Equilibrium of the weight-decayed factored bigram LM: exact global minimiser (T7) or,
+    with ``optimizer="adamw"``, the AdamW equilibrium (T10).
 
     ``counts``: (contexts × vocabulary) non-negative counts, dense or scipy.sparse (the
     empirical law P(x) q(v|x) = C_xv / ΣC). Decays (scalars or 1-D arrays):
@@ -141,18 +129,23 @@ def factored_bigram_equilibrium(counts, lam_w=None, lam_e=None, *, tied: bool = 
     that the model can fit exactly (contexts with one successor) the objective vanishes as μ → 0
     and, below 1e-5, its relative duality gap cannot be certified in float64. λ_E/λ_W must lie in
     [1e-200, 1e200] (the balanced factors scale by its fourth root).
+
+    ``optimizer="adamw"`` (untied only): decoupled decays λ_W, λ_E; keywords ``init`` = (W0 (V, d),
+    E0 (n, d)) the training initialisation (required), ``batch_size``, ``eps``, ``betas`` and the
+    solver options of :func:`imbalance.theory.adamw_shared.factored_bigram_adamw_equilibrium`;
+    ``rtol`` does not apply.
     """
+    if optimizer == "adamw":
+        return _adamw(counts, lam_w, lam_e, lam, tied, adamw)
+    if optimizer != "l2":
+        raise ValueError(f"optimizer must be 'l2' or 'adamw', got optimizer={optimizer!r}")
+    if adamw:
+        raise ValueError(f"{sorted(adamw)} apply to optimizer='adamw' only, got optimizer={optimizer!r}")
     C = as_count_matrix(counts, "counts")
     rtol = as_rtol(rtol)
-    if not isinstance(tied, (bool, np.bool_)):
-        raise ValueError(f"tied must be True or False, got tied={tied!r}")
-    n, V = C.shape
-    if tied and n != V:
-        raise ValueError(f"tied embeddings need a square counts matrix (contexts = vocabulary), "
-                         f"got counts.shape={C.shape}")
+    _check_tied(tied, C.shape)
     lw, le, scalar = _decays(lam_w, lam_e, lam, bool(tied))
     N = C.sum()
-    target_count = np.asarray(C.sum(axis=0)).ravel()
     seen_ctx = np.flatnonzero(np.diff(C.indptr) > 0)
     if tied:
         M, mus = C / N, lw / 2  # (λ/2) tr Z
@@ -160,12 +153,66 @@ def factored_bigram_equilibrium(counts, lam_w=None, lam_e=None, *, tied: bool = 
     else:
         M, mus = C[seen_ctx] / N, np.sqrt(lw * le)  # unseen contexts have e_x = 0 at the optimum
         sols = solve_path(M, mus, rtol=rtol)
-    Mc = sp.coo_matrix(M)
-    fields: dict[str, list] = {}
-    for sol, a, e in zip(sols, lw, le):
-        for k, v in _solution_fields(sol, a, e, Mc, N, target_count, seen_ctx, C.shape, bool(tied)).items():
-            fields.setdefault(k, []).append(v)
-    out = {k: (v[0] if scalar else np.asarray(v)) for k, v in fields.items()}
+    target_count = np.asarray(C.sum(axis=0)).ravel()
+    rows = [_l2_fields(sol, a, e, sp.coo_matrix(M), N, target_count, C.shape, seen_ctx, tied)
+            for sol, a, e in zip(sols, lw, le)]
+    out = {k: (rows[0][i] if scalar else np.asarray([r[i] for r in rows])) for i, k in enumerate(_FIELDS)}
     return FactoredBigramEquilibrium(
         lam_w=float(lw[0]) if scalar else lw, lam_e=float(le[0]) if scalar else le, tied=bool(tied),
         token_frequency=target_count / N, **out)
+
+
+def _check_tied(tied, shape):
+    if not isinstance(tied, (bool, np.bool_)):
+        raise ValueError(f"tied must be True or False, got tied={tied!r}")
+    if tied and shape[0] != shape[1]:
+        raise ValueError(f"tied embeddings need a square counts matrix (contexts = vocabulary), "
+                         f"got counts.shape={shape}")
+
+
+def _l2_fields(sol, a, e, Mc, N, target_count, shape, seen_ctx, tied):
+    """The result fields (in ``_FIELDS`` order) of one nuclear-norm solution."""
+    n, V = shape
+    Z = sol.logits
+    m = Z.max(axis=1)
+    lse = m + np.log(np.exp(Z - m[:, None]).sum(axis=1))
+    nll = lse[Mc.row] - Z[Mc.row, Mc.col]  # −log p(v|x) on the observed pairs
+    tot = np.bincount(Mc.col, weights=Mc.data * N * nll, minlength=V)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        loss = np.where(target_count > 0, tot / target_count, np.nan)
+    r_max, r = min(n, V), sol.left.shape[1]
+    W, E = np.zeros((V, r_max)), np.zeros((r_max, n))
+    if tied:
+        W[:, :r] = sol.left
+        E[:r, :] = sol.left.T
+    else:
+        c = (e / a) ** 0.25
+        W[:, :r] = c * sol.right
+        E[:r, seen_ctx] = sol.left.T / c
+    sv = np.zeros(r_max)
+    sv[:r] = sol.singular_values
+    rank = int(np.sum(sv > RANK_RTOL * sv[0])) if r else 0
+    return (loss, float(tot.sum() / N), float(np.nanmean(loss)), W, E, sv, rank, np.linalg.norm(W, axis=1),
+            np.linalg.norm(E, axis=0), sol.objective, sol.gap, sol.rel_gap, sol.dual_ratio)
+
+
+def _adamw(counts, lam_w, lam_e, lam, tied, adamw):
+    """``optimizer="adamw"``: :func:`~imbalance.theory.adamw_shared.factored_bigram_adamw_equilibrium`
+    in the L2 result type (L2 certificates NaN)."""
+    from .adamw_shared import factored_bigram_adamw_equilibrium
+
+    if tied:
+        raise ValueError("tied=True is not supported with optimizer='adamw': the shared matrix adds the "
+                         "embedding and unembedding gradients of an entry before squaring, and those "
+                         "moments are not implemented; got tied=True")
+    lw, le, scalar = _parse_decays(lam_w, lam_e, lam, False)
+    eq = factored_bigram_adamw_equilibrium(counts, lw[0] if scalar else lw, lam_e=le[0] if scalar else le,
+                                           **adamw)
+    nan = np.nan if scalar else np.full(lw.shape, np.nan)
+    return FactoredBigramEquilibrium(
+        lam_w=eq.lam, lam_e=eq.lam_e, tied=False, token_frequency=eq.token_frequency,
+        loss_per_token=eq.loss_per_token, aggregate_loss=eq.aggregate_loss,
+        token_balanced_loss=eq.token_balanced_loss, W=eq.W, E=eq.E, singular_values=eq.singular_values,
+        rank=eq.rank, unembedding_norms=eq.unembedding_norms, embedding_norms=eq.embedding_norms,
+        objective=nan, gap=nan, rel_gap=nan, dual_ratio=nan, optimizer="adamw", residual=eq.residual,
+        flow_time=eq.flow_time, batch_size=eq.batch_size, occurrences_per_window=eq.occurrences_per_window)

@@ -35,6 +35,11 @@ class UFMEquilibrium:
     norms and cosines are functions of Z; Z itself is unique without a bias, proofs/T5 Step 6).
     ``classifier_cosine[c, c']`` is NaN where a classifier is 0.
     ``gap`` bounds objective − optimum (Fenchel duality); ``dual_ratio`` = ‖∇‖₂/μ ≤ 1 + rtol-ish.
+
+    ``optimizer="adamw"``: the AdamW equilibrium (T10) selected from the initialisation, ``W``
+    (K × d) and ``H`` (d × K·m, one column per feature) the factors themselves, ``logits`` one row
+    per feature; certificate ``residual`` (max |F| of the stationarity map), ``flow_time``,
+    ``occurrences_per_window`` = B π_k/(1 − β₂); the L2 certificates are NaN there.
     """
 
     pi: np.ndarray
@@ -54,6 +59,11 @@ class UFMEquilibrium:
     gap: np.ndarray | float
     rel_gap: np.ndarray | float
     dual_ratio: np.ndarray | float
+    optimizer: str = "l2"
+    residual: np.ndarray | float = np.nan
+    flow_time: np.ndarray | float = np.nan
+    batch_size: int | None = None
+    occurrences_per_window: np.ndarray | None = None
 
 
 def _cosine(W):
@@ -64,8 +74,10 @@ def _cosine(W):
     return np.clip(C, -1.0, 1.0)
 
 
-def ufm_equilibrium(pi, lam_w, lam_h, *, bias: bool = False, rtol: float = 1e-9) -> UFMEquilibrium:
-    """Exact global minimiser of the weight-decayed UFM for class frequencies ``pi`` (T5).
+def ufm_equilibrium(pi, lam_w, lam_h, *, bias: bool = False, rtol: float = 1e-9, optimizer: str = "l2",
+                    **adamw) -> UFMEquilibrium:
+    """Exact global minimiser of the weight-decayed UFM for class frequencies ``pi`` (T5), or
+    with ``optimizer="adamw"`` its AdamW equilibrium (T10).
 
     Solves min_Z Σ_k π_k CE(z_k + b, k) + √(λ_Wλ_H) ‖diag(π)^{1/2} Z‖_* (rows z_k = W h_k)
     to a relative duality gap ``rtol`` and returns the balanced factorisation
@@ -75,7 +87,18 @@ def ufm_equilibrium(pi, lam_w, lam_h, *, bias: bool = False, rtol: float = 1e-9)
     √(λ_Wλ_H) in :data:`imbalance.theory.nuclear.MU_RANGE` = [1e-5, 1e12] (below it the objective
     of this separable problem vanishes and its relative gap cannot be certified in float64);
     ``rtol`` in [1e-13, 1).
+
+    ``optimizer="adamw"`` (no bias): decoupled decays λ_W of the classifiers and λ_H of *every*
+    feature (not the π-weighted penalty above); keywords ``init`` = (W0 (K, d), H0 (K·m, d)) the
+    training initialisation (required), ``samples_per_class`` m, ``batch_size``, ``eps``,
+    ``betas`` and the solver options of :func:`imbalance.theory.adamw_shared.ufm_adamw_equilibrium`.
     """
+    if optimizer == "adamw":
+        return _ufm_adamw(pi, lam_w, lam_h, bias, adamw)
+    if optimizer != "l2":
+        raise ValueError(f"optimizer must be 'l2' or 'adamw', got optimizer={optimizer!r}")
+    if adamw:
+        raise ValueError(f"{sorted(adamw)} apply to optimizer='adamw' only, got optimizer={optimizer!r}")
     pi = as_distribution(pi, "pi")
     rtol = as_rtol(rtol)
     if (pi <= 0).any():
@@ -89,40 +112,55 @@ def ufm_equilibrium(pi, lam_w, lam_h, *, bias: bool = False, rtol: float = 1e-9)
         raise ValueError(f"bias must be True or False, got bias={bias!r}")
     lw, lh, scalar = broadcast_lams(lam_w, "lam_w", lam_h, "lam_h")
     check_penalty_range(lw, "lam_w", lh, "lam_h")
-    K = pi.size
     mus = np.sqrt(lw * lh)
     sols = solve_path(sp.diags(pi).tocsr(), mus, row_scale=np.sqrt(pi), bias=bool(bias), rtol=rtol)
-    fields: dict[str, list] = {k: [] for k in (
-        "logits", "bias", "W", "H", "loss_per_token", "aggregate_loss", "token_balanced_loss",
-        "classifier_norms", "feature_norms", "classifier_cosine", "objective", "gap", "rel_gap",
-        "dual_ratio")}
-    for sol, a, h in zip(sols, lw, lh):
-        Z = sol.logits  # (K, K): row k = logits of class-k features, bias included
-        m = Z.max(axis=1)
-        lse = m + np.log(np.exp(Z - m[:, None]).sum(axis=1))
-        loss = lse - np.diag(Z)
-        c = (h / a) ** 0.25
-        r = sol.left.shape[1]
-        W = np.zeros((K, K))
-        H = np.zeros((K, K))
-        W[:, :r] = c * sol.right  # (K, r) classifiers as rows
-        H[:r, :] = (sol.left / (c * np.sqrt(pi)[:, None])).T  # (r, K) features as columns
-        fields["logits"].append(Z)
-        fields["bias"].append(sol.bias)
-        fields["W"].append(W)
-        fields["H"].append(H)
-        fields["loss_per_token"].append(loss)
-        fields["aggregate_loss"].append(float(pi @ loss))
-        fields["token_balanced_loss"].append(float(loss.mean()))
-        fields["classifier_norms"].append(np.linalg.norm(W, axis=1))
-        fields["feature_norms"].append(np.linalg.norm(H, axis=0))
-        fields["classifier_cosine"].append(_cosine(W))
-        fields["objective"].append(sol.objective)
-        fields["gap"].append(sol.gap)
-        fields["rel_gap"].append(sol.rel_gap)
-        fields["dual_ratio"].append(sol.dual_ratio)
-    out = {k: (v[0] if scalar else np.asarray(v)) for k, v in fields.items()}
+    rows = [_l2_fields(sol, a, h, pi) for sol, a, h in zip(sols, lw, lh)]
+    out = {k: (rows[0][i] if scalar else np.asarray([r[i] for r in rows])) for i, k in enumerate(_FIELDS)}
     return UFMEquilibrium(pi=pi, lam_w=float(lw[0]) if scalar else lw, lam_h=float(lh[0]) if scalar else lh, **out)
+
+
+_FIELDS = ("logits", "bias", "W", "H", "loss_per_token", "aggregate_loss", "token_balanced_loss",
+           "classifier_norms", "feature_norms", "classifier_cosine", "objective", "gap", "rel_gap", "dual_ratio")
+
+
+def _l2_fields(sol, a, h, pi):
+    """The result fields (in ``_FIELDS`` order) of one nuclear-norm solution of the UFM."""
+    K = pi.size
+    Z = sol.logits  # (K, K): row k = logits of class-k features, bias included
+    m = Z.max(axis=1)
+    lse = m + np.log(np.exp(Z - m[:, None]).sum(axis=1))
+    loss = lse - np.diag(Z)
+    c = (h / a) ** 0.25
+    r = sol.left.shape[1]
+    W = np.zeros((K, K))
+    H = np.zeros((K, K))
+    W[:, :r] = c * sol.right  # (K, r) classifiers as rows
+    H[:r, :] = (sol.left / (c * np.sqrt(pi)[:, None])).T  # (r, K) features as columns
+    return (Z, sol.bias, W, H, loss, float(pi @ loss), float(loss.mean()), np.linalg.norm(W, axis=1),
+            np.linalg.norm(H, axis=0), _cosine(W), sol.objective, sol.gap, sol.rel_gap, sol.dual_ratio)
+
+
+def _ufm_adamw(pi, lam_w, lam_h, bias, adamw):
+    """``optimizer="adamw"``: :func:`~imbalance.theory.adamw_shared.ufm_adamw_equilibrium` in the
+    L2 result type (no bias; L2 certificates NaN)."""
+    from .adamw_shared import ufm_adamw_equilibrium
+
+    if bias is not False:
+        raise ValueError(f"bias is not supported with optimizer='adamw' (the AdamW UFM has no bias), got bias={bias!r}")
+    lw, lh, scalar = broadcast_lams(lam_w, "lam_w", lam_h, "lam_h")
+    eq = ufm_adamw_equilibrium(pi, lw[0] if scalar else lw, lam_h=lh[0] if scalar else lh, **adamw)
+    W, H = eq.W, eq.E  # (…, K, d), (…, d, K·m)
+    logits = np.swapaxes(H, -1, -2) @ np.swapaxes(W, -1, -2)  # (…, K·m, K)
+    K = W.shape[-2]
+    nan = np.nan if scalar else np.full(lw.shape, np.nan)
+    cosine = _cosine(W) if scalar else np.stack([_cosine(w) for w in W])
+    return UFMEquilibrium(
+        pi=eq.token_frequency, lam_w=eq.lam, lam_h=eq.lam_e, logits=logits, bias=np.zeros(logits.shape[:-2] + (K,)),
+        W=W, H=H, loss_per_token=eq.loss_per_token, aggregate_loss=eq.aggregate_loss,
+        token_balanced_loss=eq.token_balanced_loss, classifier_norms=eq.unembedding_norms,
+        feature_norms=eq.embedding_norms, classifier_cosine=cosine, objective=nan, gap=nan, rel_gap=nan,
+        dual_ratio=nan, optimizer="adamw", residual=eq.residual, flow_time=eq.flow_time, batch_size=eq.batch_size,
+        occurrences_per_window=eq.occurrences_per_window)
 
 
 def two_group_pi(k_major: int, k_minor: int, ratio: float) -> np.ndarray:

@@ -9,7 +9,8 @@ import scipy.optimize
 import torch
 
 from imbalance.sim import BigramTask, FactoredBigram, sweep
-from imbalance.theory.adamw_shared import factored_bigram_adamw_equilibrium, ufm_adamw_equilibrium, ufm_counts
+from imbalance.theory import FactoredBigramEquilibrium, factored_bigram_equilibrium, ufm_equilibrium
+from imbalance.theory.adamw_shared import factored_bigram_adamw_equilibrium, ufm_counts
 
 COUNTS = np.array([[6.0, 2, 1, 0], [1, 4, 0, 1], [0, 1, 3, 1], [2, 0, 0, 1]])
 
@@ -86,14 +87,15 @@ def test_full_batch_is_an_eps_kkt_point_of_the_linf_box(lam):
 
 
 def test_ufm_is_the_factored_model_on_diagonal_counts():
+    """Through ufm_equilibrium(optimizer="adamw"), in the L2 result type: a UFM class loss is
+    −log p_k(h_k), recomputed from the returned factors."""
     pi = np.array([0.5, 0.3, 0.2])
-    W0, H0 = _init(3, V=3, C=3)
-    a = ufm_adamw_equilibrium(pi, 0.5, init=(W0, H0), batch_size=8)
-    assert a.residual < 1e-9
-    # a UFM class loss is −log p_k(h_k): recompute from the returned factors
-    Z = (a.E.T @ a.W.T)
+    eq = ufm_equilibrium(pi, 0.5, 0.5, optimizer="adamw", init=_init(3, V=3, C=3), batch_size=8)
+    assert eq.optimizer == "adamw" and eq.residual < 1e-9 and np.isnan(eq.gap)
+    Z = eq.H.T @ eq.W.T  # (features, classes)
     lp = Z - np.log(np.exp(Z).sum(1, keepdims=True))
-    np.testing.assert_allclose(a.loss_per_token, -np.diag(lp), rtol=1e-12)
+    np.testing.assert_allclose(eq.logits, Z, rtol=1e-12)
+    np.testing.assert_allclose(eq.loss_per_token, -np.diag(lp), rtol=1e-12)
     assert ufm_counts(pi, 2).shape == (6, 3)
 
 
@@ -126,3 +128,48 @@ def test_bad_input_names_the_parameter(kw, name):
     args = {"lam": 0.5, "init": _init(0), **kw}
     with pytest.raises(ValueError, match=name):
         factored_bigram_adamw_equilibrium(COUNTS, args.pop("lam"), **args)
+
+
+def test_continuation_lands_where_the_euler_flow_lands():
+    """The default solver (short Euler selection phase, then pseudo-transient continuation) and an
+    independent integration of the same mean-field flow (explicit Euler, half the step, run to
+    the end and polished) select the same equilibrium from the same initialisation."""
+    counts = BigramTask.stochastic_zipf(8, 1.1, 0.7).counts
+    init = _init(1, V=8, C=8, d=4, scale=0.1)
+    a = factored_bigram_adamw_equilibrium(counts, 0.3, init=init, batch_size=8)
+    b = factored_bigram_adamw_equilibrium(counts, 0.3, init=init, batch_size=8, method="flow", h=0.01)
+    assert a.residual < 1e-9 and b.residual < 1e-9
+    np.testing.assert_allclose(a.W, b.W, atol=1e-7)
+    np.testing.assert_allclose(a.loss_per_token, b.loss_per_token, rtol=1e-8)
+
+
+def test_adamw_dispatch_returns_the_l2_result_type_with_a_certificate():
+    init = _init(0)
+    lams = np.array([0.5, 1.0])
+    eq = factored_bigram_equilibrium(COUNTS, lam=lams, optimizer="adamw", init=init, batch_size=16)
+    assert isinstance(eq, FactoredBigramEquilibrium) and eq.optimizer == "adamw"
+    assert np.all(eq.residual < 1e-9) and np.all(np.isnan(eq.gap))
+    for i, lam in enumerate(lams):
+        # the per-token loss recomputed from the returned factors (logits of x = W @ E[:, x])
+        Z = (eq.W[i] @ eq.E[i]).T
+        lp = Z - np.log(np.exp(Z).sum(1, keepdims=True))
+        J = COUNTS / COUNTS.sum()
+        np.testing.assert_allclose(eq.loss_per_token[i], -(J * lp).sum(0) / J.sum(0), rtol=1e-12)
+        np.testing.assert_allclose(eq.singular_values[i], np.linalg.svd(Z, compute_uv=False), atol=1e-12)
+        one = factored_bigram_equilibrium(COUNTS, lam, lam, optimizer="adamw", init=init, batch_size=16)
+        np.testing.assert_allclose(one.loss_per_token, eq.loss_per_token[i], rtol=1e-8)
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda f, u: f(COUNTS, lam=0.5, optimizer="adam", init=_init(0)), "optimizer"),
+    (lambda f, u: f(COUNTS, lam=0.5, optimizer="adamw"), "init"),
+    (lambda f, u: f(COUNTS, lam=0.5, tied=True, optimizer="adamw", init=_init(0)), "tied"),
+    (lambda f, u: f(COUNTS, lam=0.5, batch_size=8), "optimizer"),
+    (lambda f, u: f(COUNTS, lam=0.5, optimizer="adamw", init=_init(0), betas=(0.9, 1.0)), "betas"),
+    (lambda f, u: f(COUNTS, lam=0.5, optimizer="adamw", init=_init(0), method="rk4"), "method"),
+    (lambda f, u: u([0.5, 0.5], 0.5, 0.5, bias=True, optimizer="adamw", init=_init(0, 2, 2)), "bias"),
+    (lambda f, u: u([0.5, 0.5], 0.5, 0.5, optimizer="sgd"), "optimizer"),
+])
+def test_dispatch_bad_input_names_the_parameter(call, name):
+    with pytest.raises(ValueError, match=name):
+        call(factored_bigram_equilibrium, ufm_equilibrium)
