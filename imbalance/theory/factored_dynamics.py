@@ -20,10 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._validate import as_choice, as_count_matrix, as_nonnegative, as_positive, as_positive_int
+from .adamw_shared import bigram_law, sample_moments
 from .chebyshev import rkc_integrate
 from .dynamics import eval_steps
 
-__all__ = ["FactoredTrajectory", "factored_gd_trajectory"]
+__all__ = ["FactoredTrajectory", "factored_adamw_trajectory", "factored_gd_trajectory"]
 
 
 @dataclass(frozen=True)
@@ -154,3 +155,74 @@ def _flowed(obj, E, W, lr, log_at, rtol):
     _, n_grad = rkc_integrate(f, y0, lr * log_at, rtol=rtol, atol=atol,
                               record=lambda y: out.append(obj.loss_per_token(*split(y))))
     return np.stack(out, 1), n_grad  # (S, n_eval, V)
+
+
+def factored_adamw_trajectory(counts, E0, W0, *, lam, steps, lr, batch_size, r=1.0, lam_W=None, betas=(0.9, 0.999),
+                              eps=1e-8, eval_every=None) -> FactoredTrajectory:
+    """Per-token loss along the mean-field AdamW flow of the factored bigram from each start.
+
+    The recursion of ``BatchedAdamW`` with the minibatch gradient replaced by its moments: m and v
+    are the exponential averages (bias corrected) of E[g] and E[g²] = E[G²]/B + (1 − 1/B) E[G]²,
+    G one sample's gradient, whose closed forms are ``adamw_shared.sample_moments``; the decay is
+    decoupled, θ ← (1 − ηλ)θ − η m̂/(√v̂ + ε). ``betas=(0, 0)`` gives the Euler steps of
+    θ̇ = −(E[g]/(√E[g²] + ε) + λθ), whose zeros are the equilibrium of
+    ``factored_bigram_adamw_equilibrium``. Mean field: exact in expectation for m and v given
+    the path, approximate in E[m̂/√v̂] ≈ E[m̂]/√E[v̂] (needs B·P(x)/(1 − β₂) ≫ 1 for the contexts
+    and B·π_v/(1 − β₂) ≫ 1 for the tokens that matter). Cost O(n_ctx V d) per step and start.
+    """
+    C = as_count_matrix(counts, "counts")
+    n_ctx, V = C.shape
+    E = _starts(E0, "E0", n_ctx).copy()
+    W = _starts(W0, "W0", V).copy()
+    if E.shape[0] != W.shape[0] or E.shape[2] != W.shape[2]:
+        raise ValueError(f"E0 and W0 must have the same number of starts and width, got {E.shape} and {W.shape}")
+    lam_E = as_nonnegative(lam, "lam")
+    lam_W = lam_E if lam_W is None else as_nonnegative(lam_W, "lam_W")
+    steps = as_positive_int(steps, "steps")
+    lr = as_positive(lr, "lr")
+    r = as_positive(r, "r")
+    B = as_positive_int(batch_size, "batch_size")
+    eps = as_nonnegative(eps, "eps")
+    b1, b2 = (float(b) for b in betas)
+    for name, b in (("betas[0]", b1), ("betas[1]", b2)):
+        if not 0.0 <= b < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {name}={b!r}")
+    obj = _Objective(C, r, lam_E, lam_W)
+    law = bigram_law(C)
+    log_at = eval_steps(steps, eval_every)
+    out = [obj.loss_per_token(E, W)]
+    for s in range(E.shape[0]):
+        path = _adamw_path(E[s], W[s], law, r=r, B=B, lr=lr, lams=(lam_E, lam_W), betas=(b1, b2), eps=eps,
+                           log_at=log_at)
+        out.append(np.stack([obj.loss_per_token(e[None], w[None])[0] for e, w in path]))
+    loss = np.concatenate([out[0][:, None], np.stack(out[1:])], 1)  # (S, n_eval, V)
+    pi = obj.pi
+    seen = pi > 0
+    agg = (loss[..., seen] * pi[seen]).sum(-1)
+    return FactoredTrajectory(lam_E=lam_E, lam_W=lam_W, lr=lr, steps=log_at, token_probs=pi, loss_per_token=loss,
+                              aggregate_loss=agg, integrator="adamw-mean-field", gradient_evaluations=steps)
+
+
+def _adamw_path(E, W, law, *, r, B, lr, lams, betas, eps, log_at):
+    """[(E, W)] at log_at[1:] along the mean-field AdamW recursion from (E, W) (copied)."""
+    (b1, b2), (lam_E, lam_W) = betas, lams
+    theta = {"E": E.copy(), "W": W.copy()}
+    m = {k: np.zeros_like(v) for k, v in theta.items()}
+    v = {k: np.zeros_like(x) for k, x in theta.items()}
+    shrink = {"E": 1.0 - lr * lam_E, "W": 1.0 - lr * lam_W}
+    out, k = [], 1
+    for t in range(1, int(log_at[-1]) + 1):
+        mean_W, sq_W, mean_E, sq_E = sample_moments(theta["W"], theta["E"], law, r)
+        for name, g, g2 in (("E", mean_E, sq_E), ("W", mean_W, sq_W)):
+            m[name] *= b1
+            m[name] += (1.0 - b1) * g
+            v[name] *= b2
+            v[name] += (1.0 - b2) * (g2 / B + (1.0 - 1.0 / B) * g * g)  # E[g²] of a mean over B pairs
+            den = np.sqrt(v[name] / (1.0 - b2 ** t)) + eps
+            step = np.divide(m[name] / (1.0 - b1 ** t), den, out=np.zeros_like(den), where=den > 0)
+            theta[name] *= shrink[name]
+            theta[name] -= lr * step
+        if k < log_at.size and t == log_at[k]:
+            out.append((theta["E"].copy(), theta["W"].copy()))
+            k += 1
+    return out
