@@ -1,4 +1,4 @@
-"""Predicted learning curves of the factored bigram (T7) under gradient descent / SGD with L2.
+"""Predicted learning curves of the factored bigram (T7) under gradient descent / SGD with L2 and AdamW.
 
 Logits z_x = r W e_x (context embedding E (n_ctx × d), unembedding W (V × d)), objective
 
@@ -8,9 +8,12 @@ trained from a given start (E₀, W₀): the simulation's ``FactoredBigram`` dra
 N(0, init_scale²) per seed, so a prediction is made per start. The recursion
 θ ← θ − η ∇F(θ) is full-batch gradient descent with coupled L2 exactly, and the mean path of
 minibatch SGD to first order in η (the same drift argument as the one-hot bigram,
-``proofs/T11_token_dynamics.md``). The objective is not convex: the path, not only the
-equilibrium, depends on the start. Cost O(n_ctx · V · d) per step (dense). The AdamW flow of
-this model lives with the AdamW shared-representation theory, not here.
+``proofs/T11_token_dynamics.md``); its small-lr limit, the gradient flow read at time η·t, is
+integrated in far fewer gradients by Runge–Kutta–Chebyshev steps (``integrator="rkc"``). The
+objective is not convex: the path, not only the equilibrium, depends on the start. Cost
+O(n_ctx · V · d) per gradient (dense). AdamW: ``factored_adamw_trajectory``, the mean-field
+recursion on the closed-form minibatch moments of the AdamW shared-representation theory
+(``imbalance.theory.adamw_shared``, ``proofs/T10_adamw_shared.md``).
 """
 
 from __future__ import annotations
