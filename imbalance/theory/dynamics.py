@@ -210,6 +210,23 @@ def bigram_trajectory(counts, lam, *, steps, lr, optimizer="sgd", r=1.0, batch_s
     B = None if batch_size is None else as_positive_int(batch_size, "batch_size")
     log_at = eval_steps(steps, eval_every)
     it, P_all = _items(C, init)
+    loss, mu_sq, q_sq = _run(C, it, P_all, lams, log_at, lr=lr, r=r, optimizer=optimizer, B=B, betas=(b1, b2),
+                             eps=eps)
+    V = C.shape[1]
+    pi = np.bincount(C.indices, weights=C.data, minlength=V) / C.data.sum()
+    seen = pi > 0
+    agg = np.nansum(loss[..., seen] * pi[seen], -1)
+    bal = loss[..., seen].mean(-1)
+    if scalar:
+        loss, mu_sq, agg, bal = loss[0], mu_sq[0], agg[0], bal[0]
+    return BigramTrajectory(lam=float(lams[0]) if scalar else lams, optimizer=optimizer, lr=lr, r=r, batch_size=B,
+                            eps=eps, betas=(b1, b2), steps=log_at, token_probs=pi, loss_per_token=loss,
+                            aggregate_loss=agg, token_balanced_loss=bal, context_norm_mu=mu_sq,
+                            context_prob=P_all, context_q_sq=q_sq)
+
+
+def _run(C, it: _Items, P_all, lams, log_at, *, lr, r, optimizer, B, betas, eps):
+    """The recursion of ``bigram_trajectory``: (loss (L, n_eval, V), ‖p − q‖² (L, n_eval, n_ctx), ‖q‖² (n_ctx,))."""
     n_ctx, V = C.shape
     L = lams.size
     w = np.tile(it.w0, (L, 1))  # (L, n1)
@@ -237,7 +254,7 @@ def bigram_trajectory(counts, lam, *, steps, lr, optimizer="sgd", r=1.0, batch_s
     k = 1
     shrink = 1.0 - lr * lams[:, None]  # (L, 1)
     Pr = P * r
-    for t in range(1, steps + 1):
+    for t in range(1, int(log_at[-1]) + 1):
         mu = _probs(r * w, it)  # (L, n1)
         mu -= q  # p − q
         g = Pr * mu  # E[g]
@@ -245,21 +262,11 @@ def bigram_trajectory(counts, lam, *, steps, lr, optimizer="sgd", r=1.0, batch_s
         if optimizer == "sgd":
             w -= lr * g
         else:
-            w -= lr * _adamw_update(g, mu, state, t, b1=b1, b2=b2, eps=eps, r=r, A=A, beta=beta)
+            w -= lr * _adamw_update(g, mu, state, t, b1=betas[0], b2=betas[1], eps=eps, r=r, A=A, beta=beta)
         if k < log_at.size and t == log_at[k]:
             record()
             k += 1
-    loss = np.stack([rec[0] for rec in records], 1)  # (L, n_eval, V)
-    mu_sq = np.stack([rec[1] for rec in records], 1)  # (L, n_eval, n_ctx)
-    pi = np.bincount(C.indices, weights=C.data, minlength=V) / C.data.sum()
-    agg = np.nansum(loss[..., seen] * pi[seen], -1)
-    bal = loss[..., seen].mean(-1)
-    if scalar:
-        loss, mu_sq, agg, bal = loss[0], mu_sq[0], agg[0], bal[0]
-    return BigramTrajectory(lam=float(lams[0]) if scalar else lams, optimizer=optimizer, lr=lr, r=r, batch_size=B,
-                            eps=eps, betas=(b1, b2), steps=log_at, token_probs=pi, loss_per_token=loss,
-                            aggregate_loss=agg, token_balanced_loss=bal, context_norm_mu=mu_sq,
-                            context_prob=P_all, context_q_sq=q_sq)
+    return np.stack([rec[0] for rec in records], 1), np.stack([rec[1] for rec in records], 1), q_sq
 
 
 def _token_map(C: sp.csr_matrix, it: _Items):

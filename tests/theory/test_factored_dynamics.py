@@ -75,7 +75,7 @@ def test_chebyshev_flow_matches_the_step_by_step_recursion():
     """The adaptive Runge–Kutta–Chebyshev gradient flow read at time η·t against the literal
     recursion θ ← θ − η∇F (an independent computation: one full gradient per step). Their
     difference is the integration error (rtol) plus the O(η) gap between gradient descent and its
-    flow; measured 0.1–0.2 % per log3 bucket here (η at about a tenth of the stability limit), so
+    flow; measured 0.1–0.2 % per log3 bucket here (η well below the stability limit), so
     1 % is asserted, with at least 5× fewer gradients than steps."""
     task = BigramTask.stochastic_zipf(40, 1.0, 0.7)
     rng = np.random.default_rng(0)
