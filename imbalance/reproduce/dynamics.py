@@ -136,16 +136,22 @@ def lm_gap_split(st: Settings) -> dict:
                 factored=factored, lm_train=res.loss_per_token.mean(1), lm_heldout=res.heldout_loss_per_token.mean(1))
 
 
+def _measured_buckets(loss, pi, ids):
+    """Bucket losses (L, len(ids)) of a measured (L, V) array: a type the measurement never saw
+    (NaN: absent from its split) is left out of its bucket; a bucket left empty is NaN."""
+    ids_m, b = bucket_loss(loss, np.where(np.isnan(loss).any(0), 0.0, pi))
+    out = np.full((loss.shape[0], len(ids)), np.nan)
+    out[:, np.isin(ids, ids_m)] = b[:, np.isin(ids_m, ids)]
+    return out
+
+
 def lm_gap_rows(g: dict) -> list[dict]:
     """Per λ and log3 bucket (and the tail − head gap): the LM's measured training and held-out
     loss, the one-hot bigram's Bayes + decay + transient = predicted, the factored bigram's
     predicted loss; buckets of the training pairs' target frequencies."""
     pi, sp_ = g["token_probs"], g["bigram"]
-    ids, lm_tr = bucket_loss(g["lm_train"], pi)
-    held = g["lm_heldout"]  # a type absent from the held-out split is NaN there: left out of its bucket
-    ids_he, lm_he_b = bucket_loss(held, np.where(np.isnan(held).any(0), 0.0, pi))
-    lm_he = np.full_like(lm_tr, np.nan)
-    lm_he[:, np.isin(ids, ids_he)] = lm_he_b[:, np.isin(ids_he, ids)]
+    ids = sp_.bucket_ids
+    lm_tr, lm_he = (_measured_buckets(g[k], pi, ids) for k in ("lm_train", "lm_heldout"))
     fac = bucket_loss(g["factored"], pi)[1]
     cols = dict(lm_train=lm_tr, lm_heldout=lm_he, bigram_bayes=sp_.bucket_bayes, bigram_decay=sp_.bucket_decay,
                 bigram_transient=sp_.bucket_transient, bigram_predicted=sp_.bucket_predicted, factored_predicted=fac)
