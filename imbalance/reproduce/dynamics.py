@@ -114,7 +114,8 @@ def lm_gap_split(st: Settings) -> dict:
     (input, target) pairs for the same steps, learning rate and tokens per batch: the one-hot
     bigram's split (Bayes + decay + transient, ``loss_split``) and the factored bigram's predicted
     loss (mean-field AdamW flow, width = the LM's, from its N(0, 0.02²) start). Per-token arrays,
-    λ leading: ``lm_train``/``lm_heldout`` (seed means), ``bigram`` (a LossSplit), ``factored``."""
+    λ leading: ``lm_train``/``lm_heldout`` (seed means; the sweep measures the training loss on
+    as many training windows as there are held-out ones), ``bigram`` (a LossSplit), ``factored``."""
     user = text_tokens(st, 64 if st.fast else 256)
     task, model, steps = small_lm(st.fast, tokens=None if user is None else user[:2])
     B, lr, lams = 16, 1e-2, np.array([0.0, 0.1, 0.3, 1.0])
