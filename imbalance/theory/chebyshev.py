@@ -1,6 +1,6 @@
 """A stabilised explicit integrator for stiff flows with a real spectrum (gradient flows).
 
-Second-order Runge–Kutta–Chebyshev (RKC; Sommeijer, Shampine & Verwer 1997, "RKC: an explicit
+Second-order Runge–Kutta–Chebyshev (RKC; Sommeijer, Shampine & Verwer 1998, "RKC: an explicit
 solver for parabolic PDEs", J. Comput. Appl. Math. 88, 315–326; Verwer, Sommeijer & Hundsdorfer
 2004, J. Comput. Phys. 201, 61–79). An s-stage step costs s evaluations of f and is stable for
 h·ρ ≤ β(s) ≈ 0.65 s², where ρ is the spectral radius of ∂f/∂y: the cost of crossing a stiff
@@ -16,7 +16,7 @@ import numpy as np
 
 __all__ = ["rkc_integrate", "spectral_radius"]
 
-DAMPING = 2.0 / 13.0  # ε of the damped Chebyshev polynomial (Sommeijer et al. 1997)
+DAMPING = 2.0 / 13.0  # ε of the damped Chebyshev polynomial (Sommeijer et al. 1998)
 
 
 def _coefficients(s: int):
