@@ -58,9 +58,9 @@ def test_factored_flow_against_training_at_V_2000(batch_size):
     start against the training run (same process). The flow's cost does not depend on B or on the
     number of steps at fixed η·steps, training's grows with both; one full gradient costs about
     n_ctx/B minibatch steps. Printed: the ratio and the largest per-bucket gap to the (single-seed)
-    run after the second log; asserted: the gap within 3 % + the one-seed noise allowance at B = 1024
-    (measured on a shared 2-core CPU: ratio 1.24 at B = 64 over 2,000 steps, 0.31 at B = 1024 over
-    1,000 steps, gap 2.4 %)."""
+    run after the second log; asserted: the gap below 3 % at B = 1024 only (measured on a 2-core CPU
+    shared with other jobs, so timings vary about 2×: B = 64 ratio 1.81, 172 gradients, gap 6.9 %;
+    B = 1024 ratio 0.31–0.37, 154–172 gradients, gap 2.4–2.6 %). The 0.1 target is not met."""
     task = BigramTask.stochastic_zipf(2000, 1.0, 0.7)
     model = FactoredBigram(width=64, init_scale=0.1)
     steps, lr, lam = 1000, 0.5, 1e-3
