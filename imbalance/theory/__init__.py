@@ -5,7 +5,7 @@ from .bigram import AdjustedLoss, BigramEquilibrium, bigram_equilibrium
 from .collapse import AllCollapse, factored_collapse_frequency, ufm_all_collapse, ufm_collapse_frequency
 from .dynamics import BigramTrajectory, bigram_trajectory
 from .factored_bigram import FactoredBigramEquilibrium, factored_bigram_equilibrium
-from .factored_dynamics import FactoredTrajectory, factored_gd_trajectory
+from .factored_dynamics import FactoredTrajectory, factored_adamw_trajectory, factored_gd_trajectory
 from .fair_decay import FairMarginLaw, fair_bigram_equilibrium, fair_margin_law, row_decay_scale
 from .loss_bounds import ColumnBound, LossCeiling, factored_column_bound, factored_loss_ceiling, ufm_loss_ceiling
 from .loss_split import LossSplit, loss_split, sweep_loss_split
@@ -32,7 +32,8 @@ __all__ = [
     "ufm_collapse_frequency", "factored_collapse_frequency", "ufm_all_collapse", "AllCollapse",
     "ufm_loss_ceiling", "factored_loss_ceiling", "LossCeiling", "factored_column_bound", "ColumnBound",
     "fair_margin_law", "FairMarginLaw", "fair_bigram_equilibrium", "row_decay_scale",
-    "bigram_trajectory", "BigramTrajectory", "factored_gd_trajectory", "FactoredTrajectory",
+    "bigram_trajectory", "BigramTrajectory", "factored_gd_trajectory", "factored_adamw_trajectory",
+    "FactoredTrajectory",
     "loss_split", "sweep_loss_split", "LossSplit",
     "factored_bigram_adamw_equilibrium", "ufm_adamw_equilibrium", "SharedAdamWEquilibrium",
 ]

@@ -187,25 +187,6 @@ def _adamw_update(g, mu, state, t, *, b1, b2, eps, r, A, beta):
     return np.divide(m / (1.0 - b1 ** t), den, out=np.zeros_like(den), where=den > 0)
 
 
-def _check_run(steps, lr, r, optimizer, eps, betas, batch_size):
-    """The validated run settings of :func:`bigram_trajectory`."""
-    checked = (as_positive_int(steps, "steps"), as_positive(lr, "lr"), as_positive(r, "r"),
-               as_choice(optimizer, "optimizer", {"sgd", "adamw"}), as_nonnegative(eps, "eps"))
-    b1, b2 = (float(b) for b in betas)
-    for name, b in (("betas[0]", b1), ("betas[1]", b2)):
-        if not 0.0 <= b < 1.0:
-            raise ValueError(f"{name} must be in [0, 1), got {name}={b!r}")
-    return (*checked, (b1, b2), None if batch_size is None else as_positive_int(batch_size, "batch_size"))
-
-
-def _minibatch_moments(P, q, B):
-    """E[g²] = r² (A + β μ²) per item for minibatches of B i.i.d. pairs: A = Pσ²/B,
-    β = (P(1−P) + B P²)/B, σ² = q(1−q) (T3); (None, None) for the exact expected gradient."""
-    if B is None:
-        return None, None
-    return P * q * (1.0 - q) / B, (P * (1.0 - P) + B * P * P) / B
-
-
 def bigram_trajectory(counts, lam, *, steps, lr, optimizer="sgd", r=1.0, batch_size=None, betas=(0.9, 0.999),
                       eps=1e-8, eval_every=None, init=None) -> BigramTrajectory:
     """Predicted per-token loss ℓ_v(t) of the bigram model trained from ``init`` (default zeros).
@@ -218,15 +199,44 @@ def bigram_trajectory(counts, lam, *, steps, lr, optimizer="sgd", r=1.0, batch_s
     """
     C = as_count_matrix(counts, "counts")
     lams, scalar = _check_decays(lam)
-    steps, lr, r, optimizer, eps, (b1, b2), B = _check_run(steps, lr, r, optimizer, eps, betas, batch_size)
+    steps = as_positive_int(steps, "steps")
+    lr = as_positive(lr, "lr")
+    r = as_positive(r, "r")
+    optimizer = as_choice(optimizer, "optimizer", {"sgd", "adamw"})
+    eps = as_nonnegative(eps, "eps")
+    b1, b2 = (float(b) for b in betas)
+    for name, b in (("betas[0]", b1), ("betas[1]", b2)):
+        if not 0.0 <= b < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {name}={b!r}")
+    B = None if batch_size is None else as_positive_int(batch_size, "batch_size")
     log_at = eval_steps(steps, eval_every)
     it, P_all = _items(C, init)
+    loss, mu_sq, q_sq = _run(C, it, P_all, lams, log_at, lr=lr, r=r, optimizer=optimizer, B=B, betas=(b1, b2),
+                             eps=eps)
+    V = C.shape[1]
+    pi = np.bincount(C.indices, weights=C.data, minlength=V) / C.data.sum()
+    seen = pi > 0
+    agg = np.nansum(loss[..., seen] * pi[seen], -1)
+    bal = loss[..., seen].mean(-1)
+    if scalar:
+        loss, mu_sq, agg, bal = loss[0], mu_sq[0], agg[0], bal[0]
+    return BigramTrajectory(lam=float(lams[0]) if scalar else lams, optimizer=optimizer, lr=lr, r=r, batch_size=B,
+                            eps=eps, betas=(b1, b2), steps=log_at, token_probs=pi, loss_per_token=loss,
+                            aggregate_loss=agg, token_balanced_loss=bal, context_norm_mu=mu_sq,
+                            context_prob=P_all, context_q_sq=q_sq)
+
+
+def _run(C, it: _Items, P_all, lams, log_at, *, lr, r, optimizer, B, betas, eps):
+    """The recursion of ``bigram_trajectory``: (loss (L, n_eval, V), ‖p − q‖² (L, n_eval, n_ctx), ‖q‖² (n_ctx,))."""
     n_ctx, V = C.shape
     L = lams.size
     w = np.tile(it.w0, (L, 1))  # (L, n1)
     state = (np.zeros_like(w), np.zeros_like(w))  # m, v
     P, q = it.P, it.q
-    A, beta = _minibatch_moments(P, q, B)
+    A = beta = None
+    if B is not None:  # E[g²] = r² (A + β μ²): A = Pσ²/B, β = (P(1−P) + B P²)/B
+        A = P * q * (1.0 - q) / B
+        beta = (P * (1.0 - P) + B * P * P) / B
     loss_map, seen = _token_map(C, it)
     ctx_map = sp.csr_matrix((it.mult, (np.arange(it.seg.size), it.seg)), shape=(it.seg.size, it.start.size))
     q_sq = np.zeros(n_ctx)
@@ -245,7 +255,7 @@ def bigram_trajectory(counts, lam, *, steps, lr, optimizer="sgd", r=1.0, batch_s
     k = 1
     shrink = 1.0 - lr * lams[:, None]  # (L, 1)
     Pr = P * r
-    for t in progress_bar(range(1, steps + 1), desc=f"{optimizer} trajectory ({L} λ)", unit="step"):
+    for t in progress_bar(range(1, int(log_at[-1]) + 1), desc=f"{optimizer} trajectory ({L} λ)", unit="step"):
         mu = _probs(r * w, it)  # (L, n1)
         mu -= q  # p − q
         g = Pr * mu  # E[g]
@@ -253,28 +263,11 @@ def bigram_trajectory(counts, lam, *, steps, lr, optimizer="sgd", r=1.0, batch_s
         if optimizer == "sgd":
             w -= lr * g
         else:
-            w -= lr * _adamw_update(g, mu, state, t, b1=b1, b2=b2, eps=eps, r=r, A=A, beta=beta)
+            w -= lr * _adamw_update(g, mu, state, t, b1=betas[0], b2=betas[1], eps=eps, r=r, A=A, beta=beta)
         if k < log_at.size and t == log_at[k]:
             record()
             k += 1
-    pi, loss, mu_sq, agg, bal = _curves(records, C, seen, scalar)
-    return BigramTrajectory(lam=float(lams[0]) if scalar else lams, optimizer=optimizer, lr=lr, r=r, batch_size=B,
-                            eps=eps, betas=(b1, b2), steps=log_at, token_probs=pi, loss_per_token=loss,
-                            aggregate_loss=agg, token_balanced_loss=bal, context_norm_mu=mu_sq,
-                            context_prob=P_all, context_q_sq=q_sq)
-
-
-def _curves(records, C: sp.csr_matrix, seen, scalar: bool):
-    """π and the logged curves: per-token loss (L, n_eval, V), ‖p − q‖² per context
-    (L, n_eval, n_ctx), aggregate and token-balanced loss (L, n_eval); λ axis dropped if scalar."""
-    loss = np.stack([rec[0] for rec in records], 1)  # (L, n_eval, V)
-    mu_sq = np.stack([rec[1] for rec in records], 1)  # (L, n_eval, n_ctx)
-    pi = np.bincount(C.indices, weights=C.data, minlength=C.shape[1]) / C.data.sum()
-    agg = np.nansum(loss[..., seen] * pi[seen], -1)
-    bal = loss[..., seen].mean(-1)
-    if scalar:
-        loss, mu_sq, agg, bal = loss[0], mu_sq[0], agg[0], bal[0]
-    return pi, loss, mu_sq, agg, bal
+    return np.stack([rec[0] for rec in records], 1), np.stack([rec[1] for rec in records], 1), q_sq
 
 
 def _token_map(C: sp.csr_matrix, it: _Items):

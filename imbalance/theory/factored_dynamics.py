@@ -1,4 +1,4 @@
-"""Predicted learning curves of the factored bigram (T7) under gradient descent / SGD with L2.
+"""Predicted learning curves of the factored bigram (T7) under gradient descent / SGD with L2 and AdamW.
 
 Logits z_x = r W e_x (context embedding E (n_ctx × d), unembedding W (V × d)), objective
 
@@ -8,9 +8,12 @@ trained from a given start (E₀, W₀): the simulation's ``FactoredBigram`` dra
 N(0, init_scale²) per seed, so a prediction is made per start. The recursion
 θ ← θ − η ∇F(θ) is full-batch gradient descent with coupled L2 exactly, and the mean path of
 minibatch SGD to first order in η (the same drift argument as the one-hot bigram,
-``proofs/T11_token_dynamics.md``). The objective is not convex: the path, not only the
-equilibrium, depends on the start. Cost O(n_ctx · V · d) per step (dense). The AdamW flow of
-this model lives with the AdamW shared-representation theory, not here.
+``proofs/T11_token_dynamics.md``); its small-lr limit, the gradient flow read at time η·t, is
+integrated in far fewer gradients by Runge–Kutta–Chebyshev steps (``integrator="rkc"``). The
+objective is not convex: the path, not only the equilibrium, depends on the start. Cost
+O(n_ctx · V · d) per gradient (dense). AdamW: ``factored_adamw_trajectory``, the mean-field
+recursion on the closed-form minibatch moments of the AdamW shared-representation theory
+(``imbalance.theory.adamw_shared``, ``proofs/T10_adamw_shared.md``).
 """
 
 from __future__ import annotations
@@ -18,17 +21,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import log_softmax
 
-from .._validate import as_count_matrix, as_nonnegative, as_positive, as_positive_int
+from .._validate import as_choice, as_count_matrix, as_nonnegative, as_positive, as_positive_int
+from .adamw_shared import bigram_law, sample_moments
+from .chebyshev import rkc_integrate
 from .dynamics import eval_steps
 
-__all__ = ["FactoredTrajectory", "factored_gd_trajectory"]
+__all__ = ["FactoredTrajectory", "factored_adamw_trajectory", "factored_gd_trajectory"]
 
 
 @dataclass(frozen=True)
 class FactoredTrajectory:
-    """``loss_per_token`` (n_start, n_eval, V) for each start (seed) along ``steps``; NaN if π_v = 0."""
+    """``loss_per_token`` (n_start, n_eval, V) for each start (seed) along ``steps``; NaN if π_v = 0.
+
+    ``integrator`` "steps" (one update per optimiser step) or "rkc" (the gradient flow in time
+    η·t, :mod:`imbalance.theory.chebyshev`); ``gradient_evaluations`` the full gradients computed."""
 
     lam_E: float
     lam_W: float
@@ -37,6 +44,8 @@ class FactoredTrajectory:
     token_probs: np.ndarray
     loss_per_token: np.ndarray
     aggregate_loss: np.ndarray
+    integrator: str = "steps"
+    gradient_evaluations: int = 0
 
 
 def _starts(arr, name, rows):
@@ -48,12 +57,48 @@ def _starts(arr, name, rows):
     return a
 
 
-def factored_gd_trajectory(counts, E0, W0, *, lam, steps, lr, r=1.0, lam_W=None, eval_every=None
-                           ) -> FactoredTrajectory:
+class _Objective:
+    """F(E, W) = Σ_x P(x) CE(q_x, r W e_x) + (λ_E/2)‖E‖² + (λ_W/2)‖W‖² for S starts at once."""
+
+    def __init__(self, C, r, lam_E, lam_W):
+        coo = C.tocoo()
+        total = C.data.sum()
+        self.rows, self.cols, self.joint = coo.row, coo.col, coo.data / total  # observed pairs, J(x, v)
+        self.J = np.asarray(C.todense()) / total  # (n_ctx, V)
+        self.P = self.J.sum(1, keepdims=True)  # (n_ctx, 1)
+        self.pi = self.J.sum(0)
+        self.r, self.lam_E, self.lam_W = r, lam_E, lam_W
+
+    def gradient(self, E, W):
+        """(∂F/∂E (S, n_ctx, d), ∂F/∂W (S, V, d))."""
+        Z = self.r * (E @ W.transpose(0, 2, 1))  # (S, n_ctx, V)
+        Z -= Z.max(-1, keepdims=True)
+        np.exp(Z, out=Z)
+        Z *= self.P / Z.sum(-1, keepdims=True)  # P(x) p(·|x)
+        Z -= self.J  # G = ∂/∂z of Σ_x P(x) CE
+        return self.r * (Z @ W) + self.lam_E * E, self.r * (Z.transpose(0, 2, 1) @ E) + self.lam_W * W
+
+    def loss_per_token(self, E, W):
+        """ℓ_v (S, V) = Σ_x J(x, v)(−log p(v|x))/π_v; NaN where π_v = 0."""
+        Z = self.r * (E @ W.transpose(0, 2, 1))  # (S, n_ctx, V)
+        lse = np.log(np.exp(Z - Z.max(-1, keepdims=True)).sum(-1)) + Z.max(-1)  # (S, n_ctx)
+        nll = lse[:, self.rows] - Z[:, self.rows, self.cols]  # (S, nnz)
+        V = self.pi.size
+        tot = np.stack([np.bincount(self.cols, weights=self.joint * row, minlength=V) for row in nll])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.pi > 0, tot / self.pi, np.nan)
+
+
+def factored_gd_trajectory(counts, E0, W0, *, lam, steps, lr, r=1.0, lam_W=None, eval_every=None,
+                           integrator="steps", rtol=1e-3) -> FactoredTrajectory:
     """Per-token loss along gradient descent with coupled L2 on F from each start (E₀, W₀).
 
     ``E0`` (n_start, n_ctx, d) or (n_ctx, d), ``W0`` (n_start, V, d) or (V, d); ``lam`` decays E
     (and W unless ``lam_W`` is given). Logged at ``eval_steps(steps, eval_every)``, as the sweep.
+    ``integrator="steps"``: the recursion θ ← θ − η∇F(θ), one full gradient per step (exact for
+    full-batch gradient descent); ``"rkc"``: the gradient flow θ̇ = −∇F(θ) read at time η·t,
+    integrated by adaptive Runge–Kutta–Chebyshev steps with relative tolerance ``rtol`` (the
+    small-lr limit of the recursion; far fewer gradients when η is well below the stability limit).
     """
     C = as_count_matrix(counts, "counts")
     n_ctx, V = C.shape
@@ -66,32 +111,121 @@ def factored_gd_trajectory(counts, E0, W0, *, lam, steps, lr, r=1.0, lam_W=None,
     steps = as_positive_int(steps, "steps")
     lr = as_positive(lr, "lr")
     r = as_positive(r, "r")
-    J = np.asarray(C.todense()) / C.data.sum()  # (n_ctx, V)
-    P = J.sum(1, keepdims=True)  # (n_ctx, 1)
-    pi = J.sum(0)
-    seen = pi > 0
+    integrator = as_choice(integrator, "integrator", {"steps", "rkc"})
+    rtol = as_positive(rtol, "rtol")
+    obj = _Objective(C, r, lam_E, lam_W)
     log_at = eval_steps(steps, eval_every)
-    out = []
-
-    def record(logp):  # logp (S, n_ctx, V)
-        loss = np.full((E.shape[0], V), np.nan)
-        loss[:, seen] = -(J * np.where(J > 0, logp, 0.0)).sum(1)[:, seen] / pi[seen]
-        out.append(loss)
-
-    k = 0
-    for t in range(steps + 1):
-        logp = log_softmax(r * E @ W.transpose(0, 2, 1), axis=-1)  # (S, n_ctx, V)
-        if k < log_at.size and t == log_at[k]:
-            record(logp)
-            k += 1
-        if t == steps:
-            break
-        G = P * np.exp(logp) - J  # (S, n_ctx, V) ∂/∂z of Σ_x P(x) CE
-        gE = r * G @ W + lam_E * E  # (S, n_ctx, d)
-        gW = r * G.transpose(0, 2, 1) @ E + lam_W * W  # (S, V, d)
-        E -= lr * gE
-        W -= lr * gW
-    loss = np.stack(out, 1)  # (S, n_eval, V)
+    if integrator == "steps":
+        loss, n_grad = _stepped(obj, E, W, lr, log_at)
+    else:
+        loss, n_grad = _flowed(obj, E, W, lr, log_at, rtol)
+    pi = obj.pi
+    seen = pi > 0
     agg = (loss[..., seen] * pi[seen]).sum(-1)
     return FactoredTrajectory(lam_E=lam_E, lam_W=lam_W, lr=lr, steps=log_at, token_probs=pi, loss_per_token=loss,
-                              aggregate_loss=agg)
+                              aggregate_loss=agg, integrator=integrator, gradient_evaluations=n_grad)
+
+
+def _stepped(obj, E, W, lr, log_at):
+    out = []
+    k = 0
+    for t in range(int(log_at[-1]) + 1):
+        if k < log_at.size and t == log_at[k]:
+            out.append(obj.loss_per_token(E, W))
+            k += 1
+        if t == log_at[-1]:
+            break
+        gE, gW = obj.gradient(E, W)
+        E -= lr * gE
+        W -= lr * gW
+    return np.stack(out, 1), int(log_at[-1])  # (S, n_eval, V)
+
+
+def _flowed(obj, E, W, lr, log_at, rtol):
+    S, n_ctx, d = E.shape
+    nE = E.size
+
+    def split(y):
+        return y[:nE].reshape(S, n_ctx, d), y[nE:].reshape(S, -1, d)
+
+    def f(y):
+        gE, gW = obj.gradient(*split(y))
+        return -np.concatenate([gE.ravel(), gW.ravel()])
+
+    out = []
+    y0 = np.concatenate([E.ravel(), W.ravel()])
+    atol = 1e-3 * rtol * max(float(np.abs(y0).max()), 1e-3)
+    _, n_grad = rkc_integrate(f, y0, lr * log_at, rtol=rtol, atol=atol,
+                              record=lambda y: out.append(obj.loss_per_token(*split(y))))
+    return np.stack(out, 1), n_grad  # (S, n_eval, V)
+
+
+def factored_adamw_trajectory(counts, E0, W0, *, lam, steps, lr, batch_size, r=1.0, lam_W=None, betas=(0.9, 0.999),
+                              eps=1e-8, eval_every=None) -> FactoredTrajectory:
+    """Per-token loss along the mean-field AdamW flow of the factored bigram from each start.
+
+    The recursion of ``BatchedAdamW`` with the minibatch gradient replaced by its moments: m and v
+    are the exponential averages (bias corrected) of E[g] and E[g²] = E[G²]/B + (1 − 1/B) E[G]²,
+    G one sample's gradient, whose closed forms are ``adamw_shared.sample_moments``; the decay is
+    decoupled, θ ← (1 − ηλ)θ − η m̂/(√v̂ + ε). ``betas=(0, 0)`` gives the Euler steps of
+    θ̇ = −(E[g]/(√E[g²] + ε) + λθ), whose zeros are the equilibrium of
+    ``factored_bigram_adamw_equilibrium``. Mean field: exact in expectation for m and v given
+    the path, approximate in E[m̂/√v̂] ≈ E[m̂]/√E[v̂] (needs B·P(x)/(1 − β₂) ≫ 1 for the contexts
+    and B·π_v/(1 − β₂) ≫ 1 for the tokens that matter). Cost O(n_ctx V d) per step and start.
+    """
+    C = as_count_matrix(counts, "counts")
+    n_ctx, V = C.shape
+    E = _starts(E0, "E0", n_ctx).copy()
+    W = _starts(W0, "W0", V).copy()
+    if E.shape[0] != W.shape[0] or E.shape[2] != W.shape[2]:
+        raise ValueError(f"E0 and W0 must have the same number of starts and width, got {E.shape} and {W.shape}")
+    lam_E = as_nonnegative(lam, "lam")
+    lam_W = lam_E if lam_W is None else as_nonnegative(lam_W, "lam_W")
+    steps = as_positive_int(steps, "steps")
+    lr = as_positive(lr, "lr")
+    r = as_positive(r, "r")
+    B = as_positive_int(batch_size, "batch_size")
+    eps = as_nonnegative(eps, "eps")
+    b1, b2 = (float(b) for b in betas)
+    for name, b in (("betas[0]", b1), ("betas[1]", b2)):
+        if not 0.0 <= b < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {name}={b!r}")
+    obj = _Objective(C, r, lam_E, lam_W)
+    law = bigram_law(C)
+    log_at = eval_steps(steps, eval_every)
+    out = [obj.loss_per_token(E, W)]
+    for s in range(E.shape[0]):
+        path = _adamw_path(E[s], W[s], law, r=r, B=B, lr=lr, lams=(lam_E, lam_W), betas=(b1, b2), eps=eps,
+                           log_at=log_at)
+        out.append(np.stack([obj.loss_per_token(e[None], w[None])[0] for e, w in path]))
+    loss = np.concatenate([out[0][:, None], np.stack(out[1:])], 1)  # (S, n_eval, V)
+    pi = obj.pi
+    seen = pi > 0
+    agg = (loss[..., seen] * pi[seen]).sum(-1)
+    return FactoredTrajectory(lam_E=lam_E, lam_W=lam_W, lr=lr, steps=log_at, token_probs=pi, loss_per_token=loss,
+                              aggregate_loss=agg, integrator="adamw-mean-field", gradient_evaluations=steps)
+
+
+def _adamw_path(E, W, law, *, r, B, lr, lams, betas, eps, log_at):
+    """[(E, W)] at log_at[1:] along the mean-field AdamW recursion from (E, W) (copied)."""
+    (b1, b2), (lam_E, lam_W) = betas, lams
+    theta = {"E": E.copy(), "W": W.copy()}
+    m = {k: np.zeros_like(v) for k, v in theta.items()}
+    v = {k: np.zeros_like(x) for k, x in theta.items()}
+    shrink = {"E": 1.0 - lr * lam_E, "W": 1.0 - lr * lam_W}
+    out, k = [], 1
+    for t in range(1, int(log_at[-1]) + 1):
+        mean_W, sq_W, mean_E, sq_E = sample_moments(theta["W"], theta["E"], law, r)
+        for name, g, g2 in (("E", mean_E, sq_E), ("W", mean_W, sq_W)):
+            m[name] *= b1
+            m[name] += (1.0 - b1) * g
+            v[name] *= b2
+            v[name] += (1.0 - b2) * (g2 / B + (1.0 - 1.0 / B) * g * g)  # E[g²] of a mean over B pairs
+            den = np.sqrt(v[name] / (1.0 - b2 ** t)) + eps
+            step = np.divide(m[name] / (1.0 - b1 ** t), den, out=np.zeros_like(den), where=den > 0)
+            theta[name] *= shrink[name]
+            theta[name] -= lr * step
+        if k < log_at.size and t == log_at[k]:
+            out.append((theta["E"].copy(), theta["W"].copy()))
+            k += 1
+    return out
