@@ -46,11 +46,11 @@ def print_table(rows):
 
 
 def print_gap(rows):
-    print("| optimizer | B | steps | tail B·π | gap sim (±95% CI) | gap theory | head sim | tail sim | residual |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| optimizer | λ | B | steps | tail B·π | gap sim (±95% CI) | gap theory | head sim | tail sim | residual |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['optimizer']} | {r['B']} | {r['steps']} | {r['tail_B_pi']:.3g} | {r['gap_sim']:.4f} ± "
-              f"{r['gap_ci']:.4f} | {r['gap_theory']:.4f} | {r['head_sim']:.4f} | {r['tail_sim']:.4f} | "
+        print(f"| {r['optimizer']} | {r['lam']:g} | {r['B']} | {r['steps']} | {r['tail_B_pi']:.3g} | "
+              f"{r['gap_sim']:.4f} ± {r['gap_ci']:.4f} | {r['gap_theory']:.4f} | {r['head_sim']:.4f} | {r['tail_sim']:.4f} | "
               f"{r['residual']:.1e} |")
 
 
@@ -64,6 +64,7 @@ def main():
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 64])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--beta2", type=float, default=0.999)
+    ap.add_argument("--sgd-lam", type=float, default=None, help="L2 decay of the SGD runs of --batch-question")
     ap.add_argument("--tokens", type=int, default=131_072, help="token budget of --batch-question")
     ap.add_argument("--json", default=None)
     ap.add_argument("--text", nargs="?", const="", default=None, help="real text (no PATH: the shipped corpus)")
@@ -80,8 +81,8 @@ def main():
     print(f"task: {source}; width {a.width}, lr {a.lr}, {a.seeds} seeds\n")
     seeds = tuple(range(a.seeds))
     if a.batch_question:
-        rows = batch_gap_rows(task, lam=a.lams[0], batch_sizes=a.batch_sizes, tokens=a.tokens, width=a.width,
-                              seeds=seeds, lr=a.lr)
+        rows = batch_gap_rows(task, lam=a.lams[0], sgd_lam=a.sgd_lam, batch_sizes=a.batch_sizes, tokens=a.tokens,
+                              width=a.width, seeds=seeds, lr=a.lr)
         print_gap(rows)
     else:
         rows = validation_rows(task, width=a.width, lams=a.lams, batch_sizes=a.batch_sizes, seeds=seeds,

@@ -120,26 +120,29 @@ def validation_rows(task, *, width=8, lams=(0.2, 0.4, 0.8), batch_sizes=(8, 64),
     return rows
 
 
-def batch_gap_rows(task, *, lam=0.4, batch_sizes=(8, 32, 128), tokens=131_072, width=8, seeds=(0, 1, 2),
-                   lr=1e-2, sgd_lr=0.2, init_scale=0.1):
+def batch_gap_rows(task, *, lam=0.4, sgd_lam=None, batch_sizes=(8, 32, 128), tokens=131_072, width=8,
+                   seeds=(0, 1, 2), lr=1e-2, sgd_lr=0.2, init_scale=0.1):
     """The batch-size question at fixed λ and a fixed token budget (steps = tokens / B): one row per
     (optimizer, B) with the rarest-minus-most-frequent bucket gap, simulated (seed mean ± 95 % CI) and
-    predicted (AdamW: T10 equilibrium from each seed's init; SGD: the L2 optimum, which has no B)."""
+    predicted (AdamW: T10 equilibrium from each seed's init; SGD: the L2 optimum, which has no B).
+    ``sgd_lam`` (default ``lam``): the L2 decay of the SGD runs — coupled and decoupled decay of the
+    same λ are not comparable (the L2 optimum can be uniform where AdamW still predicts well)."""
     model = FactoredBigram(width=width, init_scale=init_scale)
     pi = task.token_probs
-    _, b2 = metrics.bucket_loss(factored_bigram_equilibrium(task.counts, lam, lam).loss_per_token, pi)
+    sgd_lam = lam if sgd_lam is None else sgd_lam
+    _, b2 = metrics.bucket_loss(factored_bigram_equilibrium(task.counts, sgd_lam, sgd_lam).loss_per_token, pi)
     rows = []
     for B in batch_sizes:
         steps = int(tokens // B)
         pred, resid = adamw_predictions(task, model, [lam], seeds, B)
         _, bp = metrics.bucket_loss(pred[0], pi)  # (S, n_b)
-        for opt, lr_opt in (("adamw", lr), ("sgd", sgd_lr)):
-            sim = _sim(task, model, [lam], opt, steps=steps, batch_size=B, lr=lr_opt, seeds=seeds,
+        for opt, lr_opt, lam_opt in (("adamw", lr, lam), ("sgd", sgd_lr, sgd_lam)):
+            sim = _sim(task, model, [lam_opt], opt, steps=steps, batch_size=B, lr=lr_opt, seeds=seeds,
                        betas=(0.9, 0.999))
             _, bs = metrics.bucket_loss(sim[0], pi)  # (S, n_b)
             m, h = metrics.mean_ci(bs[:, -1] - bs[:, 0])
             theory = float((bp[:, -1] - bp[:, 0]).mean()) if opt == "adamw" else float(b2[-1] - b2[0])
-            rows.append(dict(optimizer=opt, B=int(B), steps=steps, lam=float(lam), gap_sim=float(m),
+            rows.append(dict(optimizer=opt, B=int(B), steps=steps, lam=float(lam_opt), gap_sim=float(m),
                              gap_ci=float(h), gap_theory=theory, tail_sim=float(bs[:, -1].mean()),
                              head_sim=float(bs[:, 0].mean()), tail_B_pi=float(B * pi[pi > 0].min()),
                              residual=float(resid.max()) if opt == "adamw" else np.nan))
