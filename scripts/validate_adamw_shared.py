@@ -50,8 +50,8 @@ def print_gap(rows):
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['optimizer']} | {r['lam']:g} | {r['B']} | {r['steps']} | {r['tail_B_pi']:.3g} | "
-              f"{r['gap_sim']:.4f} ± {r['gap_ci']:.4f} | {r['gap_theory']:.4f} | {r['head_sim']:.4f} | {r['tail_sim']:.4f} | "
-              f"{r['residual']:.1e} |")
+              f"{r['gap_sim']:.4f} ± {r['gap_ci']:.4f} | {r['gap_theory']:.4f} | {r['head_sim']:.4f} | "
+              f"{r['tail_sim']:.4f} | {r['residual']:.1e} |")
 
 
 def main():
