@@ -24,7 +24,7 @@ from ..theory.adamw_shared import factored_bigram_adamw_equilibrium
 from .report import Check, Section, Settings
 
 __all__ = ["seed_init", "text_task", "adamw_predictions", "equilibrium_buckets", "validation_rows", "batch_gap_rows",
-           "worst_error", "bucket_comparison", "adamw_shared_section"]
+           "worst_error", "bucket_comparison", "predicted_damage", "measured_damage", "adamw_shared_section"]
 
 
 def seed_init(model, task, seed):
@@ -79,6 +79,37 @@ def bucket_comparison(ax, rows, B, lam):
     ax.set_ylabel("bucket loss (nats)")
     ax.set_title(f"B = {B}, λ = {lam:g}")
     return ax
+
+
+def predicted_damage(task, lams, *, batch_size, width, seed=0, init_scale=0.1):
+    """The factored AdamW theory's per-bucket damage on a language-model task, with no fitted parameter:
+    (bucket ids, damage (L, n_b)). ``task`` a :class:`~imbalance.sim.TokenStreamTask`; the bigram counts
+    of its training split; damage = bucket loss of the T10 equilibrium at λ (``batch_size`` = tokens per
+    batch, init of a width-``width`` factored model from ``seed``) minus that of the empirical bigram
+    law q (the λ → 0 optimum of a model wide enough), both training-set losses."""
+    from ..corpus import bigram_counts
+
+    counts = bigram_counts(task.train_stream.numpy(), task.vocab_size)
+    bigram = BigramTask(counts)
+    pi = bigram.token_probs
+    J = counts.tocoo()
+    q = J.data / np.asarray(counts.sum(axis=1)).ravel()[J.row]
+    base = np.bincount(J.col, weights=-J.data * np.log(q), minlength=pi.size) / np.maximum(
+        np.asarray(counts.sum(axis=0)).ravel(), 1)  # (V,) per-token loss of q itself
+    model = FactoredBigram(width=width, init_scale=init_scale)
+    pred, _ = adamw_predictions(bigram, model, lams, (seed,), batch_size)  # (L, 1, V)
+    ids, bl = metrics.bucket_loss(pred[:, 0], pi)
+    return ids, bl - metrics.bucket_loss(base, pi)[1]
+
+
+def measured_damage(result, pi):
+    """(bucket ids, damage (L − 1, n_b) seed mean, 95 % CI) of a sweep whose first λ is 0: the training
+    per-token loss at each λ > 0 minus that at λ = 0, seed by seed (``result.loss_per_token``)."""
+    if float(result.lams[0]) != 0.0:
+        raise ValueError(f"result.lams must start at 0, got lams={result.lams!r}")
+    ids, bl = metrics.bucket_loss(result.loss_per_token, pi)  # (L, S, n_b)
+    m, h = metrics.mean_ci(bl[1:] - bl[:1], axis=1)
+    return ids, m, h
 
 
 def _sim(task, model, lams, optimizer, *, steps, batch_size, lr, seeds, betas):
