@@ -100,6 +100,7 @@ def main():
     ap.add_argument("--beta2", type=float, default=0.999)
     ap.add_argument("--sgd-lam", type=float, default=None, help="L2 decay of the SGD runs of --batch-question")
     ap.add_argument("--tokens", type=int, default=131_072, help="token budget of --batch-question")
+    ap.add_argument("--no-sgd", action="store_true", help="skip the SGD runs beside the AdamW ones")
     ap.add_argument("--json", default=None)
     ap.add_argument("--text", nargs="?", const="", default=None, help="real text (no PATH: the shipped corpus)")
     ap.add_argument("--ufm", action="store_true", help="the UFM (one feature per class, Zipf(1.1) classes)")
@@ -127,7 +128,7 @@ def main():
         print_gap(rows)
     else:
         rows = validation_rows(task, width=a.width, lams=a.lams, batch_sizes=a.batch_sizes, seeds=seeds,
-                               steps=a.steps, lr=a.lr, betas=(0.9, a.beta2))
+                               steps=a.steps, lr=a.lr, betas=(0.9, a.beta2), sgd=not a.no_sgd)
         print_table(rows)
     if a.json:
         with open(a.json, "w") as f:
