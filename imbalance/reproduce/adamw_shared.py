@@ -20,11 +20,12 @@ from .. import metrics
 from ..corpus import tokenize_words
 from ..sim import BigramTask, FactoredBigram, sweep
 from ..theory import factored_bigram_equilibrium
-from ..theory.adamw_shared import factored_bigram_adamw_equilibrium
+from ..theory.adamw_shared import bigram_law, factored_bigram_adamw_equilibrium, stationarity
 from .report import Check, Section, Settings
 
 __all__ = ["seed_init", "text_task", "adamw_predictions", "equilibrium_buckets", "validation_rows", "batch_gap_rows",
-           "worst_error", "bucket_comparison", "predicted_damage", "measured_damage", "adamw_shared_section"]
+           "worst_error", "run_stationarity", "bucket_comparison", "predicted_damage", "measured_damage",
+           "adamw_shared_section"]
 
 
 def seed_init(model, task, seed):
@@ -112,18 +113,33 @@ def measured_damage(result, pi):
     return ids, m, h
 
 
-def _sim(task, model, lams, optimizer, *, steps, batch_size, lr, seeds, betas):
-    """Iterate-averaged (last quarter) per-token loss of a batched sweep, (L, S, V)."""
+def _sim(task, model, lams, optimizer, *, steps, batch_size, lr, seeds, betas, full=False):
+    """Iterate-averaged (last quarter) per-token loss of a batched sweep, (L, S, V) (``full``: the result)."""
     res = sweep(task, list(lams), model=model, optimizer=optimizer, steps=steps, batch_size=batch_size, lr=lr,
                 seeds=tuple(seeds), average_last=max(1, steps // 4), progress=False, eval_every=steps, betas=betas)
-    return res.loss_per_token_avg
+    return res if full else res.loss_per_token_avg
+
+
+def run_stationarity(result, task, batch_size, eps=1e-8):
+    """max|F| (T10's stationarity, in units of one normalised update) at the iterate-averaged parameters
+    of each (λ, seed) of an AdamW factored-bigram sweep, (L, S): ≈ 0 where the run sits at an equilibrium."""
+    law = bigram_law(task.counts)
+    W, E = result.params_avg["W"], result.params_avg["E"]  # (L, S, V, d), (L, S, C, d)
+    out = np.empty(W.shape[:2])
+    for i, lam in enumerate(result.lams):
+        for s in range(W.shape[1]):
+            fW, fE = stationarity(np.asarray(W[i, s], float), np.asarray(E[i, s], float), law, float(lam),
+                                  batch_size=batch_size, eps=eps, r=task.r)
+            out[i, s] = max(np.abs(fW).max(), np.abs(fE).max())
+    return out
 
 
 def validation_rows(task, *, width=8, lams=(0.2, 0.4, 0.8), batch_sizes=(8, 64), seeds=(0, 1, 2), steps=10_000,
                     lr=1e-2, sgd_lr=0.2, init_scale=0.1, betas=(0.9, 0.999), sgd=True):
     """One row per (B, λ, bucket): AdamW simulation (seed mean, 95 % CI), AdamW theory (mean over the
     same seeds' inits; ``adamw_seed_sd`` its spread), L2 (T7) optimum, SGD simulation (lr ``sgd_lr``),
-    the bucket's smallest B π/(1 − β₂) (mean-field validity) and the worst certificate max|F|."""
+    the bucket's smallest B π/(1 − β₂) (mean-field validity), the worst certificate max|F| of the
+    prediction (``residual``) and of the runs' averaged parameters (``sim_residual``, :func:`run_stationarity`)."""
     model = FactoredBigram(width=width, init_scale=init_scale)
     pi = task.token_probs
     l2 = factored_bigram_equilibrium(task.counts, np.asarray(lams, float), np.asarray(lams, float)).loss_per_token
@@ -131,7 +147,8 @@ def validation_rows(task, *, width=8, lams=(0.2, 0.4, 0.8), batch_sizes=(8, 64),
     rows = []
     for B in batch_sizes:
         kw = dict(steps=steps, batch_size=B, seeds=seeds, betas=betas)
-        sim = _sim(task, model, lams, "adamw", lr=lr, **kw)  # (L, S, V)
+        res = _sim(task, model, lams, "adamw", lr=lr, full=True, **kw)
+        sim, sim_resid = res.loss_per_token_avg, run_stationarity(res, task, B)  # (L, S, V), (L, S)
         sgd_sim = _sim(task, model, lams, "sgd", lr=sgd_lr, **kw) if sgd else None
         pred, resid = adamw_predictions(task, model, lams, seeds, B, betas=betas)
         for i, lam in enumerate(lams):
@@ -147,7 +164,7 @@ def validation_rows(task, *, width=8, lams=(0.2, 0.4, 0.8), batch_sizes=(8, 64),
                                  l2=float(b2[j]), sgd=float(ms[j]) if sgd else np.nan,
                                  sgd_ci=float(hs[j]) if sgd else np.nan,
                                  min_window=float(B * pi[ids == b].min() / (1 - betas[1])),
-                                 residual=float(resid[i].max())))
+                                 residual=float(resid[i].max()), sim_residual=float(sim_resid[i].max())))
     return rows
 
 
