@@ -29,6 +29,7 @@ from imbalance.reproduce.adamw_shared import (
     batch_gap_rows,
     measured_damage,
     predicted_damage,
+    stays_at_equilibrium,
     text_task,
     validation_rows,
 )
@@ -107,6 +108,8 @@ def main():
     ap.add_argument("--text", nargs="?", const="", default=None, help="real text (no PATH: the shipped corpus)")
     ap.add_argument("--ufm", action="store_true", help="the UFM (one feature per class, Zipf(1.1) classes)")
     ap.add_argument("--batch-question", action="store_true", help="gap against B at a fixed token budget")
+    ap.add_argument("--start-at-equilibrium", action="store_true",
+                    help="train from the predicted equilibrium (first λ, first B): does AdamW stay there?")
     ap.add_argument("--lm", action="store_true", help="small transformer's damage vs the factored AdamW theory")
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -124,6 +127,15 @@ def main():
         task, source = BigramTask.stochastic_zipf(16, 1.1, 0.7), "16-token Zipf(1.1) stochastic bigram"
     print(f"task: {source}; width {a.width}, lr {a.lr}, {a.seeds} seeds\n")
     seeds = tuple(range(a.seeds))
+    if a.start_at_equilibrium:
+        steps, pred, curve, resid = stays_at_equilibrium(task, a.lams[0], batch_size=a.batch_sizes[0], width=a.width,
+                                                         seeds=seeds, steps=a.steps, lr=a.lr)
+        print(f"λ = {a.lams[0]}, B = {a.batch_sizes[0]}: max|F| at the averaged parameters per seed", resid)
+        print("| step | " + " | ".join(f"bucket {j}" for j in range(pred.size)) + " |")
+        print("| predicted | " + " | ".join(f"{v:.3e}" for v in pred) + " |")
+        for t, c in zip(steps, curve):
+            print(f"| {t} | " + " | ".join(f"{v:.3e}" for v in c) + " |")
+        return
     if a.batch_question:
         rows = batch_gap_rows(task, lam=a.lams[0], sgd_lam=a.sgd_lam, batch_sizes=a.batch_sizes, tokens=a.tokens,
                               width=a.width, seeds=seeds, lr=a.lr)

@@ -24,8 +24,8 @@ from ..theory.adamw_shared import bigram_law, factored_bigram_adamw_equilibrium,
 from .report import Check, Section, Settings
 
 __all__ = ["seed_init", "text_task", "adamw_predictions", "equilibrium_buckets", "validation_rows", "batch_gap_rows",
-           "worst_error", "run_stationarity", "bucket_comparison", "predicted_damage", "measured_damage",
-           "adamw_shared_section"]
+           "worst_error", "run_stationarity", "stays_at_equilibrium", "bucket_comparison", "predicted_damage",
+           "measured_damage", "adamw_shared_section"]
 
 
 def seed_init(model, task, seed):
@@ -111,6 +111,33 @@ def measured_damage(result, pi):
     ids, bl = metrics.bucket_loss(result.loss_per_token, pi)  # (L, S, n_b)
     m, h = metrics.mean_ci(bl[1:] - bl[:1], axis=1)
     return ids, m, h
+
+
+class _StartAt(FactoredBigram):
+    """A factored bigram whose initialisation is given: W (S, V, d), E (S, C, d), one per seed."""
+
+    def __init__(self, W, E):
+        super().__init__(width=W.shape[-1])
+        self.start = (W, E)
+
+    def init(self, task, gens, dtype):
+        return {"E": torch.as_tensor(self.start[1], dtype=dtype), "W": torch.as_tensor(self.start[0], dtype=dtype)}
+
+
+def stays_at_equilibrium(task, lam, *, batch_size, width=8, seeds=(0, 1, 2), steps=8000, lr=1e-2, init_scale=0.1):
+    """Stability of the prediction under stochastic AdamW: train from the T10 equilibrium itself (one per
+    seed's init). Returns (steps (n_eval,), predicted bucket loss (n_b,), final-iterate bucket loss at
+    each logged step (n_eval, n_b), seed means, and max|F| at the runs' averaged parameters (S,))."""
+    model = FactoredBigram(width=width, init_scale=init_scale)
+    eqs = [factored_bigram_adamw_equilibrium(task.counts, lam, init=seed_init(model, task, s), batch_size=batch_size,
+                                             r=task.r) for s in seeds]
+    start = _StartAt(np.stack([e.W for e in eqs]), np.stack([e.E.T for e in eqs]))  # (S, V, d), (S, C, d)
+    res = sweep(task, [lam], model=start, optimizer="adamw", steps=steps, batch_size=batch_size, lr=lr,
+                seeds=tuple(seeds), average_last=steps // 2, progress=False, eval_every=max(1, steps // 4))
+    pi = task.token_probs
+    _, pred = metrics.bucket_loss(np.stack([e.loss_per_token for e in eqs]), pi)  # (S, n_b)
+    _, curve = metrics.bucket_loss(res.curve_loss_per_token[:, 0], pi)  # (n_eval, S, n_b)
+    return res.curve_steps, pred.mean(0), curve.mean(1), run_stationarity(res, task, batch_size)[0]
 
 
 def _sim(task, model, lams, optimizer, *, steps, batch_size, lr, seeds, betas, full=False):
