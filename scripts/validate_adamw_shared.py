@@ -72,8 +72,7 @@ def lm_comparison(vocab, lams, seeds, steps):
     per-bucket damage (loss at λ minus loss at λ = 0) next to the factored AdamW theory's prediction
     (B = tokens per batch, width = the transformer's width; no fitted parameter)."""
     ids, voc = tokenize_words(shipped_corpus_text(), vocab)
-    task, model, default_steps = small_lm(False, tokens=(ids, len(voc)))
-    steps = steps or default_steps
+    task, model, _ = small_lm(False, tokens=(ids, len(voc)))
     B = 16
     res = sweep(task, [0.0, *lams], model=model, optimizer="adamw", steps=steps, batch_size=B, lr=1e-2,
                 seeds=seeds, dtype=torch.float32, progress=False, eval_every=steps)
