@@ -164,7 +164,8 @@ def run_stationarity(result, task, batch_size, eps=1e-8):
 def validation_rows(task, *, width=8, lams=(0.2, 0.4, 0.8), batch_sizes=(8, 64), seeds=(0, 1, 2), steps=10_000,
                     lr=1e-2, sgd_lr=0.2, init_scale=0.1, betas=(0.9, 0.999), sgd=True):
     """One row per (B, λ, bucket): AdamW simulation (seed mean, 95 % CI), AdamW theory (mean over the
-    same seeds' inits; ``adamw_seed_sd`` its spread), L2 (T7) optimum, SGD simulation (lr ``sgd_lr``),
+    same seeds' inits; ``adamw_seed_sd`` its spread), L2 (T7) optimum, SGD simulation (lr ``sgd_lr``; with
+    ``sgd``),
     the bucket's smallest B π/(1 − β₂) (mean-field validity), the worst certificate max|F| of the
     prediction (``residual``) and of the runs' averaged parameters (``sim_residual``, :func:`run_stationarity`)."""
     model = FactoredBigram(width=width, init_scale=init_scale)
@@ -188,8 +189,7 @@ def validation_rows(task, *, width=8, lams=(0.2, 0.4, 0.8), batch_sizes=(8, 64),
             for j, b in enumerate(bid):
                 rows.append(dict(B=int(B), lam=float(lam), bucket=int(b), sim=float(m[j]), sim_ci=float(h[j]),
                                  adamw=float(bp[:, j].mean()), adamw_seed_sd=float(bp[:, j].std(ddof=1)),
-                                 l2=float(b2[j]), sgd=float(ms[j]) if sgd else np.nan,
-                                 sgd_ci=float(hs[j]) if sgd else np.nan,
+                                 l2=float(b2[j]), **(dict(sgd=float(ms[j]), sgd_ci=float(hs[j])) if sgd else {}),
                                  min_window=float(B * pi[ids == b].min() / (1 - betas[1])),
                                  residual=float(resid[i].max()), sim_residual=float(sim_resid[i].max())))
     return rows
