@@ -1,136 +1,151 @@
 """AdamW equilibrium of the factored bigram LM (T10) against batched AdamW training.
 
-For each batch size B, trains the factored bigram (E, W both decayed, untied, width d) with
-AdamW on a Zipfian stochastic bigram for every (λ, seed) in one ``imbalance.sim.sweep``, and
-predicts the per-token loss of every (λ, seed) without training, by
-``factored_bigram_adamw_equilibrium`` started from that seed's initialisation. Prints the
-per-bucket (powers of 3) table: simulation mean ± 95 % CI over seeds (iterate average over the
-last quarter of the run), the AdamW prediction (mean over the same seeds' inits) and the L2 (T7)
-optimum (the convex T7 optimum; it is the L2 optimum of the factored model only when the width
-d ≥ V, so at smaller width it is a reference, not a prediction), with relative errors; also the
-rare-minus-frequent gap for both optimisers.
+Trains the factored bigram (E, W both decayed, untied, width d) with AdamW for every
+(B, λ, seed) and predicts the per-token loss of each without training, from that seed's
+initialisation; prints the per-bucket (powers of 3) table: simulation mean ± 95 % CI over seeds
+(iterate average over the last quarter of the run), the AdamW prediction, the L2 (T7) optimum and
+an SGD simulation, with relative errors, and the rare-minus-frequent gap. The experiment code is
+``imbalance.reproduce.adamw_shared``; this script chooses the task and prints.
 
-Run: ``python scripts/validate_adamw_shared.py [--steps N] [--lr LR] [--json OUT] [--ufm]``
-(``--ufm``: the UFM, i.e. the factored model on ``ufm_counts`` of 16 Zipf(1.1) classes).
+Run: ``python scripts/validate_adamw_shared.py [--text [PATH]] [--ufm] [--batch-question]
+[--lm] [--steps N] [--lr LR] [--lams ...] [--batch-sizes ...] [--beta2 B2] [--json OUT]``
+(default task: 16-token Zipf(1.1) stochastic bigram, predictability 0.7; ``--text``: word tokens of
+PATH, or of the shipped corpus without PATH, top V − 1 types + ``<unk>``; ``--ufm``: 16 Zipf(1.1)
+classes, one free feature per class; ``--lm``: the report's small transformer on the shipped corpus,
+its measured per-bucket damage next to the factored AdamW prediction).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import numpy as np
 import torch
 
-from imbalance import metrics
-from imbalance.sim import BigramTask, FactoredBigram, sweep
-from imbalance.theory import factored_bigram_equilibrium
-from imbalance.theory.adamw_shared import factored_bigram_adamw_equilibrium, ufm_counts
+from imbalance.corpus import tokenize_words
+from imbalance.lm.corpus import shipped_corpus_text
+from imbalance.reproduce.adamw_shared import (
+    batch_gap_rows,
+    measured_damage,
+    predicted_damage,
+    stays_at_equilibrium,
+    text_task,
+    validation_rows,
+)
+from imbalance.sim import BigramTask, sweep
+from imbalance.sim.paradox import small_lm
+from imbalance.theory.adamw_shared import ufm_counts
 from imbalance.zipf import zipf_pmf
 
 
-def seed_init(model, task, seed):
-    """The (W0 (V, d), E0 (C, d)) that ``sweep`` draws for ``seed`` (same generator, same order)."""
-    p = model.init(task, [torch.Generator().manual_seed(seed)], torch.float64)
-    return p["W"][0].numpy(), p["E"][0].numpy()
-
-
-def run(V=16, width=8, s=1.1, alpha=0.7, lams=(0.1, 0.2, 0.4), batch_sizes=(8, 64), seeds=(0, 1, 2),
-        steps=20_000, lr=1e-2, init_scale=0.1, ufm=False):
-    task = BigramTask(ufm_counts(zipf_pmf(V, s))) if ufm else BigramTask.stochastic_zipf(V, s, alpha)
-    model = FactoredBigram(width=width, init_scale=init_scale)
-    pi = task.token_probs
-    l2 = factored_bigram_equilibrium(task.counts, np.array(lams), np.array(lams)).loss_per_token  # (L, V)
-    rows = []
-    for B in batch_sizes:
-        t0 = time.time()
-        res = sweep(task, list(lams), model=model, optimizer="adamw", steps=steps, batch_size=B, lr=lr,
-                    seeds=seeds, average_last=steps // 4, progress=False, eval_every=steps)
-        t_sim = time.time() - t0
-        sim = res.loss_per_token_avg  # (L, S, V)
-        t0 = time.time()
-        eqs = [factored_bigram_adamw_equilibrium(task.counts, np.array(lams), init=seed_init(model, task, sd),
-                                                 batch_size=B) for sd in seeds]
-        pred = np.stack([e.loss_per_token for e in eqs], 1)  # (L, S, V)
-        resid = np.stack([e.residual for e in eqs], 1)  # (L, S)
-        t_theory = time.time() - t0
-        sgd = sweep(task, list(lams), model=model, optimizer="sgd", steps=steps, batch_size=B, lr=lr * 20,
-                    seeds=seeds, average_last=steps // 4, progress=False, eval_every=steps).loss_per_token_avg
-        for i, lam in enumerate(lams):
-            ids, bs = metrics.bucket_loss(sim[i], pi)  # (S, n_b)
-            _, bp = metrics.bucket_loss(pred[i], pi)
-            _, b2 = metrics.bucket_loss(l2[i], pi)
-            _, bsgd = metrics.bucket_loss(sgd[i], pi)
-            m, half = metrics.mean_ci(bs, axis=0)
-            msgd, hsgd = metrics.mean_ci(bsgd, axis=0)
-            rows.append(dict(B=B, lam=lam, buckets=ids.tolist(), sim=m.tolist(), ci=half.tolist(),
-                             adamw=bp.mean(0).tolist(), adamw_seed_sd=bp.std(0, ddof=1).tolist(), l2=b2.tolist(),
-                             sgd=msgd.tolist(), sgd_ci=hsgd.tolist(),
-                             residual=resid[i].max(), window=(B * pi / 0.001).min(), t_sim=t_sim, t_theory=t_theory))
-    return rows
-
-
-def batch_size_gap(V=16, width=8, s=1.1, alpha=0.7, lam=0.2, batch_sizes=(4, 16, 64, 256), seed=0,
-                   init_scale=0.1):
-    """Theory only: rare-minus-frequent bucket gap of the AdamW equilibrium against B at fixed λ,
-    next to the L2 (T7) gap, which does not depend on B."""
-    task = BigramTask.stochastic_zipf(V, s, alpha)
-    model = FactoredBigram(width=width, init_scale=init_scale)
-    init = seed_init(model, task, seed)
-    pi = task.token_probs
-    l2 = factored_bigram_equilibrium(task.counts, lam, lam).loss_per_token
-    out = []
-    for B in batch_sizes:
-        eq = factored_bigram_adamw_equilibrium(task.counts, lam, init=init, batch_size=B)
-        _, b = metrics.bucket_loss(eq.loss_per_token, pi)
-        out.append(dict(B=B, gap=float(b[-1] - b[0]), residual=eq.residual, aggregate=eq.aggregate_loss))
-    _, b2 = metrics.bucket_loss(l2, pi)
-    return out, float(b2[-1] - b2[0])
-
-
 def print_table(rows):
-    print("| B | λ | bucket | sim (±95% CI) | AdamW theory | err | L2 (T7) | err | SGD sim |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| B | λ | bucket | min Bπ/(1−β₂) | sim (±95% CI) | AdamW theory | err | L2 (T7) | err | SGD sim |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        for b, m, h, a, l2, sg in zip(r["buckets"], r["sim"], r["ci"], r["adamw"], r["l2"], r["sgd"]):
-            print(f"| {r['B']} | {r['lam']:g} | {b} | {m:.4f} ± {h:.4f} | {a:.4f} | {100 * (a / m - 1):+.1f} % | "
-                  f"{l2:.4f} | {100 * (l2 / m - 1):+.1f} % | {sg:.4f} |")
-    print()
-    print("| B | λ | gap sim AdamW (±CI) | gap AdamW theory | gap L2 | gap sim SGD (±CI) |")
-    print("|---|---|---|---|---|---|")
+        m, a, l2, sg = r["sim"], r["adamw"], r["l2"], r.get("sgd", np.nan)
+        print(f"| {r['B']} | {r['lam']:g} | {r['bucket']} | {r['min_window']:.3g} | {m:.4f} ± {r['sim_ci']:.4f} | "
+              f"{a:.4f} | {100 * (a / m - 1):+.1f} % | {l2:.4f} | {100 * (l2 / m - 1):+.1f} % | {sg:.4f} |")
+    print("\n| B | λ | gap sim AdamW (±CI) | gap AdamW theory | gap L2 | gap sim SGD (±CI) | max residual "
+          "(theory) | max|F| at the runs' averaged parameters |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (B, lam) in dict.fromkeys((r["B"], r["lam"]) for r in rows):
+        rs = [r for r in rows if r["B"] == B and r["lam"] == lam]
+        lo, hi = rs[0], rs[-1]
+        g = {k: hi.get(k, np.nan) - lo.get(k, np.nan) for k in ("sim", "adamw", "l2", "sgd")}
+        ci_sgd = np.hypot(hi.get("sgd_ci", np.nan), lo.get("sgd_ci", np.nan))
+        print(f"| {B} | {lam:g} | {g['sim']:.4f} ± {np.hypot(hi['sim_ci'], lo['sim_ci']):.4f} | {g['adamw']:.4f} | "
+              f"{g['l2']:.4f} | {g['sgd']:.4f} ± {ci_sgd:.4f} | {hi['residual']:.1e} | {hi['sim_residual']:.2g} |")
+
+
+def print_gap(rows):
+    print("| optimizer | λ | B | steps | tail B·π | gap sim (±95% CI) | gap theory | head sim | tail sim | residual |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        gs, ga, gl, gg = (r[k][-1] - r[k][0] for k in ("sim", "adamw", "l2", "sgd"))
-        ci = np.hypot(r["ci"][-1], r["ci"][0])
-        cg = np.hypot(r["sgd_ci"][-1], r["sgd_ci"][0])
-        print(f"| {r['B']} | {r['lam']:g} | {gs:.4f} ± {ci:.4f} | {ga:.4f} | {gl:.4f} | {gg:.4f} ± {cg:.4f} |")
-    for r in rows:
-        print(f"B={r['B']} λ={r['lam']}: max residual {r['residual']:.1e}, min Bπ/(1−β₂) {r['window']:.0f}; "
-              f"simulation {r['t_sim']:.0f} s, theory {r['t_theory']:.0f} s (all λ, all seeds)")
+        print(f"| {r['optimizer']} | {r['lam']:g} | {r['B']} | {r['steps']} | {r['tail_B_pi']:.3g} | "
+              f"{r['gap_sim']:.4f} ± {r['gap_ci']:.4f} | {r['gap_theory']:.4f} | {r['head_sim']:.4f} | "
+              f"{r['tail_sim']:.4f} | {r['residual']:.1e} |")
+
+
+def lm_comparison(vocab, lams, seeds, steps):
+    """The small transformer of the report on the shipped corpus (word tokens): its measured training
+    per-bucket damage (loss at λ minus loss at λ = 0) next to the factored AdamW theory's prediction
+    (B = tokens per batch, width = the transformer's width; no fitted parameter)."""
+    ids, voc = tokenize_words(shipped_corpus_text(), vocab)
+    task, model, _ = small_lm(False, tokens=(ids, len(voc)))
+    B = 16
+    res = sweep(task, [0.0, *lams], model=model, optimizer="adamw", steps=steps, batch_size=B, lr=1e-2,
+                seeds=seeds, dtype=torch.float32, progress=False, eval_every=steps)
+    bid, meas, ci = measured_damage(res, task.token_probs)
+    pid, pred = predicted_damage(task, np.array(lams), batch_size=B * task.seq_len, width=model.d_model)
+    print(f"transformer ({model.n_layer} layer, width {model.d_model}, {steps} steps, B = {B} × {task.seq_len} "
+          f"tokens) vs factored AdamW theory, V = {len(voc)}\n")
+    print("| λ | bucket | transformer damage (±95% CI) | factored AdamW prediction |\n|---|---|---|---|")
+    for i, lam in enumerate(lams):
+        for j, b in enumerate(bid):
+            p = pred[i, list(pid).index(b)] if b in pid else np.nan
+            print(f"| {lam:g} | {b} | {meas[i, j]:+.4f} ± {ci[i, j]:.4f} | {p:+.4f} |")
+    return [dict(lam=float(lam), bucket=int(b), measured=float(meas[i, j]), ci=float(ci[i, j]),
+                 predicted=float(pred[i, list(pid).index(b)]) if b in pid else None)
+            for i, lam in enumerate(lams) for j, b in enumerate(bid)]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--steps", type=int, default=20_000)
+    ap.add_argument("--steps", type=int, default=10_000)
     ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--width", type=int, default=8)
+    ap.add_argument("--vocab", type=int, default=32, help="vocabulary size with --text")
+    ap.add_argument("--lams", type=float, nargs="+", default=[0.2, 0.4, 0.8])
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 64])
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--beta2", type=float, default=0.999)
+    ap.add_argument("--sgd-lam", type=float, default=None, help="L2 decay of the SGD runs of --batch-question")
+    ap.add_argument("--tokens", type=int, default=131_072, help="token budget of --batch-question")
+    ap.add_argument("--no-sgd", action="store_true", help="skip the SGD runs beside the AdamW ones")
     ap.add_argument("--json", default=None)
-    ap.add_argument("--batch-question", action="store_true", help="only the theory gap against B")
+    ap.add_argument("--text", nargs="?", const="", default=None, help="real text (no PATH: the shipped corpus)")
     ap.add_argument("--ufm", action="store_true", help="the UFM (one feature per class, Zipf(1.1) classes)")
+    ap.add_argument("--batch-question", action="store_true", help="gap against B at a fixed token budget")
+    ap.add_argument("--start-at-equilibrium", action="store_true",
+                    help="train from the predicted equilibrium (first λ, first B): does AdamW stay there?")
+    ap.add_argument("--lm", action="store_true", help="small transformer's damage vs the factored AdamW theory")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    if a.batch_question:
-        out, gap_l2 = batch_size_gap(width=a.width)
-        print("| B | AdamW gap (theory) | residual | aggregate loss |\n|---|---|---|---|")
-        for o in out:
-            print(f"| {o['B']} | {o['gap']:.4f} | {o['residual']:.1e} | {o['aggregate']:.4f} |")
-        print(f"L2 (T7, any B) gap: {gap_l2:.4f}")
+    if a.lm:
+        rows = lm_comparison(a.vocab, a.lams, tuple(range(a.seeds)), a.steps)
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(dict(args=vars(a), rows=rows), f, indent=1)
         return
-    rows = run(steps=a.steps, lr=a.lr, width=a.width, ufm=a.ufm)
-    print_table(rows)
+    if a.text is not None:
+        task, source = text_task(a.vocab, a.text or None)
+    elif a.ufm:
+        task, source = BigramTask(ufm_counts(zipf_pmf(16, 1.1))), "UFM, 16 Zipf(1.1) classes"
+    else:
+        task, source = BigramTask.stochastic_zipf(16, 1.1, 0.7), "16-token Zipf(1.1) stochastic bigram"
+    print(f"task: {source}; width {a.width}, lr {a.lr}, {a.seeds} seeds\n")
+    seeds = tuple(range(a.seeds))
+    if a.start_at_equilibrium:
+        steps, pred, curve, resid = stays_at_equilibrium(task, a.lams[0], batch_size=a.batch_sizes[0], width=a.width,
+                                                         seeds=seeds, steps=a.steps, lr=a.lr)
+        print(f"λ = {a.lams[0]}, B = {a.batch_sizes[0]}: max|F| at the averaged parameters per seed", resid)
+        print("| step | " + " | ".join(f"bucket {j}" for j in range(pred.size)) + " |")
+        print("| predicted | " + " | ".join(f"{v:.3e}" for v in pred) + " |")
+        for t, c in zip(steps, curve):
+            print(f"| {t} | " + " | ".join(f"{v:.3e}" for v in c) + " |")
+        return
+    if a.batch_question:
+        rows = batch_gap_rows(task, lam=a.lams[0], sgd_lam=a.sgd_lam, batch_sizes=a.batch_sizes, tokens=a.tokens,
+                              width=a.width, seeds=seeds, lr=a.lr)
+        print_gap(rows)
+    else:
+        rows = validation_rows(task, width=a.width, lams=a.lams, batch_sizes=a.batch_sizes, seeds=seeds,
+                               steps=a.steps, lr=a.lr, betas=(0.9, a.beta2), sgd=not a.no_sgd)
+        print_table(rows)
     if a.json:
         with open(a.json, "w") as f:
-            json.dump(rows, f, indent=1)
+            json.dump(dict(task=source, args=vars(a), rows=rows), f, indent=1)
 
 
 if __name__ == "__main__":

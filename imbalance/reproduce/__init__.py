@@ -2,6 +2,7 @@
 a :class:`Section` (narrative, tidy rows, figures) with its :class:`Check` s, so the CLI,
 the notebooks and the tests call the same code."""
 
+from .adamw_shared import adamw_shared_section
 from .dynamics import lm_gap_section, token_dynamics_section
 from .exact import bigram_section, margin_section, unigram_section
 from .factored import factored_section, ufm_section
@@ -10,11 +11,12 @@ from .simulated import bigram_sim_section, feature_section, lm_paradox_section, 
 
 __all__ = ["Check", "Section", "Settings", "write_report", "run", "SECTIONS", "unigram_section", "margin_section",
            "margin_sim_section", "bigram_section", "bigram_sim_section", "feature_section", "ufm_section",
-           "factored_section", "lm_paradox_section", "token_dynamics_section", "lm_gap_section"]
+           "factored_section", "lm_paradox_section", "token_dynamics_section", "lm_gap_section",
+           "adamw_shared_section"]
 
 SECTIONS = (unigram_section, margin_section, margin_sim_section, bigram_section, bigram_sim_section,
-            token_dynamics_section, feature_section, ufm_section, factored_section, lm_paradox_section,
-            lm_gap_section)
+            token_dynamics_section, feature_section, ufm_section, factored_section, adamw_shared_section,
+            lm_paradox_section, lm_gap_section)
 
 
 def run(st: Settings, progress=print) -> list[Section]:
