@@ -26,7 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._validate import as_nonnegative, as_positive, as_positive_int
+from .._validate import as_choice, as_nonnegative, as_positive, as_positive_int
+from ..optim.hooks import OPTIMIZERS, fair_adamw, token_row_params
 from ..sim.checkpoint import SweepStore
 from ..sim.devices import resolve_device
 from .losses import logits_of, loss_summary, per_token_loss_sums
@@ -61,6 +62,7 @@ class TrainConfig:
     eval_batch_size: int = 32
     bucket_scheme: str = "log3"
     grad_accum: int = 1  # micro-batches per step (batch_size a multiple of it): same step, less memory
+    optimizer: str = "adamw"  # or a FairAdamW variant on the token rows (imbalance.optim.hooks.OPTIMIZERS)
 
     def __post_init__(self):
         for name in ("layers", "width", "heads", "context", "steps", "batch_size", "eval_every", "eval_tokens",
@@ -73,6 +75,7 @@ class TrainConfig:
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got min_lr_ratio={self.min_lr_ratio!r}")
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        as_choice(self.optimizer, "optimizer", set(OPTIMIZERS))
         if self.batch_size % self.grad_accum:
             raise ValueError(f"batch_size must be a multiple of grad_accum, got batch_size={self.batch_size}, "
                              f"grad_accum={self.grad_accum}")
@@ -130,7 +133,11 @@ def _setup(split, lam, seed, cfg, device):
     model = build_gpt(cfg.gpt(split.vocab_size), seed).to(device)
     table = decay_table(model, decay_embedding=cfg.decay_embedding, decay_unembedding=cfg.decay_unembedding)
     groups = param_groups(model, lam, decay_embedding=cfg.decay_embedding, decay_unembedding=cfg.decay_unembedding)
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+    if cfg.optimizer == "adamw":
+        opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+    else:  # FairAdamW on the token rows: π from the training split, B = tokens per step
+        opt = fair_adamw(groups, token_row_params(model), cfg.optimizer, token_probs=split.token_probs,
+                         tokens_per_batch=cfg.tokens_per_step, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
     gen = torch.Generator().manual_seed(1_000_003 * int(seed) + 7)  # batches: a stream apart from the init
     return model, opt, gen, table
 
