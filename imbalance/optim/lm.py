@@ -22,9 +22,10 @@ import torch.nn.functional as F
 from .. import metrics
 from ..theory.fair_decay import row_decay_scale
 from .adamw import FairAdamW
-from .pareto import LMOutcome, pareto_table, rows_to_json, target_table
+from .pareto import LMOutcome, pareto_table, rows_from_json, rows_to_json, target_table
 
-__all__ = ["LMOutcome", "balanced_weights", "lm_outcome", "lm_variants", "pareto_rows", "pareto_table", "train_lm"]
+__all__ = ["LMOutcome", "balanced_weights", "lm_outcome", "lm_variants", "pareto_rows", "pareto_table",
+           "predicted_verdicts", "train_lm", "variant_rows"]
 
 ROW_PARAMS = ("tok_emb", "unembed")
 
@@ -34,6 +35,20 @@ def lm_variants(token_probs, tokens_per_batch) -> dict:
     scale = row_decay_scale(token_probs, batch_size=tokens_per_batch)
     return {"AdamW": {}, "row-scaled ρ": {"row_decay_scale": scale}, "lazy decay": {"lazy": "decay"},
             "lazy moments": {"lazy": "moments"}, "coupled": {"coupled": True}}
+
+
+def predicted_verdicts(token_probs, tokens_per_batch, lam) -> dict:
+    """T6b's verdict (``fairness_verdict``: the deterministic-bigram law at these frequencies, B and λ) of the
+    row-local variants; the shared second moment couples all rows and is left out (its solver is slow at
+    hundreds of rows)."""
+    from ..theory.fair_decay import fairness_verdict
+
+    out = {}
+    for name, v in lm_variants(token_probs, tokens_per_batch).items():
+        if name != "coupled":
+            out[name] = fairness_verdict(token_probs, lam, batch_size=tokens_per_batch,
+                                         decay_scale=v.get("row_decay_scale"), lazy=v.get("lazy", "none"))
+    return out
 
 
 def balanced_weights(token_probs) -> np.ndarray:
@@ -100,12 +115,31 @@ def lm_outcome(name, lam, task, model, params, logit_bias=None) -> LMOutcome:
     return LMOutcome(name=name, lam=float(lam), **out)
 
 
-def pareto_rows(task, model, *, steps, batch_size, lr, lams=(0.0, 0.1, 0.3, 1.0), seeds=(0, 1, 2), tau=1.0,
-                progress=None) -> list:
-    """AdamW at every λ; then, at the λ > 0 with the lowest held-out aggregate loss, every FairAdamW
-    variant, 1/π reweighting and the post-hoc logit adjustment (τ) of the AdamW models."""
+def variant_rows(task, model, lam, *, steps, batch_size, lr, seeds=(0, 1, 2), tau=1.0, adamw_params=None,
+                 progress=None) -> list:
+    """At one λ: every FairAdamW variant, 1/π reweighting and the post-hoc logit adjustment (τ) of the
+    AdamW models ``adamw_params`` (trained here when None)."""
     from ..sim.paradox import posthoc_bias
 
+    kw = dict(steps=steps, batch_size=batch_size, lr=lr, seeds=seeds)
+    say = progress or (lambda msg: None)
+    rows = []
+    for name, variant in lm_variants(task.token_probs, batch_size * task.seq_len).items():
+        if name != "AdamW":
+            say(f"{name} λ={lam:g}")
+            rows.append(lm_outcome(name, lam, task, model, train_lm(task, model, lam, variant=variant, **kw)))
+    say(f"1/π reweighting λ={lam:g}")
+    rows.append(lm_outcome("1/π reweighting", lam, task, model, train_lm(task, model, lam, reweight=True, **kw)))
+    if adamw_params is None:
+        adamw_params = train_lm(task, model, lam, **kw)
+    rows.append(lm_outcome(f"post-hoc τ={tau:g}", lam, task, model, adamw_params,
+                           logit_bias=posthoc_bias(task.token_probs, tau)))
+    return rows
+
+
+def pareto_rows(task, model, *, steps, batch_size, lr, lams=(0.0, 0.1, 0.3, 1.0), seeds=(0, 1, 2), tau=1.0,
+                progress=None) -> list:
+    """AdamW at every λ; then ``variant_rows`` at the λ > 0 with the lowest held-out aggregate loss."""
     kw = dict(steps=steps, batch_size=batch_size, lr=lr, seeds=seeds)
     say = progress or (lambda msg: None)
     rows, params = [], {}
@@ -114,15 +148,7 @@ def pareto_rows(task, model, *, steps, batch_size, lr, lams=(0.0, 0.1, 0.3, 1.0)
         params[lam] = train_lm(task, model, lam, **kw)
         rows.append(lm_outcome("AdamW", lam, task, model, params[lam]))
     best = min((r for r in rows if r.lam > 0), key=lambda r: r.heldout_aggregate.mean()).lam
-    for name, variant in lm_variants(task.token_probs, batch_size * task.seq_len).items():
-        if name != "AdamW":
-            say(f"{name} λ={best:g}")
-            rows.append(lm_outcome(name, best, task, model, train_lm(task, model, best, variant=variant, **kw)))
-    say(f"1/π reweighting λ={best:g}")
-    rows.append(lm_outcome("1/π reweighting", best, task, model, train_lm(task, model, best, reweight=True, **kw)))
-    rows.append(lm_outcome(f"post-hoc τ={tau:g}", best, task, model, params[best],
-                           logit_bias=posthoc_bias(task.token_probs, tau)))
-    return rows
+    return rows + variant_rows(task, model, best, tau=tau, adamw_params=params[best], progress=progress, **kw)
 
 
 def main(argv=None):
@@ -133,12 +159,20 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--fast", action="store_true")
     parser.add_argument("--json", help="write the per-seed rows to this JSON file")
+    parser.add_argument("--add-to", help="a rows file (--json of an earlier run, same settings): train only the "
+                        "variants and mitigations at --variants-at and add them to it")
+    parser.add_argument("--variants-at", type=float, default=None)
     args = parser.parse_args(argv)
     task, model, steps = small_lm(fast=args.fast)
     steps = args.steps or steps
     t0 = time.perf_counter()
-    rows = pareto_rows(task, model, steps=steps, batch_size=16, lr=1e-2, seeds=tuple(range(args.seeds)),
-                       progress=lambda m: print(f"[{time.perf_counter() - t0:.0f} s] {m}", flush=True))
+    kw = dict(steps=steps, batch_size=16, lr=1e-2, seeds=tuple(range(args.seeds)),
+              progress=lambda m: print(f"[{time.perf_counter() - t0:.0f} s] {m}", flush=True))
+    if args.add_to:
+        rows, _ = rows_from_json(args.add_to)
+        rows += variant_rows(task, model, args.variants_at, **kw)
+    else:
+        rows = pareto_rows(task, model, **kw)
     settings = (f"copy task V = {task.vocab_size}, one-layer width-{model.d_model} transformer, {steps} steps, "
                 f"batch 16 × {task.seq_len} tokens, lr 1e-2, seeds 0-{args.seeds - 1}")
     print(pareto_table(rows), target_table(rows), sep="\n\n")

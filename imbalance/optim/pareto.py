@@ -19,7 +19,7 @@ import numpy as np
 from .. import metrics
 
 __all__ = ["FIELDS", "LMOutcome", "pareto_axes", "pareto_table", "rows_from_json", "rows_to_json", "target_rows",
-           "target_table", "write_tables"]
+           "target_table", "write_tables", "stored_rows"]
 
 FIELDS = ("train_aggregate", "heldout_aggregate", "train_tail", "heldout_tail", "train_ece", "heldout_ece")
 
@@ -169,3 +169,18 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
+
+
+def stored_rows(regime: str):
+    """(rows, meta) of the measured Pareto table of regime "a" (copy task) or "b" (real text) kept with
+    the proofs (``proofs/data/T6b_regime_<regime>.json`` of a checkout; written by the ``--json`` of
+    ``imbalance.optim.lm`` / ``imbalance.optim.real_text``)."""
+    from pathlib import Path
+
+    from .._validate import as_choice
+
+    regime = as_choice(regime, "regime", {"a", "b"})
+    path = Path(__file__).resolve().parents[2] / "proofs" / "data" / f"T6b_regime_{regime}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the stored rows come with a checkout of the repository")
+    return rows_from_json(path)
