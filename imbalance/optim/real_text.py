@@ -21,7 +21,7 @@ import torch
 
 from .. import metrics
 from .hooks import OPTIMIZERS
-from .pareto import LMOutcome, pareto_table, rows_to_json, target_table
+from .pareto import LMOutcome, pareto_table, rows_from_json, rows_to_json, target_table
 
 __all__ = ["real_text_split", "real_text_outcome", "real_text_rows", "heldout_tail_bucket", "window_ece"]
 
@@ -120,13 +120,22 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--untied", action="store_true")
     parser.add_argument("--json", help="write the per-seed rows to this JSON file")
+    parser.add_argument("--add-to", help="a rows file (--json of an earlier run, same settings and --out): train "
+                        "only plain AdamW at --lams and add those rows to it")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     split = real_text_split(args.out, n_chars=args.chars, vocab=args.vocab)
     cfg = TrainConfig(layers=2, width=64, heads=4, context=64, tied=not args.untied, steps=args.steps,
                       batch_size=16, lr=3e-3, warmup=50, eval_every=args.steps, eval_tokens=4096)
-    rows = real_text_rows(split, cfg, out=args.out / "runs", lams=tuple(args.lams), seeds=tuple(range(args.seeds)),
-                          progress=lambda m: print(f"[{time.perf_counter() - t0:.0f} s] {m}", flush=True))
+    seeds = tuple(range(args.seeds))
+    if args.add_to:
+        rows = rows_from_json(args.add_to)[0] + [real_text_outcome(split, lam, cfg, "adamw", seeds=seeds,
+                                                                   out=args.out / "runs", name="AdamW")
+                                                 for lam in args.lams]
+        rows.sort(key=lambda r: (r.name != "AdamW", r.lam))
+    else:
+        rows = real_text_rows(split, cfg, out=args.out / "runs", lams=tuple(args.lams), seeds=seeds,
+                              progress=lambda m: print(f"[{time.perf_counter() - t0:.0f} s] {m}", flush=True))
     n_train = split.train.size
     settings = (f"first {args.chars:,} characters of the shipped corpus, BPE {split.vocab_size} types, "
                 f"{n_train:,} training / {split.heldout.size:,} held-out tokens; GPT-2 2 layers, width 64, context 64, "
