@@ -71,3 +71,16 @@ def test_variant_options_and_config_validation():
     with pytest.raises(ValueError, match="optimizer"):
         TrainConfig(optimizer="lazy")
     assert TrainConfig(optimizer="coupled").optimizer == "coupled"
+
+
+def test_lm_train_optimizer_flag():
+    import argparse
+
+    from imbalance.lm.cli import add_lm_commands
+
+    parser = argparse.ArgumentParser()
+    add_lm_commands(parser.add_subparsers(dest="command"))
+    assert parser.parse_args(["lm", "train", "--optimizer", "lazy-moments"]).optimizer == "lazy-moments"
+    assert parser.parse_args(["lm", "train"]).optimizer == "adamw"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["lm", "train", "--optimizer", "sgd"])

@@ -67,3 +67,17 @@ def test_fair_optimizer_section_fast():
     verdicts = {r["variant"]: r["verdict"] for r in sec.rows}
     assert verdicts["row-scaled ρ"] == "fair" and verdicts["lazy decay"] == "over-corrects"
     assert set(sec.figures) == {"fair_optimizers_margins"}
+
+
+def test_proof_tables_are_the_stored_rows():
+    """The regime tables of proofs/T6b_fair_optimizers.md are what ``pareto_table``/``target_table`` make of the
+    stored rows (rewrite them with ``python -m imbalance.optim.pareto``)."""
+    from pathlib import Path
+
+    from imbalance.optim.pareto import stored_rows
+
+    text = (Path(__file__).parents[2] / "proofs" / "T6b_fair_optimizers.md").read_text(encoding="utf-8")
+    for regime in ("a", "b"):
+        rows, _ = stored_rows(regime)
+        block = text.split(f"<!-- T6b regime {regime}: start -->")[1].split(f"<!-- T6b regime {regime}: end -->")[0]
+        assert pareto_table(rows) in block and target_table(rows) in block
