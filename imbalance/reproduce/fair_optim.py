@@ -57,7 +57,7 @@ def fair_optimizer_section(st: Settings) -> Section:
                                       "lines theory, points FairAdamW")
     fig.tight_layout()
     figures = {"fair_optimizers_margins": fig}
-    table = [dict(variant=r.variant, verdict=r.verdict, row=int(x + 1), token_rate=float(rate[x]),
+    table = [dict(lam=float(kw["lam"]), variant=r.variant, verdict=r.verdict, row=int(x + 1), token_rate=float(rate[x]),
                   predicted=float(r.predicted[x]), measured=float(r.measured[x]), se=float(r.sem[x]))
              for r in rows for x in range(rate.size)]
     checks = [Check("T6b", f"{r.variant}: bigram margins, FairAdamW vs the equilibrium law (max rel. err; tolerance "
