@@ -108,11 +108,20 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
 
 
+def config_dict(cfg: TrainConfig) -> dict:
+    """The stored form of ``cfg``; ``optimizer`` only when it is not plain AdamW, so that runs stored
+    before the field existed keep their identity."""
+    d = dataclasses.asdict(cfg)
+    if d["optimizer"] == "adamw":
+        del d["optimizer"]
+    return d
+
+
 def run_fingerprint(split: TokenSplit, lam: float, seed: int, cfg: TrainConfig) -> str:
     meta = split.token_file.meta
     key = {"corpus": meta["corpus_sha256"], "tokenizer": meta["tokenizer_sha256"], "n_tokens": meta["n_tokens"],
            "heldout_fraction": split.heldout_fraction, "lam": float(lam), "seed": int(seed),
-           "config": dataclasses.asdict(cfg)}
+           "config": config_dict(cfg)}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
@@ -189,7 +198,7 @@ def train_run(split: TokenSplit, lam: float, seed: int, cfg: TrainConfig, *, out
     model, opt, gen, table = _setup(split, lam, seed, cfg, device)
     fp = run_fingerprint(split, lam, seed, cfg)
     store = None if out is None else SweepStore(out, {"fingerprint": fp, "lam": lam, "seed": int(seed),
-                                                       "train": dataclasses.asdict(cfg),
+                                                       "train": config_dict(cfg),
                                                        "tokens": split.token_file.meta})
     if store is not None and (Path(out) / "per_token.npz").exists():
         return _read_back(Path(out), lam, seed, store, table)

@@ -84,3 +84,11 @@ def test_lm_train_optimizer_flag():
     assert parser.parse_args(["lm", "train"]).optimizer == "adamw"
     with pytest.raises(SystemExit):
         parser.parse_args(["lm", "train", "--optimizer", "sgd"])
+
+
+def test_stored_config_of_plain_adamw_runs_is_unchanged():
+    """Runs stored before ``TrainConfig.optimizer`` existed keep their identity: plain AdamW omits the field."""
+    from imbalance.lm.train import config_dict
+
+    assert "optimizer" not in config_dict(TrainConfig())
+    assert config_dict(TrainConfig(optimizer="coupled"))["optimizer"] == "coupled"
