@@ -25,6 +25,7 @@ def _floats(text: str) -> list[float]:
 
 
 def _add_train(sub) -> None:
+    from ..optim.hooks import OPTIMIZERS
     from ..sim.scaleout import EXECUTORS
 
     p = sub.add_parser("train", help="train GPT-style models over a weight-decay grid and write the report",
@@ -52,6 +53,9 @@ def _add_train(sub) -> None:
     p.add_argument("--eval-tokens", type=int, default=32768, help="tokens per split at each curve point")
     p.add_argument("--final-eval-tokens", type=int, default=None, help="tokens per split at the end (default: all)")
     p.add_argument("--heldout-fraction", type=float, default=0.1)
+    p.add_argument("--optimizer", default="adamw", choices=OPTIMIZERS, help="AdamW, or a FairAdamW variant on the "
+                   "token rows: decay scaled by ρ(Bπ), lazy decay, lazy moments, shared second moment "
+                   "(default: %(default)s)")
     p.add_argument("--no-decay-embedding", action="store_true", help="exclude the token embedding from decay")
     p.add_argument("--no-decay-unembedding", action="store_true", help="exclude the unembedding from decay")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default: %(default)s)")
@@ -131,7 +135,8 @@ def _train(args) -> int:
                       tied=not args.untied, steps=args.steps, batch_size=args.batch_tokens // args.context, lr=args.lr,
                       warmup=args.warmup, eval_every=args.eval_every, eval_tokens=args.eval_tokens,
                       final_eval_tokens=args.final_eval_tokens, decay_embedding=not args.no_decay_embedding,
-                      decay_unembedding=not args.no_decay_unembedding, grad_accum=args.grad_accum)
+                      decay_unembedding=not args.no_decay_unembedding, grad_accum=args.grad_accum,
+                      optimizer=args.optimizer)
     slurm = SlurmOptions(partition=args.slurm_partition, time_min=args.slurm_time, gpus=args.slurm_gpus,
                          cpus=args.slurm_cpus, mem_gb=args.slurm_mem_gb)
     res = lm_sweep(tf, args.lams, range(args.seeds), cfg, out=out, heldout_fraction=args.heldout_fraction,
@@ -148,7 +153,7 @@ def _train(args) -> int:
     header = (f"Corpus: {corpus}, {tf.n_tokens:,} tokens (vocabulary {tf.vocab_size:,}); "
               f"model: {cfg.layers} layers, width {cfg.width}, context {cfg.context}, "
               f"{'tied' if cfg.tied else 'untied'} embeddings, {n_params:,} parameters; {cfg.steps} steps of "
-              f"{cfg.tokens_per_step:,} tokens, AdamW lr {cfg.lr:g}.")
+              f"{cfg.tokens_per_step:,} tokens, {cfg.optimizer} lr {cfg.lr:g}.")
     print(header + "\n\n" + format_decay_table(res.decay_table))
     report = write_sweep_report(res, out, header=header)
     s = res.summary("heldout")

@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from .._progress import progress_bar
-from .._validate import as_nonnegative, as_positive, as_positive_int
+from .._validate import as_choice, as_nonnegative, as_positive, as_positive_int
+from ..optim.hooks import OPTIMIZERS, fair_adamw, token_row_params
 from ..sim.checkpoint import SweepStore
 from ..sim.devices import resolve_device
 from .losses import logits_of, loss_summary, per_token_loss_sums
@@ -62,6 +63,7 @@ class TrainConfig:
     eval_batch_size: int = 32
     bucket_scheme: str = "log3"
     grad_accum: int = 1  # micro-batches per step (batch_size a multiple of it): same step, less memory
+    optimizer: str = "adamw"  # or a FairAdamW variant on the token rows (imbalance.optim.hooks.OPTIMIZERS)
 
     def __post_init__(self):
         for name in ("layers", "width", "heads", "context", "steps", "batch_size", "eval_every", "eval_tokens",
@@ -74,6 +76,7 @@ class TrainConfig:
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got min_lr_ratio={self.min_lr_ratio!r}")
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        as_choice(self.optimizer, "optimizer", set(OPTIMIZERS))
         if self.batch_size % self.grad_accum:
             raise ValueError(f"batch_size must be a multiple of grad_accum, got batch_size={self.batch_size}, "
                              f"grad_accum={self.grad_accum}")
@@ -106,11 +109,20 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
 
 
+def config_dict(cfg: TrainConfig) -> dict:
+    """The stored form of ``cfg``; ``optimizer`` only when it is not plain AdamW, so that runs stored
+    before the field existed keep their identity."""
+    d = dataclasses.asdict(cfg)
+    if d["optimizer"] == "adamw":
+        del d["optimizer"]
+    return d
+
+
 def run_fingerprint(split: TokenSplit, lam: float, seed: int, cfg: TrainConfig) -> str:
     meta = split.token_file.meta
     key = {"corpus": meta["corpus_sha256"], "tokenizer": meta["tokenizer_sha256"], "n_tokens": meta["n_tokens"],
            "heldout_fraction": split.heldout_fraction, "lam": float(lam), "seed": int(seed),
-           "config": dataclasses.asdict(cfg)}
+           "config": config_dict(cfg)}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
@@ -131,7 +143,11 @@ def _setup(split, lam, seed, cfg, device):
     model = build_gpt(cfg.gpt(split.vocab_size), seed).to(device)
     table = decay_table(model, decay_embedding=cfg.decay_embedding, decay_unembedding=cfg.decay_unembedding)
     groups = param_groups(model, lam, decay_embedding=cfg.decay_embedding, decay_unembedding=cfg.decay_unembedding)
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+    if cfg.optimizer == "adamw":
+        opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+    else:  # FairAdamW on the token rows: π from the training split, B = tokens per step
+        opt = fair_adamw(groups, token_row_params(model), cfg.optimizer, token_probs=split.token_probs,
+                         tokens_per_batch=cfg.tokens_per_step, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
     gen = torch.Generator().manual_seed(1_000_003 * int(seed) + 7)  # batches: a stream apart from the init
     return model, opt, gen, table
 
@@ -181,7 +197,7 @@ def train_run(split: TokenSplit, lam: float, seed: int, cfg: TrainConfig, *, out
     model, opt, gen, table = _setup(split, lam, seed, cfg, device)
     fp = run_fingerprint(split, lam, seed, cfg)
     store = None if out is None else SweepStore(out, {"fingerprint": fp, "lam": lam, "seed": int(seed),
-                                                       "train": dataclasses.asdict(cfg),
+                                                       "train": config_dict(cfg),
                                                        "tokens": split.token_file.meta})
     if store is not None and (Path(out) / "per_token.npz").exists():
         return _read_back(Path(out), lam, seed, store, table)

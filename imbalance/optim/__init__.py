@@ -13,6 +13,11 @@ per-group options for embedding/unembedding matrices (rows = tokens):
 
 With every option off it performs the operations of ``torch.optim.AdamW``. The equilibrium each
 option reaches in the deterministic bigram is ``imbalance.theory.fair_decay.fair_margin_law``.
+
+``hooks.fair_adamw`` builds it for a Hugging Face model (the token rows get the options; also
+``imbalance lm train --optimizer``); ``lm`` (copy-task LM) and ``real_text`` (GPT-2 on real text)
+measure every variant against plain AdamW, reweighting and post-hoc logit adjustment; ``pareto``
+tabulates and draws those rows.
 """
 
 from ..theory.fair_decay import row_decay_scale
