@@ -146,7 +146,7 @@ def _setup(split, lam, seed, cfg, device):
     if cfg.optimizer == "adamw":
         opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
     else:  # FairAdamW on the token rows: π from the training split, B = tokens per step
-        opt = fair_adamw(groups, token_row_params(model), cfg.optimizer, token_probs=split.token_probs,
+        opt = fair_adamw(groups, token_row_params(model), cfg.optimizer, pi=split.token_probs,
                          tokens_per_batch=cfg.tokens_per_step, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
     gen = torch.Generator().manual_seed(1_000_003 * int(seed) + 7)  # batches: a stream apart from the init
     return model, opt, gen, table

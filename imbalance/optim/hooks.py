@@ -1,7 +1,7 @@
 """FairAdamW for any model with token embedding rows (Hugging Face ``PreTrainedModel`` or a module
 that names its embedding/unembedding): the variant names of the command line and the groups.
 
-``fair_adamw(groups, embedding_rows, variant, token_probs=..., tokens_per_batch=...)`` moves the
+``fair_adamw(groups, embedding_rows, variant, pi=..., tokens_per_batch=...)`` moves the
 token-row matrices out of their (decayed) group into a group of their own with the variant's
 options; every other group is left as it is. ``"adamw"`` gives the plain update (FairAdamW with
 options off equals ``torch.optim.AdamW``).
@@ -18,15 +18,15 @@ __all__ = ["OPTIMIZERS", "variant_options", "token_row_params", "fair_adamw"]
 OPTIMIZERS = ("adamw", "row-scaled", "lazy-decay", "lazy-moments", "coupled")
 
 
-def variant_options(name: str, token_probs=None, tokens_per_batch=None) -> dict:
+def variant_options(name: str, pi=None, tokens_per_batch=None) -> dict:
     """FairAdamW group options of a variant (``OPTIMIZERS``); "row-scaled" needs the token
     frequencies π (training split) and the tokens per batch B: λ_v ∝ ρ(B π_v) (T6)."""
     name = as_choice(name, "optimizer", set(OPTIMIZERS))
     if name == "row-scaled":
-        if token_probs is None:
-            raise ValueError("optimizer='row-scaled' needs token_probs (training-split frequencies), got None")
+        if pi is None:
+            raise ValueError("optimizer='row-scaled' needs pi (the training-split frequencies), got None")
         B = as_positive_int(tokens_per_batch, "tokens_per_batch")
-        return {"row_decay_scale": row_decay_scale(token_probs, batch_size=B)}
+        return {"row_decay_scale": row_decay_scale(pi, batch_size=B)}
     return {"adamw": {}, "lazy-decay": {"lazy": "decay"}, "lazy-moments": {"lazy": "moments"},
             "coupled": {"coupled": True}}[name]
 
@@ -41,10 +41,10 @@ def token_row_params(model) -> list:
     return out
 
 
-def fair_adamw(groups, embedding_rows, variant: str, *, token_probs=None, tokens_per_batch=None, **adamw_kw):
+def fair_adamw(groups, embedding_rows, variant: str, *, pi=None, tokens_per_batch=None, **adamw_kw):
     """FairAdamW over ``groups`` (torch parameter groups) in which the tensors ``embedding_rows`` get
     the options of ``variant`` (in a group of their own, with the weight decay of the group they were in)."""
-    opts = variant_options(variant, token_probs, tokens_per_batch)
+    opts = variant_options(variant, pi, tokens_per_batch)
     ids = {id(p) for p in embedding_rows}
     out = []
     for g in groups:

@@ -37,24 +37,24 @@ def lm_variants(pi, tokens_per_batch) -> dict:
             "lazy moments": {"lazy": "moments"}, "coupled": {"coupled": True}}
 
 
-def predicted_verdicts(token_probs, tokens_per_batch, lam) -> dict:
+def predicted_verdicts(pi, tokens_per_batch, lam) -> dict:
     """T6b's verdict (``fairness_verdict``: the deterministic-bigram law at these frequencies, B and λ) of the
     row-local variants; the shared second moment couples all rows and is left out (its solver is slow at
     hundreds of rows)."""
     from ..theory.fair_decay import fairness_verdict
 
     out = {}
-    for name, v in lm_variants(token_probs, tokens_per_batch).items():
+    for name, v in lm_variants(pi, tokens_per_batch).items():
         if name != "coupled":
-            out[name] = fairness_verdict(token_probs, lam, batch_size=tokens_per_batch,
+            out[name] = fairness_verdict(pi, lam, batch_size=tokens_per_batch,
                                          decay_scale=v.get("row_decay_scale"), lazy=v.get("lazy", "none"))
     return out
 
 
-def balanced_weights(token_probs) -> np.ndarray:
+def balanced_weights(pi) -> np.ndarray:
     """Per-token loss weights 1/(n π_v) of the token-balanced CE (n = types with π_v > 0; 0 for unseen
     types): the reweighting mitigation of ``imbalance.sim.sweep``."""
-    pi = np.asarray(token_probs, dtype=np.float64)
+    pi = np.asarray(pi, dtype=np.float64)
     return np.where(pi > 0, 1.0 / (np.count_nonzero(pi) * np.where(pi > 0, pi, 1.0)), 0.0)
 
 

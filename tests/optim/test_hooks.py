@@ -29,7 +29,7 @@ def _train(model, opt, steps=5):
 def test_token_rows_get_their_own_group(tied):
     model = build_gpt(GPTConfig(V, layers=1, width=16, heads=2, context=8, tied=tied))
     probs = np.arange(1, V + 1, dtype=float)
-    opt = fair_adamw(param_groups(model, 0.3), token_row_params(model), "row-scaled", token_probs=probs,
+    opt = fair_adamw(param_groups(model, 0.3), token_row_params(model), "row-scaled", pi=probs,
                      tokens_per_batch=32, lr=1e-3)
     rows = [g for g in opt.param_groups if g["row_decay_scale"] is not None]
     assert len(rows) == 1 and len(rows[0]["params"]) == (1 if tied else 2) and rows[0]["weight_decay"] == 0.3
@@ -66,7 +66,7 @@ def test_variant_options_and_config_validation():
     assert isinstance(fair_adamw([{"params": [torch.zeros(2, requires_grad=True)]}], [], "adamw"), FairAdamW)
     with pytest.raises(ValueError, match="optimizer"):
         variant_options("sgd")
-    with pytest.raises(ValueError, match="token_probs"):
+    with pytest.raises(ValueError, match="pi"):
         variant_options("row-scaled", tokens_per_batch=8)
     with pytest.raises(ValueError, match="optimizer"):
         TrainConfig(optimizer="lazy")

@@ -41,7 +41,7 @@ def _data():
 def _optimizer(model, variant, probs):
     groups = [{"params": [p for p in model.parameters() if p.dim() >= 2], "weight_decay": 0.5},
               {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0}]
-    return fair_adamw(groups, token_row_params(model), variant, token_probs=probs, tokens_per_batch=N * (T - 1),
+    return fair_adamw(groups, token_row_params(model), variant, pi=probs, tokens_per_batch=N * (T - 1),
                       lr=1e-2)
 
 
