@@ -32,6 +32,8 @@ def _add_train(sub) -> None:
                                    "model at every (λ, seed), write OUT/report.md, figures and results.jsonl. Every "
                                    "run is stored under OUT/runs/ and resumes where it stopped.")
     p.add_argument("--text", type=Path, default=None, help="UTF-8 corpus (default: the shipped King James Bible)")
+    p.add_argument("--corpus-chars", type=int, default=None, metavar="N", help="without --text: use the whole "
+                   "lines within the first N characters of the shipped corpus")
     p.add_argument("--tokenizer", type=Path, default=None, help="tokenizer.json or a Hugging Face tokenizer "
                    "directory to use instead of training a BPE")
     p.add_argument("--vocab", type=int, default=8192, help="BPE vocabulary size (default: %(default)s)")
@@ -124,7 +126,12 @@ def _train(args) -> int:
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     if args.text is None:
-        args.text = write_shipped_corpus(out / "corpus" / "kjv.txt")
+        name = "kjv.txt" if args.corpus_chars is None else f"kjv-{args.corpus_chars}.txt"
+        args.text = write_shipped_corpus(out / "corpus" / name, max_chars=args.corpus_chars)
+        if args.corpus_chars is not None:
+            corpus += f", its first {args.corpus_chars:,} characters (whole lines)"
+    elif args.corpus_chars is not None:
+        raise ValueError("--corpus-chars cuts the shipped corpus; with --text, cut your file yourself")
     tok = _tokenizer_for(args, out)
     tf = encode_corpus(args.text, tok, out / "tokens", progress=True)
     cfg = TrainConfig(layers=args.layers, width=args.width, heads=args.heads, context=args.context,
