@@ -30,7 +30,7 @@ from ..theory import factored_bigram_equilibrium, factored_collapse_frequency
 from ..zipf import frequency_buckets
 from .losses import loss_summary
 
-__all__ = ["T3Lines", "t3_lines", "bigram_counts", "FactoredLines", "factored_lines"]
+__all__ = ["T3Lines", "t3_lines", "bigram_counts", "FactoredLines", "factored_lines", "default_factored_lams"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,14 @@ def _empirical_entropy_sums(C: sp.csr_matrix) -> np.ndarray:
     row_tot = np.asarray(C.sum(axis=1)).ravel()  # (V,)
     nll = -np.log(Cc.data / row_tot[Cc.row])  # (nnz,)
     return np.bincount(Cc.col, weights=Cc.data * nll, minlength=C.shape[1])  # (V,)
+
+
+def default_factored_lams(token_probs, *, tied: bool = True) -> np.ndarray:
+    """λ = 0 and the three L2 decays whose T8 collapse frequency π* is π_max/3, π_max/27 and
+    π_max/243 (λ = 2π* tied, λ = π* untied): the first leaves only the head bucket (log3) a
+    direction of its own, the last the five most frequent buckets."""
+    pmax = float(np.max(token_probs))
+    return np.array([0.0, *(pmax / 3.0 ** k * (2.0 if tied else 1.0) for k in (1, 3, 5))])
 
 
 def factored_lines(counts: sp.csr_matrix, token_probs, lams, *, tied: bool = True, scheme: str = "log3",
