@@ -65,7 +65,7 @@ def _add_train(sub) -> None:
     p.add_argument("--out", type=Path, default=Path("lm-out"))
     p.add_argument("--theory-lams", type=_floats, default=None, help="L2 decays at which to solve the factored "
                    "bigram (T7) on the training stream for the report (default: 0 and three decays whose collapse "
-                   "frequency is π_max/3, /27, /243)")
+                   "frequency is π_max/9, /27, /81)")
     p.add_argument("--no-theory", action="store_true", help=f"leave the T7/T8 solve out of the report (it is left "
                    f"out by default above a vocabulary of {_THEORY_MAX_VOCAB:,}: dense V × V SVDs)")
     g = p.add_argument_group("scale-out")
