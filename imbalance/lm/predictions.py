@@ -100,7 +100,7 @@ def default_factored_lams(token_probs, *, tied: bool = True) -> np.ndarray:
     and four most frequent buckets (log3) a direction of their own. (At π* = π_max/3 the
     optimum on real text is already Z = 0, and below π_max/81 the solve grows slow.)"""
     pmax = float(np.max(token_probs))
-    return np.array([0.0, *(pmax / 3.0 ** k * (2.0 if tied else 1.0) for k in (2, 3, 4))])
+    return np.array([0.0, *(pmax / 3.0 ** k * (2.0 if tied else 1.0) for k in (4, 3, 2))])  # ascending
 
 
 def factored_lines(counts: sp.csr_matrix, token_probs, lams, *, tied: bool = True, scheme: str = "log3",
