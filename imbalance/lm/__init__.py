@@ -10,6 +10,7 @@ from .audit import AuditResult, audit, write_audit_report
 from .corpus import shipped_corpus_text, write_shipped_corpus
 from .losses import loss_summary, per_token_loss_sums
 from .model import GPTConfig, build_gpt, decay_table, format_decay_table, param_groups
+from .predictions import bigram_counts, factored_lines, t3_lines
 from .report import write_sweep_report
 from .sweep import LMSweepResult, lm_sweep
 from .tokenizer import load_tokenizer, train_bpe
@@ -19,6 +20,7 @@ from .train import RunResult, TrainConfig, train_run
 __all__ = [
     "AuditResult", "audit", "write_audit_report", "shipped_corpus_text", "write_shipped_corpus", "loss_summary",
     "per_token_loss_sums", "GPTConfig", "build_gpt", "decay_table", "format_decay_table", "param_groups",
-    "write_sweep_report", "LMSweepResult", "lm_sweep", "load_tokenizer", "train_bpe", "TokenFile", "TokenSplit",
+    "write_sweep_report", "t3_lines", "bigram_counts", "factored_lines",
+    "LMSweepResult", "lm_sweep", "load_tokenizer", "train_bpe", "TokenFile", "TokenSplit",
     "encode_corpus", "open_token_file", "RunResult", "TrainConfig", "train_run",
 ]

@@ -13,6 +13,8 @@ from pathlib import Path
 
 __all__ = ["add_lm_commands", "main"]
 
+_THEORY_MAX_VOCAB = 4096
+
 
 def _floats(text: str) -> list[float]:
     try:
@@ -33,6 +35,8 @@ def _add_train(sub) -> None:
                                    "model at every (λ, seed), write OUT/report.md, figures and results.jsonl. Every "
                                    "run is stored under OUT/runs/ and resumes where it stopped.")
     p.add_argument("--text", type=Path, default=None, help="UTF-8 corpus (default: the shipped King James Bible)")
+    p.add_argument("--corpus-chars", type=int, default=None, metavar="N", help="without --text: use the whole "
+                   "lines within the first N characters of the shipped corpus")
     p.add_argument("--tokenizer", type=Path, default=None, help="tokenizer.json or a Hugging Face tokenizer "
                    "directory to use instead of training a BPE")
     p.add_argument("--vocab", type=int, default=8192, help="BPE vocabulary size (default: %(default)s)")
@@ -63,6 +67,11 @@ def _add_train(sub) -> None:
     p.add_argument("--save-model", action="store_true", help="save each run's model (save_pretrained) in its run "
                    "directory, for `imbalance lm audit`")
     p.add_argument("--out", type=Path, default=Path("lm-out"))
+    p.add_argument("--theory-lams", type=_floats, default=None, help="L2 decays at which to solve the factored "
+                   "bigram (T7) on the training stream for the report (default: 0 and three decays whose collapse "
+                   "frequency is π_max/9, /27, /81)")
+    p.add_argument("--no-theory", action="store_true", help=f"leave the T7/T8 solve out of the report (it is left "
+                   f"out by default above a vocabulary of {_THEORY_MAX_VOCAB:,}: dense V × V SVDs)")
     g = p.add_argument_group("scale-out")
     g.add_argument("--executor", default="inline", choices=EXECUTORS, help="inline (default), local or slurm")
     g.add_argument("--lam-jobs", type=int, default=1, metavar="N", help="jobs along the λ grid")
@@ -128,7 +137,12 @@ def _train(args) -> int:
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     if args.text is None:
-        args.text = write_shipped_corpus(out / "corpus" / "kjv.txt")
+        name = "kjv.txt" if args.corpus_chars is None else f"kjv-{args.corpus_chars}.txt"
+        args.text = write_shipped_corpus(out / "corpus" / name, max_chars=args.corpus_chars)
+        if args.corpus_chars is not None:
+            corpus += f", its first {args.corpus_chars:,} characters (whole lines)"
+    elif args.corpus_chars is not None:
+        raise ValueError("--corpus-chars cuts the shipped corpus; with --text, cut your file yourself")
     tok = _tokenizer_for(args, out)
     tf = encode_corpus(args.text, tok, out / "tokens", progress=True)
     cfg = TrainConfig(layers=args.layers, width=args.width, heads=args.heads, context=args.context,
@@ -155,13 +169,28 @@ def _train(args) -> int:
               f"{'tied' if cfg.tied else 'untied'} embeddings, {n_params:,} parameters; {cfg.steps} steps of "
               f"{cfg.tokens_per_step:,} tokens, {cfg.optimizer} lr {cfg.lr:g}.")
     print(header + "\n\n" + format_decay_table(res.decay_table))
-    report = write_sweep_report(res, out, header=header)
+    report = write_sweep_report(res, out, header=header, factored=_factored_lines(args, tf, cfg))
     s = res.summary("heldout")
     print(f"\n{'λ':>6} {'held-out aggregate':>20} {'token-balanced':>16}")
     for i, lam in enumerate(res.lams):
         print(f"{lam:6g} {s['aggregate'][i]:20.4f} {s['token_balanced'][i]:16.4f}")
     print(f"report: {report}")
     return 0
+
+
+def _factored_lines(args, tf, cfg):
+    """T7/T8 on the training stream for the report, or None (``--no-theory``, or a large vocabulary
+    without ``--theory-lams``)."""
+    from .predictions import bigram_counts, default_factored_lams, factored_lines
+    from .tokens import TokenSplit
+
+    if args.no_theory or (args.theory_lams is None and tf.vocab_size > _THEORY_MAX_VOCAB):
+        return None
+    split = TokenSplit(tf, cfg.context, args.heldout_fraction)
+    lams = args.theory_lams if args.theory_lams is not None else default_factored_lams(split.token_probs,
+                                                                                        tied=cfg.tied)
+    print(f"solving the factored bigram (T7) at L2 λ = {', '.join(f'{v:.3g}' for v in lams)} ...", flush=True)
+    return factored_lines(bigram_counts(split.train, tf.vocab_size), split.token_probs, lams, tied=cfg.tied)
 
 
 def _audit(args) -> int:

@@ -48,12 +48,20 @@ def shipped_corpus_text() -> str:
     return "\n".join(lines).lstrip() + "\n"
 
 
-def write_shipped_corpus(path) -> Path:
-    """Write the shipped corpus to ``path`` (UTF-8) once; an existing file is kept."""
+def write_shipped_corpus(path, max_chars: int | None = None) -> Path:
+    """Write the shipped corpus to ``path`` (UTF-8) once; an existing file is kept.
+    ``max_chars``: only its beginning, the whole lines within the first ``max_chars`` characters."""
     path = Path(path)
+    if max_chars is not None and (isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1):
+        raise ValueError(f"max_chars must be a positive integer, got max_chars={max_chars!r}")
     if not path.exists():
+        text = shipped_corpus_text()
+        if max_chars is not None and max_chars < len(text):
+            text = text[: text.rfind("\n", 0, max_chars) + 1]
+            if not text.strip():
+                raise ValueError(f"max_chars={max_chars} holds no whole line of the shipped corpus")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(shipped_corpus_text(), encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
     return path
