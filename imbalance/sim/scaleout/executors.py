@@ -3,9 +3,12 @@ this process sees) or Slurm (sbatch, with the GPUs the device asks for)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import signal
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,6 +85,38 @@ def _job_python() -> str:
     return shlex.join(["env", f"PYTHONPATH={path}", sys.executable])
 
 
+@contextlib.contextmanager
+def _children_answer_sigint():
+    """Inside the block, a child process starts with SIGINT at its default action.
+
+    A process that ignores SIGINT (started with ``cmd &`` by a non-interactive shell, as scripts
+    and CI runners do) hands the ignoring on to every child; submitit cancels a local job by
+    sending SIGINT to the job's controller, which would then never end its task, and the job would
+    go on writing into its directory. A signal that has a handler is reset to its default in an
+    exec'd child, so for the moment of the start a no-op handler stands in for the ignoring (the
+    submitting process still ignores SIGINT). Only the main thread can change a handler: elsewhere
+    the block does nothing.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _LocalExecutor(submitit.LocalExecutor):
+    """``submitit.LocalExecutor`` whose job controllers start with SIGINT at its default, so that a
+    cancel stops the job whatever the submitting process does with SIGINT."""
+
+    def _submit_command(self, command: str):
+        with _children_answer_sigint():
+            return super()._submit_command(command)
+
+
 def make_executor(executor: str, folder, *, slurm: SlurmOptions | None = None, cluster: str = "slurm",
                   device: str = "auto"):
     """A submitit executor writing its job files under ``folder``; None for ``"inline"``.
@@ -95,7 +130,7 @@ def make_executor(executor: str, folder, *, slurm: SlurmOptions | None = None, c
     if executor == "inline":
         return None
     if executor == "local":
-        ex = submitit.LocalExecutor(folder=str(folder), python=_job_python())
+        ex = _LocalExecutor(folder=str(folder), python=_job_python())
         ex.update_parameters(timeout_min=7 * 24 * 60, **local_gpu_parameters())
         return ex
     slurm = slurm if slurm is not None else SlurmOptions()
