@@ -1,4 +1,24 @@
+import contextlib
+import io
+from types import SimpleNamespace
+
+import pytest
+
 from imbalance.testing import register_profiles
 
 # ci: deterministic (loaded when CI is set); dev: the default; thorough: HYPOTHESIS_PROFILE=thorough
 register_profiles()
+
+
+@pytest.fixture(scope="session")
+def reproduce_fast(tmp_path_factory):
+    """One ``imbalance reproduce --fast`` (the default, local executor) for the whole session:
+    the tests that read its report, figures and rows share it instead of each training every
+    sweep again. ``code``: the exit status, ``out``: the output directory, ``stdout``: what it printed."""
+    from imbalance import cli
+
+    out = tmp_path_factory.mktemp("reproduce-fast")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = cli.main(["reproduce", "--fast", "--out", str(out)])
+    return SimpleNamespace(code=code, out=out, stdout=printed.getvalue())
