@@ -152,6 +152,14 @@ def _cancel_a_local_job(tmp_path):
                 os.kill(pid, signal.SIGKILL)
 
 
+def test_local_jobs_get_one_thread_unless_the_environment_says_otherwise(tmp_path, monkeypatch):
+    """Local jobs run side by side: one torch/BLAS thread each, or what OMP_NUM_THREADS says."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert "OMP_NUM_THREADS=1 " in make_executor("local", tmp_path).python
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert "OMP_NUM_THREADS=3 " in make_executor("local", tmp_path).python
+
+
 def test_sweep_job_checkpoint_resubmits_the_same_call(tmp_path):
     job = SweepJob()
     delayed = job.checkpoint(TASK, [0.1], tmp_path, _kw())
