@@ -1,27 +1,24 @@
-import contextlib
-import io
 import os
-from types import SimpleNamespace
 
-import pytest
+# Under pytest-xdist (``-n N``) each worker, and every process it starts (local sweep jobs,
+# notebook kernels), gets its share of the cores for the thread pools of torch and BLAS: N
+# workers with a thread per core each would oversubscribe the machine, and threads that wait at a
+# barrier for a descheduled peer burn the time the other worker needs. Set before numpy, scipy
+# and torch are imported, as their pools read it once.
+_WORKERS = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+if _WORKERS:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(_WORKERS)))
 
-from imbalance.testing import register_profiles
+import contextlib  # noqa: E402
+import io  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
+
+import pytest  # noqa: E402
+
+from imbalance.testing import register_profiles  # noqa: E402
 
 # ci: deterministic (loaded when CI is set); dev: the default; thorough: HYPOTHESIS_PROFILE=thorough
 register_profiles()
-
-
-def pytest_configure(config):
-    """Under pytest-xdist (``-n N``) each worker gets its share of the cores for torch's threads,
-    and so do the processes it starts (local sweep jobs, notebook kernels): N workers with a full
-    thread pool each would oversubscribe the machine."""
-    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
-    if workers:
-        import torch
-
-        threads = max(1, (os.cpu_count() or 1) // int(workers))
-        os.environ["OMP_NUM_THREADS"] = str(threads)
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
