@@ -10,18 +10,18 @@ from imbalance import cli, reproduce
 from imbalance.reproduce import Check, Section
 
 
-def test_reproduce_fast_writes_report_figures_and_tidy_results(tmp_path, capsys):
-    assert cli.main(["reproduce", "--fast", "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
+def test_reproduce_fast_writes_report_figures_and_tidy_results(reproduce_fast):
+    assert reproduce_fast.code == 0
+    out, run = reproduce_fast.stdout, reproduce_fast.out
     assert "T1" in out and "yes" in out and "NO" not in out
-    report = (tmp_path / "report.md").read_text()
+    report = (run / "report.md").read_text()
     for name in ("unigram", "margins", "margins_sim", "bigram", "ufm", "factored", "adamw_shared", "lm_paradox"):
-        assert (tmp_path / f"{name}.png").stat().st_size > 1000
-        assert (tmp_path / f"{name}.svg").exists()
+        assert (run / f"{name}.png").stat().st_size > 1000
+        assert (run / f"{name}.svg").exists()
         assert f"({name}.png)" in report
-    rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
     assert {r["section"] for r in rows} == {"unigram", "margins", "margins_sim", "bigram", "bigram_sim", "features",
-                                            "token_dynamics", "ufm", "factored", "adamw_shared", "lm_paradox",
+                                            "token_dynamics", "ufm", "factored", "adamw_shared", "lm_paradox", "token_dynamics_lm",
                                             "fair_optimizers"}
     assert all("lam" in r for r in rows)
 

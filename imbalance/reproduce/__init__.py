@@ -7,7 +7,7 @@ from .dynamics import lm_gap_section, token_dynamics_section
 from .exact import bigram_section, margin_section, unigram_section
 from .factored import factored_section, ufm_section
 from .fair_optim import fair_optimizer_section
-from .report import Check, Section, Settings, write_report
+from .report import Check, Section, Settings, timed, write_report
 from .simulated import bigram_sim_section, feature_section, lm_paradox_section, margin_sim_section
 
 __all__ = ["Check", "Section", "Settings", "write_report", "run", "SECTIONS", "unigram_section", "margin_section",
@@ -21,10 +21,14 @@ SECTIONS = (unigram_section, margin_section, margin_sim_section, bigram_section,
 
 
 def run(st: Settings, progress=print) -> list[Section]:
-    """Every section, in the order of the report."""
+    """Every section, in the order of the report; ``progress`` is told each section's start and
+    the wall-clock seconds it took (also kept in ``Section.seconds``)."""
     out = []
     for make in SECTIONS:
+        name = make.__name__.removesuffix("_section")
         if progress is not None:
-            progress(f"[reproduce] {make.__name__.removesuffix('_section')} ...")
-        out.append(make(st))
+            progress(f"[reproduce] {name} ...")
+        out.append(timed(make, st))
+        if progress is not None:
+            progress(f"[reproduce] {name}: {out[-1].seconds:.1f} s")
     return out

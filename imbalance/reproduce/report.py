@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Check", "Section", "Settings", "write_report"]
+__all__ = ["Check", "Section", "Settings", "timed", "write_report"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Section:
     rows: list[dict] = field(default_factory=list)
     figures: dict = field(default_factory=dict)   # name -> matplotlib Figure
     checks: list[Check] = field(default_factory=list)
+    seconds: float | None = None  # wall-clock time it took to make (set by ``timed``)
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,14 @@ class Settings:
     @property
     def lams(self) -> np.ndarray:
         return np.array([1e-3, 1e-2, 1e-1, 1.0]) if self.fast else np.array([1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0])
+
+
+def timed(make, st: Settings) -> Section:
+    """``make(st)`` with the wall-clock seconds it took in the section's ``seconds``."""
+    t0 = time.perf_counter()
+    section = make(st)
+    section.seconds = time.perf_counter() - t0
+    return section
 
 
 def _md_table(rows: list[dict]) -> str:

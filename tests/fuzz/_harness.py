@@ -34,7 +34,11 @@ from hypothesis import strategies as st
 RECORD: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
 EXAMPLES: dict[str, dict[str, str]] = collections.defaultdict(dict)  # first failing call per (target, kind)
 COLLECT = os.environ.get("IMBALANCE_FUZZ_COLLECT") == "1"
-CALL_BUDGET_S = 20  # a call that takes longer than this on a small input is a hang
+# A call that spends more CPU time than this on a small input is a hang; one that neither
+# answers nor spends it within WALL_BUDGET_S (a wait that never ends) is one too. Counting CPU
+# time, not the clock, keeps a loaded machine's slowness from passing for a hang.
+CALL_BUDGET_S = 20
+WALL_BUDGET_S = 300
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,21 +57,26 @@ class _Timeout(Exception):
 
 
 @contextlib.contextmanager
-def _deadline(seconds):
-    if not hasattr(signal, "SIGALRM"):
+def _deadline(cpu_seconds, wall_seconds):
+    """Raise ``_Timeout`` in the block after ``cpu_seconds`` of this process's CPU time or
+    ``wall_seconds`` of the clock, whichever comes first (where the platform has the timers)."""
+    if not hasattr(signal, "SIGPROF") or not hasattr(signal, "SIGALRM"):
         yield
         return
 
     def handler(signum, frame):
         raise _Timeout()
 
-    old = signal.signal(signal.SIGALRM, handler)
-    signal.alarm(seconds)
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGPROF, signal.SIGALRM)}
+    signal.setitimer(signal.ITIMER_PROF, cpu_seconds)
+    signal.setitimer(signal.ITIMER_REAL, wall_seconds)
     try:
         yield
     finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        for sig, h in old.items():
+            signal.signal(sig, h)
 
 
 def _walk(value, path=""):
@@ -96,12 +105,12 @@ def _base(path: str) -> str:
 def classify(target: Target, kwargs: dict, replaced: list[str]) -> tuple[str, str]:
     """(kind, detail) of one call."""
     try:
-        with _deadline(CALL_BUDGET_S), warnings.catch_warnings():
+        with _deadline(CALL_BUDGET_S, WALL_BUDGET_S), warnings.catch_warnings():
             # as the project's pytest configuration: a RuntimeWarning raised in imbalance is an error
             warnings.filterwarnings("error", category=RuntimeWarning, module=r"imbalance(\.|$)")
             out = target.call(**kwargs)
     except _Timeout:
-        return "hang", f"no answer within {CALL_BUDGET_S} s"
+        return "hang", f"no answer within {CALL_BUDGET_S} s of CPU time or {WALL_BUDGET_S} s"
     except ValueError as e:
         msg = str(e)
         names = [n for r in replaced for n in (r, *target.aliases.get(r, ()))]

@@ -5,8 +5,6 @@ import os
 import pickle
 import signal
 import stat
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -74,20 +72,26 @@ def test_lambda_split_in_process_equals_unsplit_for_a_transformer():
         concat_sweeps([])
 
 
+def _children(pid):
+    return [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
 def _child_pid(pid, timeout=30.0):
     t0 = time.time()
     while time.time() - t0 < timeout:
-        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        kids = _children(pid)
         if kids:
-            return int(kids[0])
+            return kids[0]
         time.sleep(0.01)
     raise AssertionError("the local job never started its task")
 
 
 def _wait_for_checkpoint(out, job):
+    """Until the job's first checkpoint; its start (a fresh interpreter importing torch) can take
+    minutes on a loaded machine, and the wait ends as soon as the file is there."""
     t0 = time.time()
     while not (out / "checkpoint.pt").exists():
-        assert time.time() - t0 < 60 and job.state == "RUNNING", job.stderr()
+        assert time.time() - t0 < 300 and job.state == "RUNNING", job.stderr()
         time.sleep(0.005)
 
 
@@ -114,30 +118,46 @@ def _alive(pid):
 
 
 def test_cancel_stops_a_local_job_and_its_task(tmp_path):
-    """Runs in a fresh interpreter: inside the whole suite the cancelled job has been seen not to
-    end within 60 s although it ends at once when this test runs alone (state left by an earlier
-    test in the same process, not yet found), so the property is checked where nothing precedes it."""
-    if os.environ.get("IMBALANCE_TEST_ISOLATED") != "1":
-        node = f"{__file__}::test_cancel_stops_a_local_job_and_its_task"
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", node],
-                              env={**os.environ, "IMBALANCE_TEST_ISOLATED": "1"}, capture_output=True, text=True,
-                              timeout=600, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-        assert proc.returncode == 0 and "1 passed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
-        return
+    """Submitted by a process that ignores SIGINT (``cmd &`` from a script or a CI runner), the
+    hardest case: submitit cancels a local job with SIGINT, and the ignoring would pass to the
+    job's controller. The executor starts the controller with SIGINT at its default, which is
+    also what it inherits from a process that handles SIGINT, so this case covers both."""
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _cancel_a_local_job(tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _cancel_a_local_job(tmp_path):
     pending = submit_sweep(TASK, LAMS[:2], executor=make_executor("local", tmp_path / "jobs"), out=tmp_path / "s",
                            **_kw(steps=10**6, eval_every=500))
     (job,) = pending.jobs
-    _wait_for_checkpoint(tmp_path / "s", job)
-    task = _child_pid(job._process.pid)
-    # the job checkpoints before it exits; on a loaded 2-core machine that has taken more than the
-    # default 10 s, so wait up to 60 s: the claim is that it stops, not how fast
-    pending.cancel(wait_s=60.0)
-    pending.cancel()  # a second SIGINT used to stop the controller before it had stopped its task
-    assert job.done()
-    t0 = time.time()
-    while _alive(task) and time.time() - t0 < 10:
-        time.sleep(0.05)
-    assert not _alive(task)
+    task = None
+    try:
+        _wait_for_checkpoint(tmp_path / "s", job)
+        task = _child_pid(job._process.pid)
+        pending.cancel(wait_s=60.0)  # the claim is that it stops, not how fast (a loaded machine is slow)
+        pending.cancel()  # a second SIGINT used to stop the controller before it had stopped its task
+        assert job.done()
+        t0 = time.time()
+        while _alive(task) and time.time() - t0 < 10:
+            time.sleep(0.05)
+        assert not _alive(task)
+    finally:  # a failed cancel must not leave a job of a million steps running
+        controller = job._process.pid
+        kids = _children(controller) if _alive(controller) else []
+        for pid in {p for p in (task, *kids, controller) if p is not None}:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_local_jobs_get_one_thread_unless_the_environment_says_otherwise(tmp_path, monkeypatch):
+    """Local jobs run side by side: one torch/BLAS thread each, or what OMP_NUM_THREADS says."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert "OMP_NUM_THREADS=1 " in make_executor("local", tmp_path).python
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert "OMP_NUM_THREADS=3 " in make_executor("local", tmp_path).python
 
 
 def test_sweep_job_checkpoint_resubmits_the_same_call(tmp_path):

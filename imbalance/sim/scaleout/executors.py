@@ -3,9 +3,12 @@ this process sees) or Slurm (sbatch, with the GPUs the device asks for)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import signal
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,11 +78,50 @@ def local_gpu_parameters() -> dict:
     return {"gpus_per_node": 0, "setup": [f"export CUDA_VISIBLE_DEVICES={shlex.quote(env)}"]}
 
 
-def _job_python() -> str:
+def _job_python(local: bool = False) -> str:
     """The job's python command: this interpreter, importing the same checkout as the
-    submitter, installed or not (``env`` execs python, so a cancel reaches it)."""
+    submitter, installed or not (``env`` execs python, so a cancel reaches it).
+
+    ``local``: the jobs run side by side on this machine's cores, so each gets one thread for
+    torch and BLAS (``OMP_NUM_THREADS=1``) unless the environment sets ``OMP_NUM_THREADS``: jobs
+    with a thread per core each would oversubscribe the cores, and threads that wait at a
+    barrier for a descheduled peer burn the time the other jobs need.
+    """
     path = os.pathsep.join([str(_PACKAGE_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
-    return shlex.join(["env", f"PYTHONPATH={path}", sys.executable])
+    threads = [f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS') or 1}"] if local else []
+    return shlex.join(["env", f"PYTHONPATH={path}", *threads, sys.executable])
+
+
+@contextlib.contextmanager
+def _children_answer_sigint():
+    """Inside the block, a child process starts with SIGINT at its default action.
+
+    A process that ignores SIGINT (started with ``cmd &`` by a non-interactive shell, as scripts
+    and CI runners do) hands the ignoring on to every child; submitit cancels a local job by
+    sending SIGINT to the job's controller, which would then never end its task, and the job would
+    go on writing into its directory. A signal that has a handler is reset to its default in an
+    exec'd child, so for the moment of the start a no-op handler stands in for the ignoring (the
+    submitting process still ignores SIGINT). Only the main thread can change a handler: elsewhere
+    the block does nothing.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _LocalExecutor(submitit.LocalExecutor):
+    """``submitit.LocalExecutor`` whose job controllers start with SIGINT at its default, so that a
+    cancel stops the job whatever the submitting process does with SIGINT."""
+
+    def _submit_command(self, command: str):
+        with _children_answer_sigint():
+            return super()._submit_command(command)
 
 
 def make_executor(executor: str, folder, *, slurm: SlurmOptions | None = None, cluster: str = "slurm",
@@ -87,15 +129,16 @@ def make_executor(executor: str, folder, *, slurm: SlurmOptions | None = None, c
     """A submitit executor writing its job files under ``folder``; None for ``"inline"``.
 
     ``"local"``: ``submitit.LocalExecutor`` (one subprocess per job on this machine, no time
-    limit, the GPUs this process sees); ``"slurm"``: ``submitit.AutoExecutor(folder, cluster=cluster)``
-    with ``slurm``'s settings and ``slurm_gpus(slurm, device)`` GPUs per job (``cluster="debug"``
-    runs the jobs in process, for checking the plumbing).
+    limit, the GPUs this process sees, one CPU thread unless ``OMP_NUM_THREADS`` says otherwise);
+    ``"slurm"``: ``submitit.AutoExecutor(folder, cluster=cluster)`` with ``slurm``'s settings
+    and ``slurm_gpus(slurm, device)`` GPUs per job (``cluster="debug"`` runs the jobs in
+    process, for checking the plumbing).
     """
     executor = as_choice(executor, "executor", set(EXECUTORS))
     if executor == "inline":
         return None
     if executor == "local":
-        ex = submitit.LocalExecutor(folder=str(folder), python=_job_python())
+        ex = _LocalExecutor(folder=str(folder), python=_job_python(local=True))
         ex.update_parameters(timeout_min=7 * 24 * 60, **local_gpu_parameters())
         return ex
     slurm = slurm if slurm is not None else SlurmOptions()
