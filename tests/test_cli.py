@@ -21,8 +21,8 @@ def test_reproduce_fast_writes_report_figures_and_tidy_results(reproduce_fast):
         assert f"({name}.png)" in report
     rows = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
     assert {r["section"] for r in rows} == {"unigram", "margins", "margins_sim", "bigram", "bigram_sim", "features",
-                                            "token_dynamics", "ufm", "factored", "adamw_shared", "lm_paradox", "token_dynamics_lm",
-                                            "fair_optimizers"}
+                                            "token_dynamics", "ufm", "factored", "adamw_shared", "lm_paradox",
+                                            "token_dynamics_lm", "fair_optimizers"}
     assert all("lam" in r for r in rows)
 
 

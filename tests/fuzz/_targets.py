@@ -110,7 +110,7 @@ def targets() -> list[Target]:
         dict(pi=bad_vectors, lam=lam, r=bad_scalars, optimizer=opt, batch_size=bad_sizes, eps=bad_scalars))
     add("imbalance.theory", "bigram_equilibrium", dict(counts=C3, lam=0.1, optimizer="adamw", batch_size=8),
         dict(counts=bad_matrices, lam=lam, r=bad_scalars, optimizer=opt, batch_size=bad_sizes, eps=bad_scalars),
-        nan_fields=frozenset({"loss_per_token", "context_loss"}))
+        nan_fields=frozenset({"loss_per_token", "context_loss", "residual", "flow_time"}))
     for method, edges in (("logit_adjusted", dict(tau=bad_scalars, pi=bad_vectors)),
                           ("probs", dict(contexts=st.one_of(bad_vectors, small_ints, bad_scalars))),
                           ("logits", dict(contexts=st.one_of(bad_vectors, small_ints, bad_scalars)))):
@@ -118,16 +118,16 @@ def targets() -> list[Target]:
             nan_fields=frozenset({"loss_per_token"}))
     add("imbalance.theory", "ufm_equilibrium", dict(pi=PI3, lam_w=0.05, lam_h=0.05),
         dict(pi=bad_vectors, lam_w=lam, lam_h=lam, rtol=bad_scalars, bias=st.sampled_from([None, "yes", 2])),
-        nan_fields=frozenset({"classifier_cosine"}))
+        nan_fields=frozenset({"classifier_cosine", "residual", "flow_time"}))  # AdamW certificates: NaN under L2
     add("imbalance.theory", "factored_bigram_equilibrium", dict(counts=C3, lam_w=0.05, lam_e=0.05),
         dict(counts=bad_matrices, lam_w=lam, lam_e=lam, tied=st.sampled_from([None, "yes", 2])),
-        nan_fields=frozenset({"loss_per_token", "context_loss"}))
+        nan_fields=frozenset({"loss_per_token", "context_loss", "residual", "flow_time"}))
     add("imbalance.theory", "two_group_pi", dict(k_major=2, k_minor=2, ratio=10.0),
         dict(k_major=bad_sizes, k_minor=bad_sizes, ratio=bad_scalars))
     add("imbalance.theory", "minority_cosine", dict(k_major=2, k_minor=2, ratio=10.0, lam_w=0.01, lam_h=0.01),
         dict(k_major=bad_sizes, k_minor=bad_sizes, ratio=st.one_of(bad_scalars, bad_vectors), lam_w=lam, lam_h=lam,
              rtol=bad_scalars),
-        nan_fields=frozenset({""}))  # a tuple (cosine, norms): the cosine is NaN where minority classifiers vanish
+        nan_fields=frozenset({"cosine"}))  # the cosine is NaN where the minority classifiers vanish
     add("imbalance.theory", "solve_nuclear_softmax", dict(target=C3 / C3.sum(), mu=0.05),
         dict(target=bad_matrices, mu=bad_scalars, rtol=bad_scalars, row_scale=bad_vectors))
     # ---- shared closed forms
