@@ -89,6 +89,20 @@ class _Objective:
             return np.where(self.pi > 0, tot / self.pi, np.nan)
 
 
+def _run_inputs(counts, E0, W0, lam, lam_W, steps, lr, r):
+    """The validated inputs shared by both trajectories: counts (CSR), copies of the starts
+    E (S, n_ctx, d) and W (S, V, d), the two decays, steps, lr and r."""
+    C = as_count_matrix(counts, "counts")
+    n_ctx, V = C.shape
+    E = _starts(E0, "E0", n_ctx).copy()
+    W = _starts(W0, "W0", V).copy()
+    if E.shape[0] != W.shape[0] or E.shape[2] != W.shape[2]:
+        raise ValueError(f"E0 and W0 must have the same number of starts and width, got {E.shape} and {W.shape}")
+    lam_E = as_nonnegative(lam, "lam")
+    lam_W = lam_E if lam_W is None else as_nonnegative(lam_W, "lam_W")
+    return C, E, W, lam_E, lam_W, as_positive_int(steps, "steps"), as_positive(lr, "lr"), as_positive(r, "r")
+
+
 def factored_gd_trajectory(counts, E0, W0, *, lam, steps, lr, r=1.0, lam_W=None, eval_every=None,
                            integrator="steps", rtol=1e-3) -> FactoredTrajectory:
     """Per-token loss along gradient descent with coupled L2 on F from each start (E₀, W₀).
@@ -100,17 +114,7 @@ def factored_gd_trajectory(counts, E0, W0, *, lam, steps, lr, r=1.0, lam_W=None,
     integrated by adaptive Runge–Kutta–Chebyshev steps with relative tolerance ``rtol`` (the
     small-lr limit of the recursion; far fewer gradients when η is well below the stability limit).
     """
-    C = as_count_matrix(counts, "counts")
-    n_ctx, V = C.shape
-    E = _starts(E0, "E0", n_ctx).copy()
-    W = _starts(W0, "W0", V).copy()
-    if E.shape[0] != W.shape[0] or E.shape[2] != W.shape[2]:
-        raise ValueError(f"E0 and W0 must have the same number of starts and width, got {E.shape} and {W.shape}")
-    lam_E = as_nonnegative(lam, "lam")
-    lam_W = lam_E if lam_W is None else as_nonnegative(lam_W, "lam_W")
-    steps = as_positive_int(steps, "steps")
-    lr = as_positive(lr, "lr")
-    r = as_positive(r, "r")
+    C, E, W, lam_E, lam_W, steps, lr, r = _run_inputs(counts, E0, W0, lam, lam_W, steps, lr, r)
     integrator = as_choice(integrator, "integrator", {"steps", "rkc"})
     rtol = as_positive(rtol, "rtol")
     obj = _Objective(C, r, lam_E, lam_W)
@@ -173,17 +177,7 @@ def factored_adamw_trajectory(counts, E0, W0, *, lam, steps, lr, batch_size, r=1
     the path, approximate in E[m̂/√v̂] ≈ E[m̂]/√E[v̂] (needs B·P(x)/(1 − β₂) ≫ 1 for the contexts
     and B·π_v/(1 − β₂) ≫ 1 for the tokens that matter). Cost O(n_ctx V d) per step and start.
     """
-    C = as_count_matrix(counts, "counts")
-    n_ctx, V = C.shape
-    E = _starts(E0, "E0", n_ctx).copy()
-    W = _starts(W0, "W0", V).copy()
-    if E.shape[0] != W.shape[0] or E.shape[2] != W.shape[2]:
-        raise ValueError(f"E0 and W0 must have the same number of starts and width, got {E.shape} and {W.shape}")
-    lam_E = as_nonnegative(lam, "lam")
-    lam_W = lam_E if lam_W is None else as_nonnegative(lam_W, "lam_W")
-    steps = as_positive_int(steps, "steps")
-    lr = as_positive(lr, "lr")
-    r = as_positive(r, "r")
+    C, E, W, lam_E, lam_W, steps, lr, r = _run_inputs(counts, E0, W0, lam, lam_W, steps, lr, r)
     B = as_positive_int(batch_size, "batch_size")
     eps = as_nonnegative(eps, "eps")
     b1, b2 = (float(b) for b in betas)
