@@ -30,7 +30,9 @@ from ..theory import bigram_equilibrium
 from ..theory.dynamics import bigram_trajectory
 from ..zipf import zipf_pmf
 
-__all__ = ["squared_loss_gd_error", "squared_loss_sign_error", "iterations_to_error", "ce_iterations_to_error",
+__all__ = ["squared_loss_gd_error", "squared_loss_sign_error", "sign_step_grid", "sign_iterations_closed_form",
+           "iterations_to_error", "fit_exponent", "squared_loss_scaling_rows", "squared_loss_scaling_table",
+           "ce_iterations_to_error",
            "half_loss_steps", "mean_field_errors", "sgd_noise_excess_measurement", "main"]
 
 
@@ -52,32 +54,97 @@ def _sign_error(delta, t, eta):
     return (e * e).sum() / (delta * delta).sum()
 
 
-def squared_loss_sign_error(d: int, t: int, alpha: float = 1.0, n_eta: int = 200,
-                            eta: float | None = None) -> tuple[float, float]:
-    """(best relative error over constant steps η, that η) of sign descent after t steps; with
-    ``eta`` given, the error at that step."""
+def _sign_error_averaged(delta, t, etas):
+    """Kunstner & Bach's Assumption 4.1 (their Prop. 4.2): a coordinate with δ_k > tη is at δ_k − tη,
+    every other one oscillates at |e| = η/2. O(log d) per step from prefix sums (δ sorted, decreasing)."""
+    etas = np.asarray(etas, dtype=np.float64)
+    s1, s2 = np.cumsum(np.r_[0.0, delta]), np.cumsum(np.r_[0.0, delta * delta])  # (d + 1,) prefix sums
+    k = np.searchsorted(-delta, -t * etas, side="left")  # (n_eta,) #{δ_k > tη}
+    head = s2[k] - 2 * t * etas * s1[k] + k * (t * etas) ** 2  # Σ_{k' ≤ k} (δ_k' − tη)²
+    return (head + (delta.size - k) * etas**2 / 4) / s2[-1]
+
+
+def sign_step_grid(d: int, t: int, alpha: float = 1.0, per_octave: int = 32) -> np.ndarray:
+    """Kunstner & Bach's step-size protocol for a budget of t steps: η = 1/(z t φ^α), z = Σ_k k^{−α}
+    (so that tη = δ_φ(0): the first φ coordinates are still decreasing at t), φ on a log grid over
+    [1, d] (their Prop. 4.3 bracket for the best η), ``per_octave`` points per factor 2."""
+    z = 1.0 / zipf_pmf(d, alpha)[0]
+    phi = 2.0 ** np.linspace(0.0, np.log2(d), int(np.ceil(np.log2(d) * per_octave)) + 1)
+    return 1.0 / (z * max(t, 1) * phi**alpha)
+
+
+def squared_loss_sign_error(d: int, t: int, alpha: float = 1.0, eta: float | None = None,
+                            dynamics: str = "exact") -> tuple[float, float]:
+    """(best relative error over the step grid of ``sign_step_grid``, that η) of sign descent after t
+    steps from W = 0; with ``eta`` given, the error at that step. ``dynamics``: "exact" (the iterate,
+    oscillations included) or "averaged" (Kunstner & Bach's Assumption 4.1, the model their √d law
+    is proved for)."""
     delta = zipf_pmf(d, alpha)  # one row's conditional, sorted; the error does not depend on π_i
-    if eta is not None:
-        return float(_sign_error(delta, t, float(eta))), float(eta)
-    etas = delta[0] * np.logspace(-6, 0, n_eta) / max(t, 1) * 10
-    errs = np.array([_sign_error(delta, t, e) for e in etas])
+    if dynamics not in ("exact", "averaged"):
+        raise ValueError(f"dynamics must be 'exact' or 'averaged', got dynamics={dynamics!r}")
+    etas = np.atleast_1d(np.float64(eta)) if eta is not None else sign_step_grid(d, t, alpha)
+    if dynamics == "averaged":
+        errs = _sign_error_averaged(delta, t, etas)
+    else:
+        errs = np.array([_sign_error(delta, t, e) for e in etas])
     i = int(errs.argmin())
     return float(errs[i]), float(etas[i])
 
 
+def sign_iterations_closed_form(d: int, eps: float) -> float:
+    """Budget t at which the averaged sign descent (Assumption 4.1, α = 1) with its best step reaches
+    relative error ε, when that step keeps every coordinate oscillating (tη ≥ δ_2(0), φ ≤ 2):
+    with u = 1/φ ∈ [½, 1] the error is [(1 − u)² + (d − 1)u²/(4t²)]/H_{d,2}, minimal at
+    u = 1/(1 + a), a = (d − 1)/(4t²), where it equals a/((1 + a) H_{d,2}); so
+    t = ½ √((d − 1)(1/(ε H_{d,2}) − 1)) ~ √d, valid when ε H_{d,2} ≤ ½ (u ≥ ½)."""
+    h2 = float((zipf_pmf(d, 1.0) ** 2).sum() / zipf_pmf(d, 1.0)[0] ** 2)  # H_{d,2} = Σ k⁻²
+    if not 0 < eps * h2 <= 0.5:
+        raise ValueError(f"eps must satisfy 0 < eps·H_(d,2) <= 1/2, got eps={eps!r} (H = {h2:.4f})")
+    return 0.5 * float(np.sqrt((d - 1) * (1.0 / (eps * h2) - 1.0)))
+
+
+_METHODS = {"gd": (1, 0), "sign": (1, 0), "sign_even": (2, 0), "sign_odd": (2, 1)}
+
+
 def iterations_to_error(d: int, method: str, eps: float = 0.1, alpha: float = 1.0, t_max: int = 10**8) -> int:
-    """Smallest t with relative error ≤ eps (bisection on t; both errors fall with t)."""
-    err = {"gd": lambda s: squared_loss_gd_error(d, s, alpha)[0],
-           "sign": lambda s: squared_loss_sign_error(d, s, alpha)[0]}[method]
+    """Smallest budget t with relative error ≤ eps (doubling, then bisection on t), −1 past ``t_max``.
+    ``method``: "gd" (step 1/π_1); "sign" (averaged dynamics, Assumption 4.1, best step per budget:
+    Kunstner & Bach's protocol); "sign_even" / "sign_odd" (the exact iterate, best step per budget,
+    budgets of one parity: the exact error alternates between even and odd t, so t of both parities
+    do not form one monotone sequence)."""
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {sorted(_METHODS)}, got method={method!r}")
+    stride, offset = _METHODS[method]
+    dynamics = "averaged" if method == "sign" else "exact"
+
+    def err(m):
+        t = stride * m + offset
+        if method == "gd":
+            return squared_loss_gd_error(d, t, alpha)[0]
+        return squared_loss_sign_error(d, t, alpha, dynamics=dynamics)[0]
+
     lo, hi = 0, 1
     while err(hi) > eps:
         lo, hi = hi, hi * 2
-        if hi > t_max:
+        if stride * hi + offset > t_max:
             return -1
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if err(mid) <= eps else (mid, hi)
-    return hi
+    return stride * hi + offset
+
+
+def fit_exponent(d, t, level: float = 0.95) -> tuple[float, float, float]:
+    """(slope, lower, upper) of the least-squares line through (log d, log t), with a Student-t
+    interval from the residuals. The measurements are deterministic: the interval measures how far
+    the points are from one power law over the range (finite-d curvature), not sampling noise."""
+    from scipy import stats
+
+    d, t = np.asarray(d, dtype=np.float64), np.asarray(t, dtype=np.float64)
+    keep = t > 0
+    fit = stats.linregress(np.log(d[keep]), np.log(t[keep]))
+    half = stats.t.ppf(0.5 + level / 2, keep.sum() - 2) * fit.stderr
+    return float(fit.slope), float(fit.slope - half), float(fit.slope + half)
 
 
 def ce_iterations_to_error(d: int, method: str, *, lam: float = 0.0, eps: float = 0.1, alpha: float = 1.0,
@@ -181,24 +248,52 @@ def sgd_noise_excess_measurement(settings=((8, 1.0), (8, 2.0), (32, 2.0)), lam: 
     return rows
 
 
+def squared_loss_scaling_rows(ds, eps_values=(1e-1, 1e-2, 1e-3), max_d_exact: int = 10**4) -> list[dict]:
+    """Iterations to relative error ε on Kunstner & Bach's squared-loss bigram (α = 1) per d and ε:
+    gradient descent (step 1/π_1), sign descent averaged (their Assumption 4.1 and step protocol;
+    its closed form beside it) and exact at even / odd budgets (d ≤ ``max_d_exact``, else −1)."""
+    rows = []
+    for eps in eps_values:
+        for d in ds:
+            exact = d <= max_d_exact
+            rows.append(dict(eps=eps, d=d, gd=iterations_to_error(d, "gd", eps=eps),
+                             sign=iterations_to_error(d, "sign", eps=eps),
+                             sign_closed_form=sign_iterations_closed_form(d, eps),
+                             sign_even=iterations_to_error(d, "sign_even", eps=eps) if exact else -1,
+                             sign_odd=iterations_to_error(d, "sign_odd", eps=eps) if exact else -1))
+    return rows
+
+
+def squared_loss_scaling_table(ds, max_d_exact: int = 10**4) -> list[dict]:
+    """Print ``squared_loss_scaling_rows`` and, per ε and method, the fitted exponent of t against d
+    with its 95 % interval (``fit_exponent``); return the rows."""
+    print("1. Squared-loss linear bigram (Kunstner & Bach 2025), alpha = 1, iterations to relative error eps")
+    print("   sign = averaged dynamics (their Assumption 4.1), best step eta = 1/(z t phi), phi on a log grid")
+    print("   over [1, d]; even/odd = the exact iterate at budgets of one parity, same step protocol")
+    rows = squared_loss_scaling_rows(ds, max_d_exact=max_d_exact)
+    cols = ("gd", "sign", "sign_closed_form", "sign_even", "sign_odd")
+    print(f"{'eps':>6} {'d':>7} " + " ".join(f"{c:>16}" for c in cols))
+    for r in rows:
+        print(f"{r['eps']:>6g} {r['d']:>7} " + " ".join(f"{r[c]:>16.6g}" for c in cols))
+    for eps in sorted({r["eps"] for r in rows}, reverse=True):
+        sub = [r for r in rows if r["eps"] == eps]
+        fits = []
+        for c in cols:
+            d, t = zip(*[(r["d"], r[c]) for r in sub if r[c] > 0])
+            s, lo, hi = fit_exponent(d, t) if len(d) > 2 else (np.nan,) * 3
+            fits.append(f"{c} {s:.3f} [{lo:.3f}, {hi:.3f}]")
+        print(f"  exponent of t vs d at eps={eps:g} (95 % interval): " + "; ".join(fits))
+    return rows
+
+
 def _slope(x, y):
     keep = np.isfinite(y) & (y > 0)
     return float(np.polyfit(np.log(x[keep]), np.log(y[keep]), 1)[0])
 
 
-def main(max_d: int = 10**4, max_d_ce: int = 3000, errors: bool = True) -> None:
+def main(max_d: int = 10**5, max_d_ce: int = 3000, errors: bool = True, max_d_exact: int = 10**4) -> None:
     ds = [d for d in (10**2, 3 * 10**2, 10**3, 3 * 10**3, 10**4, 3 * 10**4, 10**5) if d <= max_d]
-    print("1. Squared-loss linear bigram (Kunstner & Bach 2025), alpha = 1, iterations to relative error eps")
-    print(f"{'eps':>6} {'d':>8} {'GD':>10} {'sign':>8} {'seconds':>8}")
-    for eps in (1e-1, 1e-2, 1e-3):
-        rows = []
-        for d in ds:
-            t0 = time.perf_counter()
-            gd, sd = iterations_to_error(d, "gd", eps=eps), iterations_to_error(d, "sign", eps=eps)
-            rows.append((d, gd, sd))
-            print(f"{eps:>6g} {d:>8} {gd:>10} {sd:>8} {time.perf_counter() - t0:>8.1f}")
-        d_arr, gd_arr, sd_arr = (np.array(c, dtype=float) for c in zip(*rows))
-        print(f"  log-log slope vs d at eps={eps:g}: GD {_slope(d_arr, gd_arr):.2f}, sign {_slope(d_arr, sd_arr):.2f}")
+    squared_loss_scaling_table(ds, max_d_exact=max_d_exact)
     print("\n2. Cross-entropy, deterministic bigram, alpha = 1, relative error 0.1 (GD step 1/pi_1, sign step 0.05)")
     print(f"{'d':>8} {'lam':>6} {'GD':>8} {'sign':>8} {'seconds':>8}")
     for lam in (0.0, 1e-4):
@@ -233,4 +328,4 @@ def main(max_d: int = 10**4, max_d_ce: int = 3000, errors: bool = True) -> None:
 if __name__ == "__main__":
     import sys
 
-    main(max_d=int(sys.argv[1]) if len(sys.argv) > 1 else 10**4)
+    main(max_d=int(sys.argv[1]) if len(sys.argv) > 1 else 10**5)
