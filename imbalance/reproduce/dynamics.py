@@ -3,6 +3,8 @@ and the split of the final loss into Bayes + decay + transient (``proofs/T11_tok
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -18,7 +20,7 @@ from .exact import text_tokens
 from .report import Check, Section, Settings
 
 __all__ = ["bucket_curves", "predicted_and_simulated", "token_dynamics_runs", "token_dynamics_section",
-           "training_stream_counts", "lm_gap_split", "lm_gap_rows", "lm_gap_section"]
+           "training_stream_counts", "factored_split", "lm_gap_split", "lm_gap_rows", "lm_gap_section"]
 
 
 def bucket_curves(ax, steps, predicted, sim_steps, simulated, equilibrium, bucket_ids, title=""):
@@ -129,12 +131,44 @@ def lm_gap_split(st: Settings) -> dict:
     rng = np.random.default_rng(0)
     E0 = rng.normal(0.0, 0.02, (C.shape[0], model.d_model))
     W0 = rng.normal(0.0, 0.02, (C.shape[1], model.d_model))
-    factored = np.stack([factored_adamw_trajectory(C, E0, W0, lam=lam, steps=steps, lr=lr, batch_size=tokens_per_batch,
-                                                   eval_every=steps).loss_per_token[0, -1] for lam in lams])  # (L, V)
+    fac = factored_split(C, lams, E0, W0, steps=steps, lr=lr, batch_size=tokens_per_batch,
+                         equilibrium=not st.fast)
     res = pending.result()
     source = (f"a Zipfian lag-{task.lag} copy process (V = {task.V})" if user is None else user[2])
     return dict(lams=lams, steps=steps, source=source, token_probs=split.token_probs, bigram=split,
-                factored=factored, lm_train=res.loss_per_token.mean(1), lm_heldout=res.heldout_loss_per_token.mean(1))
+                factored=fac["predicted"], factored_equilibrium=fac["equilibrium"], factored_residual=fac["residual"],
+                factored_seconds=fac["seconds"], lm_train=res.loss_per_token.mean(1),
+                lm_heldout=res.heldout_loss_per_token.mean(1))
+
+
+def factored_split(counts, lams, E0, W0, *, steps, lr, batch_size, betas=(0.9, 0.999),
+                   equilibrium: bool = True) -> dict:
+    """The factored bigram trained with AdamW from (E0, W0) on ``counts``: per λ and token, the predicted
+    loss after ``steps`` (mean-field flow, ``factored_adamw_trajectory``) and, with ``equilibrium``, the
+    AdamW equilibrium (T10, ``factored_bigram_equilibrium(..., optimizer="adamw")``) selected from the
+    same start, so that predicted = equilibrium + transient. λ = 0 has no decay equilibrium (NaN).
+    The equilibrium is the fixed point of the flow (``betas=(0, 0)``); with Adam's β₂ = 0.999 the
+    recursion need not settle on it (near it the sign-like coordinates can keep oscillating), so a
+    "transient" that does not shrink with more steps is that oscillation, not learning still to come.
+    Returns ``predicted``, ``equilibrium`` (L, V), ``residual`` (L,) = the solver's max|F| (an
+    equilibrium is certified only where it is small: the solver returns where it stopped otherwise)
+    and ``seconds`` (L,) spent in the solver."""
+    from ..theory.factored_bigram import factored_bigram_equilibrium
+
+    lams = np.asarray(lams, dtype=np.float64)
+    V = counts.shape[1]
+    predicted = np.stack([factored_adamw_trajectory(counts, E0, W0, lam=lam, steps=steps, lr=lr, batch_size=batch_size,
+                                                    betas=betas, eval_every=steps).loss_per_token[0, -1]
+                          for lam in lams])  # (L, V)
+    eq, residual, seconds = np.full((lams.size, V), np.nan), np.full(lams.size, np.nan), np.zeros(lams.size)
+    for i, lam in enumerate(lams):
+        if equilibrium and lam > 0:
+            t0 = time.perf_counter()
+            sol = factored_bigram_equilibrium(counts, lam=float(lam), optimizer="adamw", init=(W0, E0),
+                                              batch_size=batch_size)
+            seconds[i] = time.perf_counter() - t0
+            eq[i], residual[i] = sol.loss_per_token, sol.residual
+    return dict(predicted=predicted, equilibrium=eq, residual=residual, seconds=seconds)
 
 
 def _measured_buckets(loss, pi, ids):
@@ -154,14 +188,35 @@ def lm_gap_rows(g: dict) -> list[dict]:
     ids = sp_.bucket_ids
     lm_tr, lm_he = (_measured_buckets(g[k], pi, ids) for k in ("lm_train", "lm_heldout"))
     fac = bucket_loss(g["factored"], pi)[1]
+    fac_eq = bucket_loss(np.nan_to_num(g["factored_equilibrium"]), pi)[1]  # (L, n_b)
+    fac_eq[np.isnan(g["factored_residual"])] = np.nan  # not solved at that λ
     cols = dict(lm_train=lm_tr, lm_heldout=lm_he, bigram_bayes=sp_.bucket_bayes, bigram_decay=sp_.bucket_decay,
-                bigram_transient=sp_.bucket_transient, bigram_predicted=sp_.bucket_predicted, factored_predicted=fac)
+                bigram_transient=sp_.bucket_transient, bigram_predicted=sp_.bucket_predicted, factored_predicted=fac,
+                factored_equilibrium=fac_eq, factored_transient=fac - fac_eq)
     rows = []
     for i, lam in enumerate(g["lams"]):
         for b, bid in enumerate(ids):
-            rows.append(dict(lam=float(lam), bucket=str(int(bid)), **{k: float(v[i, b]) for k, v in cols.items()}))
-        rows.append(dict(lam=float(lam), bucket="tail-head", **{k: float(v[i, -1] - v[i, 0]) for k, v in cols.items()}))
+            rows.append(dict(lam=float(lam), bucket=str(int(bid)), **{k: float(v[i, b]) for k, v in cols.items()},
+                             factored_residual=float(g["factored_residual"][i])))
+        rows.append(dict(lam=float(lam), bucket="tail-head", **{k: float(v[i, -1] - v[i, 0]) for k, v in cols.items()},
+                         factored_residual=float(g["factored_residual"][i])))
     return rows
+
+
+def _factored_equilibrium_note(g: dict) -> str:
+    """What the factored equilibrium columns hold: solved (with the solver's residual and time) or why not."""
+    res, lams = g["factored_residual"], g["lams"]
+    if np.isnan(res[lams > 0]).all():
+        return ("The factored bigram's AdamW equilibrium is not solved in the fast settings: on this problem its "
+                "root finder falls back, at some λ, to integrating the slow mean-field flow (contexts with one "
+                "successor make the stationarity map sign-like), far beyond the section's budget, so its "
+                "equilibrium and transient columns are NaN.")
+    solved = ", ".join(f"λ = {lam:g}: max|F| = {r:.1e} ({s:.0f} s)"
+                       for lam, r, s in zip(lams, res, g["factored_seconds"]) if lam > 0)
+    return ("The factored bigram's AdamW equilibrium (T10) is the root of its stationarity map F selected from "
+            f"the same start ({solved}); where max|F| is not small the solver stopped before converging and the "
+            "equilibrium column is where it stopped, not a certified fixed point. λ = 0 has no decay "
+            "equilibrium (NaN).")
 
 
 def lm_gap_section(st: Settings) -> Section:
@@ -176,12 +231,17 @@ def lm_gap_section(st: Settings) -> Section:
             "learning rate, tokens per batch and steps, predicted without sampling. Columns: the LM's measured "
             "training and held-out loss; the one-hot bigram's Bayes + decay (equilibrium at that λ minus Bayes) + "
             "transient (predicted after the run minus the equilibrium) = predicted; the factored bigram's predicted "
-            "loss (mean-field AdamW flow; its equilibrium is not computed here, so no split). Rows `tail-head` are "
-            f"the differences between the rarest and the most frequent bucket. Said plainly: from λ = {min(gaps):g} to "
-            f"{max(gaps):g} the LM's training gap goes {lo['lm_train']:.2f} → {hi['lm_train']:.2f} nats (held-out "
-            f"{lo['lm_heldout']:.2f} → {hi['lm_heldout']:.2f}); the one-hot bigram's gap is {lo['bigram_bayes']:.2f} "
-            f"nats of Bayes loss, {hi['bigram_decay']:+.2f} of decay at λ = {max(gaps):g} and "
-            f"{lo['bigram_transient']:+.2f} / {hi['bigram_transient']:+.2f} of transient. The bigram theories see "
+            "loss (mean-field AdamW flow from the LM's N(0, 0.02²) start) = equilibrium + transient. Rows "
+            "`tail-head` are the differences between the rarest and the most frequent bucket. "
+            + _factored_equilibrium_note(g) + " Said plainly: from λ = "
+            f"{min(gaps):g} to {max(gaps):g} the LM's training gap goes {lo['lm_train']:.2f} → {hi['lm_train']:.2f} "
+            f"nats (held-out {lo['lm_heldout']:.2f} → {hi['lm_heldout']:.2f}); the one-hot bigram's gap is "
+            f"{lo['bigram_bayes']:.2f} nats of Bayes loss, {hi['bigram_decay']:+.2f} of decay at λ = {max(gaps):g} and "
+            f"{lo['bigram_transient']:+.2f} / {hi['bigram_transient']:+.2f} of transient; the factored bigram's gap "
+            f"is {lo['factored_predicted']:.2f} → {hi['factored_predicted']:.2f}"
+            + (f", of which {hi['factored_equilibrium']:+.2f} equilibrium and {hi['factored_transient']:+.2f} "
+               f"transient at λ = {max(gaps):g}" if np.isfinite(hi["factored_equilibrium"]) else "")
+            + ". The bigram theories see "
             "only the previous token: what the LM predicts from further back (the copy process's lag, or real "
             "text's longer context) is outside them, and in the one-hot model decay pulls each context towards "
             "uniform, which lowers rare *targets'* loss, so its decay part of the gap is negative — it is not the "
