@@ -31,16 +31,21 @@ from ..theory.dynamics import bigram_trajectory
 from ..zipf import zipf_pmf
 
 __all__ = ["squared_loss_gd_error", "squared_loss_sign_error", "sign_step_grid", "sign_iterations_closed_form",
-           "iterations_to_error", "fit_exponent", "squared_loss_scaling_rows", "squared_loss_scaling_table",
+           "iterations_to_error", "fit_exponent", "squared_loss_l2_bias", "squared_loss_scaling_rows",
+           "squared_loss_scaling_table",
            "ce_iterations_to_error",
            "half_loss_steps", "mean_field_errors", "sgd_noise_excess_measurement", "main"]
 
 
-def squared_loss_gd_error(d: int, t, alpha: float = 1.0) -> np.ndarray:
-    """Relative error of gradient descent (step 1/π_1) after t steps, K&B's squared-loss bigram."""
+def squared_loss_gd_error(d: int, t, alpha: float = 1.0, lam: float = 0.0) -> np.ndarray:
+    """Relative error of gradient descent after t steps on K&B's squared-loss bigram, with coupled L2
+    λ ≥ 0: F_λ = F + (λ/2)‖W‖², curvature a_i = π_i + λ per row, step 1/a_1, measured from F_λ's own
+    minimiser w*_ij = π_i q_j/a_i: r(t) = Σ_i a_i (π_i/a_i)² (1 − a_i/a_1)^{2t} / Σ_i a_i (π_i/a_i)²."""
     pi = zipf_pmf(d, alpha)
+    a = pi + lam
+    w = a * (pi / a) ** 2  # Σ_j q_j² cancels
     t = np.atleast_1d(np.asarray(t, dtype=np.float64))
-    return np.array([(pi * (1.0 - pi / pi[0]) ** (2 * s)).sum() for s in t])  # Σ_k δ_k² cancels
+    return np.array([(w * (1.0 - a / a[0]) ** (2 * s)).sum() / w.sum() for s in t])
 
 
 def _sign_error(delta, t, eta):
@@ -54,13 +59,16 @@ def _sign_error(delta, t, eta):
     return (e * e).sum() / (delta * delta).sum()
 
 
-def _sign_error_averaged(delta, t, etas):
-    """Kunstner & Bach's Assumption 4.1 (their Prop. 4.2): a coordinate with δ_k > tη is at δ_k − tη,
-    every other one oscillates at |e| = η/2. O(log d) per step from prefix sums (δ sorted, decreasing)."""
+def _sign_error_averaged(delta, t, etas, lam: float = 0.0):
+    """Kunstner & Bach's Assumption 4.1 (their Prop. 4.2): a coordinate with δ_k > x_t is at δ_k − x_t,
+    every other one oscillates at |e| = η/2; x_t = tη, or with decoupled decay λ (w ← (1 − ηλ)w − η sign)
+    x_t = (1 − (1 − ηλ)^t)/λ, the same for every coordinate still rising. O(log d) per step from prefix
+    sums (δ sorted, decreasing)."""
     etas = np.asarray(etas, dtype=np.float64)
+    x = t * etas if lam == 0 else -np.expm1(t * np.log1p(-etas * lam)) / lam  # (n_eta,) reach
     s1, s2 = np.cumsum(np.r_[0.0, delta]), np.cumsum(np.r_[0.0, delta * delta])  # (d + 1,) prefix sums
-    k = np.searchsorted(-delta, -t * etas, side="left")  # (n_eta,) #{δ_k > tη}
-    head = s2[k] - 2 * t * etas * s1[k] + k * (t * etas) ** 2  # Σ_{k' ≤ k} (δ_k' − tη)²
+    k = np.searchsorted(-delta, -x, side="left")  # (n_eta,) #{δ_k > x_t}
+    head = s2[k] - 2 * x * s1[k] + k * x**2  # Σ_{k' ≤ k} (δ_k' − x_t)²
     return (head + (delta.size - k) * etas**2 / 4) / s2[-1]
 
 
@@ -74,17 +82,20 @@ def sign_step_grid(d: int, t: int, alpha: float = 1.0, per_octave: int = 32) -> 
 
 
 def squared_loss_sign_error(d: int, t: int, alpha: float = 1.0, eta: float | None = None,
-                            dynamics: str = "exact") -> tuple[float, float]:
+                            dynamics: str = "exact", lam: float = 0.0) -> tuple[float, float]:
     """(best relative error over the step grid of ``sign_step_grid``, that η) of sign descent after t
     steps from W = 0; with ``eta`` given, the error at that step. ``dynamics``: "exact" (the iterate,
     oscillations included) or "averaged" (Kunstner & Bach's Assumption 4.1, the model their √d law
-    is proved for)."""
+    is proved for; ``lam`` > 0 adds decoupled decay, averaged dynamics only: the iterate still ends
+    oscillating about W* = q, the Filippov equilibrium while λ max q < 1, so F* = 0 stays the reference)."""
     delta = zipf_pmf(d, alpha)  # one row's conditional, sorted; the error does not depend on π_i
     if dynamics not in ("exact", "averaged"):
         raise ValueError(f"dynamics must be 'exact' or 'averaged', got dynamics={dynamics!r}")
     etas = np.atleast_1d(np.float64(eta)) if eta is not None else sign_step_grid(d, t, alpha)
+    if lam and (dynamics != "averaged" or lam * delta[0] >= 1):
+        raise ValueError(f"lam > 0 needs dynamics='averaged' and lam·max q < 1, got lam={lam!r}, dynamics={dynamics!r}")
     if dynamics == "averaged":
-        errs = _sign_error_averaged(delta, t, etas)
+        errs = _sign_error_averaged(delta, t, etas, lam)
     else:
         errs = np.array([_sign_error(delta, t, e) for e in etas])
     i = int(errs.argmin())
@@ -106,12 +117,13 @@ def sign_iterations_closed_form(d: int, eps: float) -> float:
 _METHODS = {"gd": (1, 0), "sign": (1, 0), "sign_even": (2, 0), "sign_odd": (2, 1)}
 
 
-def iterations_to_error(d: int, method: str, eps: float = 0.1, alpha: float = 1.0, t_max: int = 10**8) -> int:
+def iterations_to_error(d: int, method: str, eps: float = 0.1, alpha: float = 1.0, t_max: int = 10**8,
+                        lam: float = 0.0) -> int:
     """Smallest budget t with relative error ≤ eps (doubling, then bisection on t), −1 past ``t_max``.
     ``method``: "gd" (step 1/π_1); "sign" (averaged dynamics, Assumption 4.1, best step per budget:
     Kunstner & Bach's protocol); "sign_even" / "sign_odd" (the exact iterate, best step per budget,
     budgets of one parity: the exact error alternates between even and odd t, so t of both parities
-    do not form one monotone sequence)."""
+    do not form one monotone sequence). ``lam``: coupled L2 for "gd", decoupled decay for "sign"."""
     if method not in _METHODS:
         raise ValueError(f"method must be one of {sorted(_METHODS)}, got method={method!r}")
     stride, offset = _METHODS[method]
@@ -120,8 +132,8 @@ def iterations_to_error(d: int, method: str, eps: float = 0.1, alpha: float = 1.
     def err(m):
         t = stride * m + offset
         if method == "gd":
-            return squared_loss_gd_error(d, t, alpha)[0]
-        return squared_loss_sign_error(d, t, alpha, dynamics=dynamics)[0]
+            return squared_loss_gd_error(d, t, alpha, lam)[0]
+        return squared_loss_sign_error(d, t, alpha, dynamics=dynamics, lam=lam)[0]
 
     lo, hi = 0, 1
     while err(hi) > eps:
@@ -248,39 +260,54 @@ def sgd_noise_excess_measurement(settings=((8, 1.0), (8, 2.0), (32, 2.0)), lam: 
     return rows
 
 
-def squared_loss_scaling_rows(ds, eps_values=(1e-1, 1e-2, 1e-3), max_d_exact: int = 10**4) -> list[dict]:
+def squared_loss_l2_bias(d: int, lam: float, alpha: float = 1.0) -> float:
+    """F(W*_λ)/F(0): how far the coupled-L2 minimiser w*_ij = π_i q_j/(π_i + λ) is from the undecayed
+    solution q, relative: Σ_i π_i (λ/(π_i + λ))² (Σ_j q_j² cancels)."""
+    pi = zipf_pmf(d, alpha)
+    return float((pi * (lam / (pi + lam)) ** 2).sum())
+
+
+def squared_loss_scaling_rows(ds, eps_values=(1e-1, 1e-2, 1e-3), max_d_exact: int = 10**4,
+                              lam: float = 0.0) -> list[dict]:
     """Iterations to relative error ε on Kunstner & Bach's squared-loss bigram (α = 1) per d and ε:
-    gradient descent (step 1/π_1), sign descent averaged (their Assumption 4.1 and step protocol;
-    its closed form beside it) and exact at even / odd budgets (d ≤ ``max_d_exact``, else −1)."""
+    gradient descent (step 1/(π_1 + λ), coupled L2 λ, error from its own minimiser; ``l2_bias`` =
+    that minimiser's undecayed relative error), sign descent averaged (their Assumption 4.1 and step
+    protocol, decoupled decay λ; its λ = 0 closed form beside it) and, at λ = 0, the exact iterate at
+    even / odd budgets (d ≤ ``max_d_exact``, else −1)."""
     rows = []
     for eps in eps_values:
         for d in ds:
-            exact = d <= max_d_exact
-            rows.append(dict(eps=eps, d=d, gd=iterations_to_error(d, "gd", eps=eps),
-                             sign=iterations_to_error(d, "sign", eps=eps),
+            exact = d <= max_d_exact and lam == 0
+            rows.append(dict(eps=eps, d=d, lam=lam, gd=iterations_to_error(d, "gd", eps=eps, lam=lam),
+                             l2_bias=squared_loss_l2_bias(d, lam),
+                             sign=iterations_to_error(d, "sign", eps=eps, lam=lam),
                              sign_closed_form=sign_iterations_closed_form(d, eps),
                              sign_even=iterations_to_error(d, "sign_even", eps=eps) if exact else -1,
                              sign_odd=iterations_to_error(d, "sign_odd", eps=eps) if exact else -1))
     return rows
 
 
-def squared_loss_scaling_table(ds, max_d_exact: int = 10**4) -> list[dict]:
+def squared_loss_scaling_table(ds, max_d_exact: int = 10**4, lam: float = 0.0) -> list[dict]:
     """Print ``squared_loss_scaling_rows`` and, per ε and method, the fitted exponent of t against d
     with its 95 % interval (``fit_exponent``); return the rows."""
-    print("1. Squared-loss linear bigram (Kunstner & Bach 2025), alpha = 1, iterations to relative error eps")
+    print(f"1. Squared-loss linear bigram (Kunstner & Bach 2025), alpha = 1, lam = {lam:g}, iterations to "
+          "relative error eps")
     print("   sign = averaged dynamics (their Assumption 4.1), best step eta = 1/(z t phi), phi on a log grid")
     print("   over [1, d]; even/odd = the exact iterate at budgets of one parity, same step protocol")
-    rows = squared_loss_scaling_rows(ds, max_d_exact=max_d_exact)
-    cols = ("gd", "sign", "sign_closed_form", "sign_even", "sign_odd")
+    rows = squared_loss_scaling_rows(ds, max_d_exact=max_d_exact, lam=lam)
+    cols = ("gd", "l2_bias", "sign", "sign_closed_form", "sign_even", "sign_odd")
     print(f"{'eps':>6} {'d':>7} " + " ".join(f"{c:>16}" for c in cols))
     for r in rows:
         print(f"{r['eps']:>6g} {r['d']:>7} " + " ".join(f"{r[c]:>16.6g}" for c in cols))
     for eps in sorted({r["eps"] for r in rows}, reverse=True):
         sub = [r for r in rows if r["eps"] == eps]
         fits = []
-        for c in cols:
-            d, t = zip(*[(r["d"], r[c]) for r in sub if r[c] > 0])
-            s, lo, hi = fit_exponent(d, t) if len(d) > 2 else (np.nan,) * 3
+        for c in [c for c in cols if c != "l2_bias"]:
+            pts = [(r["d"], r[c]) for r in sub if r[c] > 0]
+            if len(pts) < 3:
+                continue
+            d, t = zip(*pts)
+            s, lo, hi = fit_exponent(d, t)
             fits.append(f"{c} {s:.3f} [{lo:.3f}, {hi:.3f}]")
         print(f"  exponent of t vs d at eps={eps:g} (95 % interval): " + "; ".join(fits))
     return rows
@@ -293,7 +320,8 @@ def _slope(x, y):
 
 def main(max_d: int = 10**5, max_d_ce: int = 3000, errors: bool = True, max_d_exact: int = 10**4) -> None:
     ds = [d for d in (10**2, 3 * 10**2, 10**3, 3 * 10**3, 10**4, 3 * 10**4, 10**5) if d <= max_d]
-    squared_loss_scaling_table(ds, max_d_exact=max_d_exact)
+    for lam in (0.0, 1e-4, 1e-3):
+        squared_loss_scaling_table(ds, max_d_exact=max_d_exact, lam=lam)
     print("\n2. Cross-entropy, deterministic bigram, alpha = 1, relative error 0.1 (GD step 1/pi_1, sign step 0.05)")
     print(f"{'d':>8} {'lam':>6} {'GD':>8} {'sign':>8} {'seconds':>8}")
     for lam in (0.0, 1e-4):

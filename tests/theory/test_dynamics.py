@@ -188,11 +188,12 @@ def test_adamw_split_needs_batch_size():
         loss_split(np.eye(3), 0.1, steps=10, lr=0.1, optimizer="adamw")
 
 
-@pytest.mark.parametrize("method", ["gd", "sign"])
-def test_squared_loss_scaling_closed_forms_match_literal_iterations(method):
+@pytest.mark.parametrize("method,lam", [("gd", 0.0), ("gd", 3e-3), ("sign", 0.0)])
+def test_squared_loss_scaling_closed_forms_match_literal_iterations(method, lam):
     """Kunstner & Bach's squared-loss bigram (``imbalance.reproduce.scaling``): the O(d) closed forms
-    of gradient descent (step 1/π_1) and sign descent (constant step) against the literal iteration
-    on the full d × d matrix, with each row's Zipf conditional in its own random order."""
+    of gradient descent (step 1/(π_1 + λ), coupled L2 λ, error from its own minimiser) and sign descent
+    (constant step) against the literal iteration on the full d × d matrix, with each row's Zipf
+    conditional in its own random order."""
     from imbalance.reproduce.scaling import (
         squared_loss_gd_error,
         squared_loss_sign_error,
@@ -203,13 +204,16 @@ def test_squared_loss_scaling_closed_forms_match_literal_iterations(method):
     pi, delta = zipf_pmf(d, 1.0), zipf_pmf(d, 1.0)
     target = np.stack([delta[rng.permutation(d)] for _ in range(d)])  # (d, d) q(·|i)
     W = np.zeros((d, d))
-    F0 = 0.5 * (pi[:, None] * target**2).sum()
-    eta = 1.0 / pi[0] if method == "gd" else 0.003
+    a = pi[:, None] + lam  # (d, 1) curvature of F_λ = F + (λ/2)‖W‖²
+    W_star = pi[:, None] * target / a  # (d, d) its minimiser
+    F0 = 0.5 * (a * W_star**2).sum()
+    eta = 1.0 / (pi[0] + lam) if method == "gd" else 0.003
     for t in range(1, 61):
-        grad = pi[:, None] * (W - target)
+        grad = pi[:, None] * (W - target) + lam * W
         W -= eta * (grad if method == "gd" else np.sign(grad))
-        rel = 0.5 * (pi[:, None] * (W - target) ** 2).sum() / F0
-        closed = squared_loss_gd_error(d, t)[0] if method == "gd" else squared_loss_sign_error(d, t, eta=eta)[0]
+        rel = 0.5 * (a * (W - W_star) ** 2).sum() / F0
+        closed = (squared_loss_gd_error(d, t, lam=lam)[0] if method == "gd"
+                  else squared_loss_sign_error(d, t, eta=eta)[0])
         assert closed == pytest.approx(rel, rel=1e-9, abs=1e-15), t
 
 
@@ -228,10 +232,13 @@ def test_averaged_sign_descent_grid_search_matches_its_closed_form():
 
     delta = zipf_pmf(300, 1.0)
     etas = np.logspace(-6, -1, 7)
-    for t in (3, 40, 700):
-        e = np.where(delta[None] > t * etas[:, None], delta[None] - t * etas[:, None], etas[:, None] / 2)
+    for t, lam in ((3, 0.0), (40, 0.0), (700, 0.0), (700, 2.0)):
+        x = np.zeros_like(etas)
+        for _ in range(t):  # the rising coordinates' literal recursion x ← (1 − ηλ)x + η
+            x = (1 - etas * lam) * x + etas
+        e = np.where(delta[None] > x[:, None], delta[None] - x[:, None], etas[:, None] / 2)
         direct = (e * e).sum(1) / (delta * delta).sum()
-        np.testing.assert_allclose(_sign_error_averaged(delta, t, etas), direct, rtol=1e-12)
+        np.testing.assert_allclose(_sign_error_averaged(delta, t, etas, lam), direct, rtol=1e-9)
     for d in (100, 1000, 10_000):
         for eps in (0.1, 0.01):
             closed = sign_iterations_closed_form(d, eps)
