@@ -108,19 +108,50 @@ for opt, s in splits.items():
 # `proofs/T11_token_dynamics.md`).
 
 # %% [markdown]
+# ## Vocabulary scaling: gradient descent against sign descent (Kunstner & Bach 2025)
+#
+# Their setting: the squared-loss linear bigram with Zipf(1) marginals and conditionals, from
+# zeros. Iterations to reach a relative error ε against the vocabulary size d: gradient descent
+# (step 1/π₁) grows almost linearly; sign descent with their step protocol (η = 1/(z t φ), φ
+# tuned per budget) and their averaged dynamics (each oscillating coordinate counted at |e| = η/2)
+# grows as √d, exactly as its closed form. The exact iterate oscillates: at even budgets every
+# tail coordinate is back at 0 and only the head's error counts (almost flat in d), at odd budgets
+# it sits at η (√d-like). With coupled L2 decay, gradient descent's count, measured from its own
+# minimiser, stops growing with d: the decay removes the slow tail, and with it what the tail
+# would learn (`l2_bias`). Full tables: `python -m imbalance.reproduce.scaling`.
+
+# %%
+from imbalance.reproduce.scaling import squared_loss_scaling_rows
+
+ds = [100, 300, 1000] if FAST else [100, 300, 1000, 3000, 10000]
+rows = squared_loss_scaling_rows(ds, eps_values=(0.01,)) + squared_loss_scaling_rows(ds, eps_values=(0.01,),
+                                                                                      lam=1e-3)
+fig, ax = plt.subplots(figsize=(6, 4))
+for key, style in (("gd", "o-"), ("sign", "s-"), ("sign_even", "^--"), ("sign_odd", "v--")):
+    pts = [(r["d"], r[key]) for r in rows if r["lam"] == 0 and r[key] > 0]
+    ax.loglog(*zip(*pts), style, label=key)
+ax.loglog(ds, [r["gd"] for r in rows if r["lam"] > 0], "o:", label="gd, L2 λ = 1e-3 (own minimiser)")
+ax.loglog(ds, [r["sign_closed_form"] for r in rows if r["lam"] == 0], "k:", lw=0.8, label="½√((d−1)(1/(εH) − 1))")
+ax.set_xlabel("vocabulary size d")
+ax.set_ylabel("iterations to relative error 0.01")
+ax.legend(fontsize=7)
+plt.show()
+
+# %% [markdown]
 # ## The split on the small LM's paradox run
 #
 # The small transformer of the paradox section, and the one-hot and factored bigram models trained on
 # the same (previous token, next token) pairs with the same learning rate, tokens per batch and steps.
 # For each λ and bucket: the LM's measured loss, the one-hot bigram's Bayes + decay + transient, the
-# factored bigram's predicted loss (mean-field AdamW flow); `tail-head` rows are the rare-minus-frequent
+# factored bigram's predicted loss (mean-field AdamW flow) = its AdamW equilibrium (T10, from the same
+# start; not solved in the fast settings) + transient; `tail-head` rows are the rare-minus-frequent
 # gaps. The section's text says what the numbers mean and where the bigram theories stop applying.
 
 # %%
 lm_gap = lm_gap_section(Settings(fast=FAST, seeds=1 if FAST else 3))
 print(lm_gap.text, "\n")
 keys = ["lam", "bucket", "lm_train", "lm_heldout", "bigram_bayes", "bigram_decay", "bigram_transient",
-        "factored_predicted"]
+        "factored_predicted", "factored_equilibrium", "factored_transient"]
 print("  ".join(f"{k:>12}" for k in keys))
 for row in lm_gap.rows:
     print("  ".join(f"{row[k]:>12.3f}" if isinstance(row[k], float) else f"{row[k]:>12}" for k in keys))
