@@ -160,9 +160,15 @@ def fit_exponent(d, t, level: float = 0.95) -> tuple[float, float, float]:
 
     d, t = np.asarray(d, dtype=np.float64), np.asarray(t, dtype=np.float64)
     keep = t > 0
-    fit = stats.linregress(np.log(d[keep]), np.log(t[keep]))
-    half = stats.t.ppf(0.5 + level / 2, keep.sum() - 2) * fit.stderr
-    return float(fit.slope), float(fit.slope - half), float(fit.slope + half)
+    x, y = np.log(d[keep]), np.log(t[keep])
+    if x.size < 3:
+        raise ValueError(f"fit_exponent needs at least 3 points with t > 0, got {x.size}")
+    xc = x - x.mean()
+    slope = float((xc * (y - y.mean())).sum() / (xc * xc).sum())
+    resid = y - y.mean() - slope * xc
+    se = np.sqrt((resid * resid).sum() / (x.size - 2) / (xc * xc).sum())
+    half = float(stats.t.ppf(0.5 + level / 2, x.size - 2) * se)
+    return slope, slope - half, slope + half
 
 
 def ce_iterations_to_error(d: int, method: str, *, lam: float = 0.0, eps: float = 0.1, alpha: float = 1.0,
