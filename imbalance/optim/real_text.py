@@ -3,7 +3,8 @@
 ``real_text_split`` cuts a small corpus (the first ``n_chars`` characters of a text file, by default
 the shipped King James Bible) and tokenises it with a byte-level BPE; ``real_text_outcome`` trains one
 ``imbalance.lm`` run per seed with ``TrainConfig(optimizer=...)`` and measures aggregate loss, the
-tail-bucket loss (the rarest log3 bucket, by training frequency, that occurs in the held-out split)
+tail loss (the rarest log3 buckets by training frequency, pooled from the rarest up until they hold
+``MIN_TAIL_HELDOUT`` held-out occurrences: the rarest bucket alone may hold one held-out token)
 and the top-1 ECE on the training and held-out splits. ``real_text_rows`` runs plain AdamW over a λ
 grid, then every variant at the λ > 0 whose held-out tail loss is lowest (where decay helps rare
 held-out tokens most), with the two mitigations of the copy-task LM (``imbalance.optim.lm``) at the
@@ -27,7 +28,7 @@ from .hooks import OPTIMIZERS
 from .pareto import LMOutcome, pareto_table, rows_from_json, rows_to_json, target_table
 
 __all__ = ["real_text_split", "real_text_outcome", "mitigation_rows", "real_text_rows", "heldout_tail_bucket",
-           "window_ece"]
+           "tail_loss", "window_ece"]
 
 
 def real_text_split(out, *, n_chars=700_000, vocab=1024, heldout_fraction=0.1, context=64, text=None):
@@ -64,13 +65,31 @@ def window_ece(model, windows, batch_size=32, n_bins=15, logit_bias=None) -> flo
     return float(metrics.expected_calibration_error(torch.cat(conf).numpy(), torch.cat(corr).numpy(), n_bins))
 
 
-def heldout_tail_bucket(split, scheme="log3") -> int:
-    """The rarest log3 bucket (by training π) with at least one held-out occurrence."""
+MIN_TAIL_HELDOUT = 50  # held-out occurrences in the tail: its loss then has a per-seed SE of a fraction of a nat
+
+
+def heldout_tail_bucket(split, scheme="log3", min_heldout=MIN_TAIL_HELDOUT) -> int:
+    """The first bucket k of the tail: buckets k, k+1, … (by training π, rarest last) pooled hold at least
+    ``min_heldout`` held-out occurrences, and k is the largest such bucket."""
     from ..zipf import frequency_buckets
 
-    ids = frequency_buckets(split.token_probs, scheme=scheme)
-    held = np.bincount(split.heldout, minlength=split.vocab_size) > 0
-    return int(ids[held & (ids >= 0)].max())
+    ids = frequency_buckets(split.token_probs, scheme=scheme)                 # (V,)
+    held = np.bincount(split.heldout, minlength=split.vocab_size)            # (V,)
+    per_bucket = np.bincount(ids[ids >= 0], weights=held[ids >= 0])          # (n_b,)
+    pooled = np.cumsum(per_bucket[::-1])[::-1]                                # (n_b,) occurrences in buckets ≥ k
+    if pooled[0] < min_heldout:
+        raise ValueError(f"min_heldout={min_heldout} exceeds the held-out split's {int(pooled[0])} tokens")
+    return int(np.flatnonzero(pooled >= min_heldout).max())
+
+
+def tail_loss(sums, counts, pi, first_bucket, scheme="log3") -> float:
+    """Mean CE over the occurrences of the tokens in buckets ≥ ``first_bucket`` (NaN if none)."""
+    from ..zipf import frequency_buckets
+
+    ids = frequency_buckets(pi, scheme=scheme)                                # (V,)
+    tail = ids >= first_bucket
+    n = float(np.asarray(counts)[tail].sum())
+    return float(np.asarray(sums)[tail].sum() / n) if n > 0 else float("nan")
 
 
 def real_text_outcome(split, lam, cfg, optimizer, *, seeds=(0, 1, 2), out, name=None, tau=None) -> LMOutcome:
@@ -102,7 +121,7 @@ def real_text_outcome(split, lam, cfg, optimizer, *, seeds=(0, 1, 2), out, name=
                                                    batch_size=cfg.eval_batch_size, logit_bias=bias)
             summ = loss_summary(sums, counts, split.token_probs, scheme=cfg.bucket_scheme)
             vals[f"{s}_aggregate"].append(summ["aggregate"])
-            vals[f"{s}_tail"].append(np.nan if summ["bucket_loss"][tail] is None else summ["bucket_loss"][tail])
+            vals[f"{s}_tail"].append(tail_loss(sums, counts, split.token_probs, tail, cfg.bucket_scheme))
             vals[f"{s}_ece"].append(window_ece(model, data[s], cfg.eval_batch_size, logit_bias=bias))
     return LMOutcome(name=name or optimizer, lam=float(lam), **{k: np.array(v) for k, v in vals.items()})
 

@@ -127,3 +127,24 @@ def test_posthoc_adjusted_loss_and_ece_by_hand(split):
     p /= p.sum(1, keepdims=True)
     ece = metrics.expected_calibration_error(p.max(1), (p.argmax(1) == y).astype(float), 15)
     assert window_ece(model, w, batch_size=3, logit_bias=bias) == pytest.approx(ece, abs=1e-5)
+
+
+def test_tail_pool_by_hand(split):
+    """The tail of regime (b): the fewest rarest log3 buckets whose held-out occurrences reach min_heldout,
+    counted here token by token; its loss is the occurrence-weighted mean CE over them."""
+    from imbalance.optim.real_text import heldout_tail_bucket, tail_loss
+    from imbalance.zipf import frequency_buckets
+
+    ids = frequency_buckets(split.token_probs)
+    held = split.heldout.tolist()
+    for m in (1, 20, 200):
+        k = heldout_tail_bucket(split, min_heldout=m)
+        assert sum(ids[t] >= k for t in held) >= m > sum(ids[t] >= k + 1 for t in held)
+    gen = np.random.default_rng(1)
+    sums, counts = gen.uniform(0, 9, V), gen.integers(0, 4, V)
+    k = heldout_tail_bucket(split, min_heldout=20)
+    pool = [v for v in range(V) if ids[v] >= k]
+    assert tail_loss(sums, counts, split.token_probs, k) == pytest.approx(
+        math.fsum(sums[v] for v in pool) / sum(int(counts[v]) for v in pool), rel=1e-12)
+    with pytest.raises(ValueError, match="min_heldout"):
+        heldout_tail_bucket(split, min_heldout=10**9)
