@@ -6,11 +6,11 @@ the shipped King James Bible) and tokenises it with a byte-level BPE; ``real_tex
 tail loss (the rarest log3 buckets by training frequency, pooled from the rarest up until they hold
 ``MIN_TAIL_HELDOUT`` held-out occurrences: the rarest bucket alone may hold one held-out token)
 and the top-1 ECE on the training and held-out splits. ``real_text_rows`` runs plain AdamW over a λ
-grid, then every variant at the λ > 0 whose held-out tail loss is lowest (where decay helps rare
-held-out tokens most), with the two mitigations of the copy-task LM (``imbalance.optim.lm``) at the
-same λ: 1/π loss reweighting (``TrainConfig(loss_weighting="inverse-frequency")``, trained) and
-post-hoc logit adjustment z − τ log π (Menon et al. 2021, arXiv 2007.07314; the AdamW models,
-adjusted at evaluation). ``python -m imbalance.optim.real_text`` prints the tables.
+grid, then every variant at a chosen λ (by default the λ > 0 whose held-out tail loss is lowest),
+with the two mitigations of the copy-task LM (``imbalance.optim.lm``) at the same λ: 1/π loss
+reweighting (``TrainConfig(loss_weighting="inverse-frequency")``, trained) and post-hoc logit
+adjustment z − τ log π (Menon et al. 2021, arXiv 2007.07314; the AdamW models, adjusted at evaluation).
+``python -m imbalance.optim.real_text`` prints the tables.
 """
 
 from __future__ import annotations
@@ -143,15 +143,17 @@ def mitigation_rows(split, lam, cfg, *, out, seeds=(0, 1, 2), tau=1.0, progress=
     return rows
 
 
-def real_text_rows(split, cfg, *, out, lams=(0.0, 1.0), seeds=(0, 1, 2), tau=1.0, also_at=(), progress=None) -> list:
-    """Plain AdamW at every λ; ``mitigation_rows`` at the λ > 0 with the lowest held-out tail loss and at
-    each λ of ``also_at``."""
+def real_text_rows(split, cfg, *, out, lams=(0.0, 1.0), seeds=(0, 1, 2), tau=1.0, variants_at=None, also_at=(),
+                   progress=None) -> list:
+    """Plain AdamW at every λ; ``mitigation_rows`` at ``variants_at`` (None: the λ > 0 with the lowest
+    held-out tail loss, seed mean) and at each λ of ``also_at``."""
     say = progress or (lambda msg: None)
     rows = []
     for lam in lams:
         say(f"AdamW λ={lam:g}")
         rows.append(real_text_outcome(split, lam, cfg, "adamw", seeds=seeds, out=out, name="AdamW"))
-    best = min((r for r in rows if r.lam > 0), key=lambda r: np.nanmean(r.heldout_tail)).lam
+    best = variants_at if variants_at is not None else min((r for r in rows if r.lam > 0),
+                                                           key=lambda r: np.nanmean(r.heldout_tail)).lam
     for lam in [best] + [float(v) for v in also_at if not np.isclose(v, best)]:
         rows += mitigation_rows(split, lam, cfg, out=out, seeds=seeds, tau=tau, progress=progress)
     return rows
@@ -167,6 +169,8 @@ def main(argv=None):
     parser.add_argument("--vocab", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=650)
     parser.add_argument("--tau", type=float, default=1.0, help="post-hoc logit adjustment −τ log π")
+    parser.add_argument("--variants-at", type=float, default=None, help="λ of the variants and mitigations "
+                        "(default: the λ > 0 of --lams with the lowest held-out tail loss)")
     parser.add_argument("--also-at", type=float, nargs="*", default=[], help="λs at which to run the variants and "
                         "mitigations besides the one with the lowest held-out tail loss")
     parser.add_argument("--seeds", type=int, default=3)
@@ -187,13 +191,14 @@ def main(argv=None):
         rows.sort(key=lambda r: (r.name != "AdamW", r.lam))
     else:
         rows = real_text_rows(split, cfg, out=args.out / "runs", lams=tuple(args.lams), seeds=seeds, tau=args.tau,
-                              also_at=tuple(args.also_at),
+                              variants_at=args.variants_at, also_at=tuple(args.also_at),
                               progress=lambda m: print(f"[{time.perf_counter() - t0:.0f} s] {m}", flush=True))
     n_train = split.train.size
     settings = (f"first {args.chars:,} characters of the shipped corpus, BPE {split.vocab_size} types, "
                 f"{n_train:,} training / {split.heldout.size:,} held-out tokens; GPT-2 2 layers, width 64, context 64, "
                 f"{'untied' if args.untied else 'tied'} embeddings, {args.steps} steps of {cfg.tokens_per_step} tokens "
-                f"({args.steps * cfg.tokens_per_step / n_train:.1f} epochs), lr 3e-3 cosine, seeds 0-{args.seeds - 1}")
+                f"({args.steps * cfg.tokens_per_step / n_train:.1f} epochs), lr 3e-3 cosine, seeds 0-{args.seeds - 1}; "
+                f"tail: buckets {heldout_tail_bucket(split)}+ of log3 ({MIN_TAIL_HELDOUT}+ held-out occurrences)")
     print(pareto_table(rows), target_table(rows), sep="\n\n")
     print(f"({time.perf_counter() - t0:.0f} s; {settings})")
     if args.json:
