@@ -101,7 +101,7 @@ for lam in sorted({r.lam for r in rows_a if r.name != "AdamW"}):
 # move by ≤ 0.01 nats) every variant, 1/π loss reweighting (`TrainConfig(loss_weighting="inverse-frequency")`)
 # and post-hoc logit adjustment (τ = 1) of the AdamW models. The tail: the rarest log3 buckets pooled until
 # they hold 50 held-out occurrences. Stored rows of
-# `python -m imbalance.optim.real_text --untied --variants-at 1 --json ...` (about 25 CPU-minutes).
+# `python -m imbalance.optim.real_text --untied --variants-at 1 --json ...`.
 
 # %%
 rows_b, meta_b = stored_rows("b")
