@@ -29,6 +29,7 @@ def _floats(text: str) -> list[float]:
 def _add_train(sub) -> None:
     from ..optim.hooks import OPTIMIZERS
     from ..sim.scaleout import EXECUTORS
+    from .train import LOSS_WEIGHTINGS
 
     p = sub.add_parser("train", help="train GPT-style models over a weight-decay grid and write the report",
                        description="Tokenise a corpus with a byte-level BPE (or --tokenizer), train a GPT-2-style "
@@ -60,6 +61,9 @@ def _add_train(sub) -> None:
     p.add_argument("--optimizer", default="adamw", choices=OPTIMIZERS, help="AdamW, or a FairAdamW variant on the "
                    "token rows: decay scaled by ρ(Bπ), lazy decay, lazy moments, shared second moment "
                    "(default: %(default)s)")
+    p.add_argument("--loss-weighting", default="none", choices=LOSS_WEIGHTINGS, help="weight each "
+                   "target token's cross-entropy by 1/(n π_v) (π: training-split frequencies, n: types seen), the "
+                   "token-balanced loss (default: %(default)s)")
     p.add_argument("--no-decay-embedding", action="store_true", help="exclude the token embedding from decay")
     p.add_argument("--no-decay-unembedding", action="store_true", help="exclude the unembedding from decay")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default: %(default)s)")
@@ -150,7 +154,7 @@ def _train(args) -> int:
                       warmup=args.warmup, eval_every=args.eval_every, eval_tokens=args.eval_tokens,
                       final_eval_tokens=args.final_eval_tokens, decay_embedding=not args.no_decay_embedding,
                       decay_unembedding=not args.no_decay_unembedding, grad_accum=args.grad_accum,
-                      optimizer=args.optimizer)
+                      optimizer=args.optimizer, loss_weighting=args.loss_weighting)
     slurm = SlurmOptions(partition=args.slurm_partition, time_min=args.slurm_time, gpus=args.slurm_gpus,
                          cpus=args.slurm_cpus, mem_gb=args.slurm_mem_gb)
     res = lm_sweep(tf, args.lams, range(args.seeds), cfg, out=out, heldout_fraction=args.heldout_fraction,
@@ -167,7 +171,8 @@ def _train(args) -> int:
     header = (f"Corpus: {corpus}, {tf.n_tokens:,} tokens (vocabulary {tf.vocab_size:,}); "
               f"model: {cfg.layers} layers, width {cfg.width}, context {cfg.context}, "
               f"{'tied' if cfg.tied else 'untied'} embeddings, {n_params:,} parameters; {cfg.steps} steps of "
-              f"{cfg.tokens_per_step:,} tokens, {cfg.optimizer} lr {cfg.lr:g}.")
+              f"{cfg.tokens_per_step:,} tokens, {cfg.optimizer} lr {cfg.lr:g}"
+              f"{'' if cfg.loss_weighting == 'none' else ', ' + cfg.loss_weighting + ' loss weights'}.")
     print(header + "\n\n" + format_decay_table(res.decay_table))
     report = write_sweep_report(res, out, header=header, factored=_factored_lines(args, tf, cfg))
     s = res.summary("heldout")

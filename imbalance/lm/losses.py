@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from ..zipf import frequency_buckets
 
-__all__ = ["logits_of", "per_token_loss_sums", "loss_summary"]
+__all__ = ["logits_of", "token_cross_entropy", "per_token_loss_sums", "loss_summary"]
 
 
 def logits_of(model, x: torch.Tensor) -> torch.Tensor:
@@ -26,16 +26,29 @@ def logits_of(model, x: torch.Tensor) -> torch.Tensor:
     return out.logits if hasattr(out, "logits") else out
 
 
+def token_cross_entropy(logits: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over the N targets of w_y · CE (the training loss; w = 1 without ``weights``):
+    logits (..., V), targets y (...), weights (V,) per target id (the 1/(nπ) reweighting of
+    ``imbalance.optim.lm.balanced_weights``)."""
+    flat = logits.float().reshape(y.numel(), -1)  # (N, V)
+    if weights is None:
+        return F.cross_entropy(flat, y.reshape(-1))
+    return (F.cross_entropy(flat, y.reshape(-1), reduction="none") * weights[y.reshape(-1)]).mean()  # (N,) → ()
+
+
 def _autocast(device: torch.device, bf16: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
 @torch.no_grad()
 def per_token_loss_sums(model, windows: torch.Tensor, vocab_size: int, *, batch_size: int = 32, device=None,
-                        bf16: bool = False, progress=None) -> tuple[np.ndarray, np.ndarray]:
+                        bf16: bool = False, progress=None, logit_bias=None) -> tuple[np.ndarray, np.ndarray]:
     """(Σ CE per target id (V,) float64, occurrences per target id (V,) int64) over ``windows``
-    (n, T+1): inputs ``w[:, :-1]``, targets ``w[:, 1:]``. The model is put in eval mode."""
+    (n, T+1): inputs ``w[:, :-1]``, targets ``w[:, 1:]``. The model is put in eval mode.
+    ``logit_bias`` (V,) is added to the logits first (post-hoc logit adjustment −τ log π,
+    ``imbalance.sim.paradox.posthoc_bias``)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    bias = None if logit_bias is None else torch.as_tensor(logit_bias, dtype=torch.float32, device=device)  # (V,)
     was_training = model.training
     model.eval()
     sums = torch.zeros(vocab_size, dtype=torch.float64, device=device)  # (V,)
@@ -46,7 +59,8 @@ def per_token_loss_sums(model, windows: torch.Tensor, vocab_size: int, *, batch_
             with _autocast(device, bf16):
                 logits = logits_of(model, w[:, :-1])  # (b, T, V')
             y = w[:, 1:].reshape(-1)  # (bT,)
-            ce = F.cross_entropy(logits.float().reshape(y.numel(), -1), y, reduction="none")  # (bT,)
+            logits = logits.float() if bias is None else logits.float() + bias  # (b, T, V')
+            ce = F.cross_entropy(logits.reshape(y.numel(), -1), y, reduction="none")  # (bT,)
             sums.index_add_(0, y, ce.double())
             counts.index_add_(0, y, torch.ones_like(y))
             if progress is not None:

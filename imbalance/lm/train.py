@@ -24,18 +24,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .._progress import progress_bar
 from .._validate import as_choice, as_nonnegative, as_positive, as_positive_int
 from ..optim.hooks import OPTIMIZERS, fair_adamw, token_row_params
 from ..sim.checkpoint import SweepStore
 from ..sim.devices import resolve_device
-from .losses import logits_of, loss_summary, per_token_loss_sums
+from .losses import logits_of, loss_summary, per_token_loss_sums, token_cross_entropy
 from .model import GPTConfig, build_gpt, decay_table, param_groups
 from .tokens import TokenSplit
 
-__all__ = ["TrainConfig", "RunResult", "train_run", "run_fingerprint", "lr_at"]
+__all__ = ["TrainConfig", "RunResult", "train_run", "run_fingerprint", "lr_at", "loss_weights", "LOSS_WEIGHTINGS"]
+
+LOSS_WEIGHTINGS = ("none", "inverse-frequency")
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class TrainConfig:
     bucket_scheme: str = "log3"
     grad_accum: int = 1  # micro-batches per step (batch_size a multiple of it): same step, less memory
     optimizer: str = "adamw"  # or a FairAdamW variant on the token rows (imbalance.optim.hooks.OPTIMIZERS)
+    loss_weighting: str = "none"  # or "inverse-frequency": target v's CE weighted by 1/(n π_v) (``loss_weights``)
 
     def __post_init__(self):
         for name in ("layers", "width", "heads", "context", "steps", "batch_size", "eval_every", "eval_tokens",
@@ -77,6 +79,7 @@ class TrainConfig:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got min_lr_ratio={self.min_lr_ratio!r}")
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         as_choice(self.optimizer, "optimizer", set(OPTIMIZERS))
+        as_choice(self.loss_weighting, "loss_weighting", set(LOSS_WEIGHTINGS))
         if self.batch_size % self.grad_accum:
             raise ValueError(f"batch_size must be a multiple of grad_accum, got batch_size={self.batch_size}, "
                              f"grad_accum={self.grad_accum}")
@@ -110,12 +113,25 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def config_dict(cfg: TrainConfig) -> dict:
-    """The stored form of ``cfg``; ``optimizer`` only when it is not plain AdamW, so that runs stored
-    before the field existed keep their identity."""
+    """The stored form of ``cfg``; ``optimizer`` and ``loss_weighting`` only when they are not the
+    defaults (plain AdamW, unweighted CE), so that runs stored before the fields existed keep their identity."""
     d = dataclasses.asdict(cfg)
     if d["optimizer"] == "adamw":
         del d["optimizer"]
+    if d["loss_weighting"] == "none":
+        del d["loss_weighting"]
     return d
+
+
+def loss_weights(cfg: TrainConfig, pi, device="cpu") -> torch.Tensor | None:
+    """Per-target-id loss weights (V,) of ``cfg.loss_weighting``: None for "none"; for
+    "inverse-frequency" 1/(n π_v) over the n types with π_v > 0 (0 for unseen types), the token-balanced
+    CE of the copy-task LM (``imbalance.optim.lm.balanced_weights``), π = training-split frequencies."""
+    if cfg.loss_weighting == "none":
+        return None
+    from ..optim.lm import balanced_weights
+
+    return torch.as_tensor(balanced_weights(pi), dtype=torch.float32, device=device)  # (V,)
 
 
 def run_fingerprint(split: TokenSplit, lam: float, seed: int, cfg: TrainConfig) -> str:
@@ -163,8 +179,8 @@ def _restore(store, model, opt, gen) -> tuple[int, list]:
     return int(state["step"]), store.read_results()
 
 
-def _train_step(model, fwd, opt, split, gen, cfg, device, autocast, step) -> torch.Tensor:
-    """One AdamW step on a freshly sampled batch (``grad_accum`` micro-batches); its mean loss."""
+def _train_step(model, fwd, opt, split, gen, cfg, device, autocast, step, weights=None) -> torch.Tensor:
+    """One AdamW step on a freshly sampled batch (``grad_accum`` micro-batches); its mean (weighted) loss."""
     x, y = split.sample(gen, cfg.batch_size)  # (B, T), (B, T)
     x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
     for g in opt.param_groups:
@@ -174,7 +190,7 @@ def _train_step(model, fwd, opt, split, gen, cfg, device, autocast, step) -> tor
     for xm, ym in zip(x.chunk(cfg.grad_accum), y.chunk(cfg.grad_accum)):  # (B/k, T) each
         with autocast:
             logits = logits_of(fwd, xm)  # (B/k, T, V)
-        part = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), ym.reshape(-1)) / cfg.grad_accum
+        part = token_cross_entropy(logits, ym, weights) / cfg.grad_accum
         part.backward()
         loss += part.detach()
     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -212,8 +228,9 @@ def train_run(split: TokenSplit, lam: float, seed: int, cfg: TrainConfig, *, out
     bar = progress_bar(total=cfg.steps, initial=step, desc=f"λ={lam:g} seed={seed}", unit="step", enabled=progress)
     t0, tok0 = time.perf_counter(), step
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    weights = loss_weights(cfg, split.token_probs, device)  # (V,) or None
     while step < cfg.steps:
-        loss = _train_step(model, fwd, opt, split, gen, cfg, device, autocast, step)
+        loss = _train_step(model, fwd, opt, split, gen, cfg, device, autocast, step, weights)
         step += 1
         bar.update(1)
         if progress and step % 10 == 0:  # .item() waits for the device: not every step
