@@ -1,0 +1,128 @@
+"""The factored bigram LM trained with ``FairAdamW`` (checks of T6b's factored extension against simulation).
+
+Model z_x = r W e_x (``imbalance.sim.FactoredBigram``: unembedding W (V, d), embedding E (C, d), both
+decayed), every variant's options on the rows of both matrices, as ``imbalance.optim.hooks.fair_adamw``
+puts them on a language model's token rows. R = λ's × seeds replicas of a variant, as parameters of one
+``FairAdamW``: one group per (variant, λ, matrix), holding the seeds' replicas as one (S·rows, d) matrix
+(row options act on each row alone; row scale tiled), or with ``coupled`` as (rows, S·d), so that the mean
+over rows stays within each replica's columns. Every replica draws its own batches; the initialisation of
+seed s is the sweep's (``imbalance.reproduce.adamw_shared.seed_init``), so T10's prediction from the same
+init is comparable seed by seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .._validate import as_positive_int
+from .adamw import FairAdamW
+
+__all__ = ["FactoredRun", "train_factored"]
+
+
+@dataclass(frozen=True)
+class FactoredRun:
+    """``loss_per_token_avg`` (n_variants, L, S, V): per-token training loss at the iterate average of the
+    last ``average_last`` steps; ``loss_per_token`` the same at the final iterate; ``variants`` in order."""
+
+    loss_per_token_avg: np.ndarray
+    loss_per_token: np.ndarray
+    variants: tuple
+    lams: np.ndarray
+    seeds: tuple
+    steps: int
+    average_last: int
+
+
+def _store(init, S, rows, d, coupled):
+    """The replicas (S, rows, d) of one matrix as one leaf parameter and its (S, rows, d) view."""
+    if coupled:
+        p = init.permute(1, 0, 2).reshape(rows, S * d).clone().requires_grad_(True)   # (rows, S·d)
+        return p, p.view(rows, S, d).permute(1, 0, 2)                                  # (S, rows, d)
+    p = init.reshape(S * rows, d).clone().requires_grad_(True)                         # (S·rows, d)
+    return p, p.view(S, rows, d)
+
+
+def _groups(variant, lam, W0, E0):
+    """(FairAdamW groups for W and E, their (S, rows, d) views) of one (variant, λ)."""
+    unknown = set(variant) - {"row_decay_scale", "lazy", "coupled"}
+    if unknown:
+        raise ValueError(f"variants may set row_decay_scale, lazy, coupled; got {sorted(unknown)}")
+    coupled = bool(variant.get("coupled", False))
+    S, d = W0.shape[0], W0.shape[2]
+    groups, views = [], []
+    for init in (W0, E0):
+        rows = init.shape[1]
+        p, view = _store(init, S, rows, d, coupled)
+        opts = dict(variant)
+        scale = opts.get("row_decay_scale")
+        if scale is not None:
+            scale = np.asarray(scale, dtype=np.float64)
+            if scale.shape != (rows,):
+                raise ValueError(f"row_decay_scale must have one entry per row ({rows}), got shape {scale.shape}")
+            opts["row_decay_scale"] = scale if coupled else np.tile(scale, S)
+        groups.append({"params": [p], "weight_decay": float(lam), **opts})
+        views.append(view)
+    return groups, views
+
+
+def train_factored(task, lams, *, model, batch_size, lr, steps, variants=({},), seeds=(0,), average_last=None,
+                   betas=(0.9, 0.999), eps=1e-8, seed=0) -> FactoredRun:
+    """Train ``model`` (a ``FactoredBigram``, untied) on ``task`` (a ``BigramTask``) with ``FairAdamW`` for
+    every variant (a dict of its group options), λ in ``lams`` and seed in ``seeds``, all in one loop.
+
+    Batches of ``batch_size`` i.i.d. pairs per replica from one ``torch.Generator(seed)``; the gradient of
+    each replica is its own minibatch-mean cross-entropy gradient (autograd, float64).
+    """
+    if model.tied:
+        raise ValueError("train_factored trains the untied model, got tied=True")
+    B = as_positive_int(batch_size, "batch_size")
+    steps = as_positive_int(steps, "steps")
+    average_last = steps // 4 if average_last is None else as_positive_int(average_last, "average_last")
+    if average_last > steps:
+        raise ValueError(f"average_last must be <= steps={steps}, got average_last={average_last}")
+    lams = np.atleast_1d(np.asarray(lams, dtype=np.float64))
+    seeds, variants = tuple(int(s) for s in seeds), tuple(dict(v) for v in variants)
+    init = model.init(task, [torch.Generator().manual_seed(s) for s in seeds], torch.float64)
+    W0, E0 = init["W"], init["E"]                                                      # (S, V, d), (S, C, d)
+    groups, views = [], []
+    for v in variants:
+        for lam in lams:
+            g, w = _groups(v, lam, W0, E0)
+            groups += g
+            views.append(w)
+    opt = FairAdamW(groups, lr=lr, betas=betas, eps=eps)
+    S, C, V = len(seeds), task.n_contexts, task.vocab_size
+    N = len(views) * S
+    gen = torch.Generator().manual_seed(int(seed))
+    total = None
+    for step in range(steps):
+        ctx, tgt = (t.view(N, B) for t in task.sample(gen, N * B))                     # (N, B) each
+        W = torch.cat([w for w, _ in views])                                           # (N, V, d)
+        E = torch.cat([e for _, e in views])                                           # (N, C, d)
+        e = task.r * torch.gather(E, 1, ctx.unsqueeze(-1).expand(-1, -1, E.shape[2]))  # (N, B, d)
+        logits = torch.bmm(e, W.transpose(1, 2))                                       # (N, B, V)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(N * B, V), tgt.reshape(-1), reduction="sum") / B
+        opt.zero_grad(set_to_none=False)
+        loss.backward()
+        opt.step()
+        if step >= steps - average_last:
+            with torch.no_grad():
+                snap = (torch.cat([w for w, _ in views]), torch.cat([e for _, e in views]))
+                total = snap if total is None else (total[0] + snap[0], total[1] + snap[1])
+    with torch.no_grad():
+        final = (torch.cat([w for w, _ in views]), torch.cat([e for _, e in views]))
+        shape = (len(variants), lams.size, S, V)
+        avg = _loss_per_token(task, total[0] / average_last, total[1] / average_last).reshape(shape)
+        last = _loss_per_token(task, *final).reshape(shape)
+    return FactoredRun(loss_per_token_avg=avg, loss_per_token=last, variants=variants, lams=lams, seeds=seeds,
+                       steps=steps, average_last=average_last)
+
+
+def _loss_per_token(task, W, E) -> np.ndarray:
+    """W (N, V, d), E (N, C, d) → exact per-token training loss (N, V) of the bigram law."""
+    logp = torch.log_softmax(task.r * torch.bmm(E, W.transpose(1, 2)), dim=-1)       # (N, C, V)
+    return task.loss_per_token(logp).numpy()
