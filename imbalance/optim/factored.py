@@ -95,7 +95,7 @@ def train_factored(task, lams, *, model, batch_size, lr, steps, variants=({},), 
             groups += g
             views.append(w)
     opt = FairAdamW(groups, lr=lr, betas=betas, eps=eps)
-    S, C, V = len(seeds), task.n_contexts, task.vocab_size
+    S, V = len(seeds), task.vocab_size
     N = len(views) * S
     gen = torch.Generator().manual_seed(int(seed))
     total = None

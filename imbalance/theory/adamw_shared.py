@@ -306,7 +306,8 @@ def factored_bigram_adamw_equilibrium(counts, lam, *, init=None, lam_e=None, bat
     ``method="continuation"``: Euler steps ``h`` of the mean-field flow for flow time
     ``t_select`` (the escape from the initialisation, where the basin is chosen), then
     pseudo-transient continuation (Kelley & Keyes 1998) from pseudo time step ``dt0`` until
-    max|F| < ``tol`` or ``max_steps`` implicit steps (or ``patience`` steps without a new smallest max|F|); where it ends far from any equilibrium
+    max|F| < ``tol`` or ``max_steps`` implicit steps (or ``patience`` steps without a new smallest
+    max|F|); where it ends far from any equilibrium
     (max|F| ≥ ``FALLBACK_RESIDUAL``: sign-like coordinates, e.g. contexts with one successor or
     full batch, make F nearly discontinuous) it falls back to the flow if the system has at most
     ``FALLBACK_SIZE`` unknowns (V·d + C·d), and otherwise returns where it stopped. A result with
@@ -347,7 +348,8 @@ def _row_pair(value, name, V, C):
     try:
         a, b = (np.asarray(v, dtype=np.float64) for v in value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a pair (W rows (V,), E rows (C,)) of arrays, got {name}={value!r:.80}") from None
+        raise ValueError(f"{name} must be a pair (W rows (V,), E rows (C,)) of arrays, "
+                         f"got {name}={value!r:.80}") from None
     if a.shape != (V,) or b.shape != (C,):
         raise ValueError(f"{name} must be a pair of shapes ({V},), ({C},), got {a.shape}, {b.shape}")
     if not (np.isfinite(a).all() and np.isfinite(b).all()) or (a < 0).any() or (b < 0).any():
