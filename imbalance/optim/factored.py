@@ -20,7 +20,7 @@ import torch
 from .._validate import as_positive_int
 from .adamw import FairAdamW
 
-__all__ = ["FactoredRun", "train_factored"]
+__all__ = ["FactoredRun", "train_factored", "VARIANTS", "variant_options", "factored_rows", "markdown_table"]
 
 
 @dataclass(frozen=True)
@@ -126,3 +126,81 @@ def _loss_per_token(task, W, E) -> np.ndarray:
     """W (N, V, d), E (N, C, d) → exact per-token training loss (N, V) of the bigram law."""
     logp = torch.log_softmax(task.r * torch.bmm(E, W.transpose(1, 2)), dim=-1)       # (N, C, V)
     return task.loss_per_token(logp).numpy()
+
+
+VARIANTS = ("AdamW", "row-scaled ρ", "lazy decay", "lazy moments (LazyAdam)", "coupled (shared v)")
+_OPTIONS = {"AdamW": {}, "row-scaled ρ": {"row_decay_scale": None}, "lazy decay": {"lazy": "decay"},
+            "lazy moments (LazyAdam)": {"lazy": "moments"}, "coupled (shared v)": {"coupled": True}}
+
+
+def variant_options(name, pi, batch_size) -> dict:
+    """``FairAdamW`` group options of a variant name (``VARIANTS``); the row scale is ρ(B π), normalised
+    to max 1 (``row_decay_scale``), of the target frequencies π, for W and E rows alike."""
+    from ..theory.fair_decay import row_decay_scale
+
+    opts = dict(_OPTIONS[name])
+    if "row_decay_scale" in opts:
+        opts["row_decay_scale"] = row_decay_scale(pi, batch_size=batch_size)
+    return opts
+
+
+def factored_rows(task, *, width=4, lams=(0.4, 0.8), batch_size=64, seeds=(0, 1, 2, 3), steps=8000, lr=1e-2,
+                  init_scale=0.1, betas=(0.9, 0.999), eps=1e-8, variants=VARIANTS, seed=0) -> list[dict]:
+    """One row per (variant, λ, bucket): T6b's factored AdamW prediction (mean over the seeds' inits of the
+    equilibrium, ``adamw_seed_sd`` its spread; ``residual`` the worst certificate max|F|) against
+    ``FairAdamW`` training from the same inits (seed mean and 95 % CI of the iterate-averaged bucket loss),
+    and the verdict from the theory alone (``factored_fairness_verdict`` on the seed-mean bucket damage)."""
+    from .. import metrics
+    from ..sim import FactoredBigram
+    from ..theory.fair_factored import bucket_damage, factored_fair_adamw_equilibrium, factored_fairness_verdict
+
+    if task.n_contexts != task.vocab_size:
+        raise ValueError(f"factored_rows scales W and E rows alike: needs contexts = vocabulary, got "
+                         f"({task.n_contexts}, {task.vocab_size})")
+    model = FactoredBigram(width=width, init_scale=init_scale)
+    pi, lams = task.token_probs, np.asarray(lams, dtype=np.float64)
+    opts = [variant_options(v, pi, batch_size) for v in variants]
+    inits = model.init(task, [torch.Generator().manual_seed(s) for s in seeds], torch.float64)
+    pred, resid = [], []
+    for o in opts:
+        th = dict(decay_scale=o.get("row_decay_scale"), lazy=o.get("lazy", "none"), coupled=o.get("coupled", False))
+        eqs = [factored_fair_adamw_equilibrium(task.counts, lams, init=(inits["W"][i].numpy(), inits["E"][i].numpy()),
+                                               batch_size=batch_size, eps=eps, betas=betas, r=task.r, **th)
+               for i in range(len(seeds))]
+        pred.append(np.stack([e.loss_per_token for e in eqs], 1))              # (L, S, V)
+        resid.append(max(float(np.max(e.residual)) for e in eqs))
+    run = train_factored(task, lams, model=model, batch_size=batch_size, lr=lr, steps=steps, variants=opts,
+                         seeds=seeds, betas=betas, eps=eps, seed=seed)
+    ids, dmg = bucket_damage(np.stack(pred).mean(2), task.counts)             # (n_var, L, n_b)
+    plain = dmg[list(variants).index("AdamW")] if "AdamW" in variants else None
+    rows = []
+    for k, name in enumerate(variants):
+        for i, lam in enumerate(lams):
+            _, bp = metrics.bucket_loss(pred[k][i], pi)                       # (S, n_b)
+            _, bs = metrics.bucket_loss(run.loss_per_token_avg[k, i], pi)     # (S, n_b)
+            m, h = metrics.mean_ci(bs, axis=0)
+            verdict = factored_fairness_verdict(dmg[k, i], plain[i]) if plain is not None else ""
+            for j, b in enumerate(ids):
+                rows.append(dict(variant=name, lam=float(lam), bucket=int(b), verdict=verdict,
+                                 theory=float(bp[:, j].mean()), adamw_seed_sd=float(bp[:, j].std(ddof=1)),
+                                 sim=float(m[j]), sim_ci=float(h[j]), residual=resid[k],
+                                 min_window=float(batch_size * pi[metrics.frequency_buckets(pi) == b].min()
+                                                  / (1 - betas[1]))))
+    return rows
+
+
+def markdown_table(rows, settings: str) -> str:
+    """One line per (variant, λ): verdict, predicted / measured loss of every bucket, the largest relative
+    error and the largest 95 % CI relative to the measured loss."""
+    keys = sorted({(r["variant"], r["lam"]) for r in rows}, key=lambda k: (VARIANTS.index(k[0]), k[1]))
+    buckets = sorted({r["bucket"] for r in rows})
+    head = ("| variant | λ | verdict (theory) | " + " | ".join(f"bucket {b}: predicted / measured" for b in buckets)
+            + " | max rel. error | max CI / loss |")
+    lines = [settings, "", head, "|" + "---|" * (len(buckets) + 5)]
+    for name, lam in keys:
+        rs = sorted((r for r in rows if r["variant"] == name and r["lam"] == lam), key=lambda r: r["bucket"])
+        cells = " | ".join(f"{r['theory']:.3f} / {r['sim']:.3f}" for r in rs)
+        err = max(abs(r["theory"] / r["sim"] - 1) for r in rs)
+        ci = max(r["sim_ci"] / r["sim"] for r in rs)
+        lines.append(f"| {name} | {lam:g} | {rs[0]['verdict']} | {cells} | {100 * err:.2f} % | {100 * ci:.2f} % |")
+    return "\n".join(lines)

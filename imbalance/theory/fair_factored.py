@@ -29,12 +29,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._validate import as_choice, as_count_matrix, as_positive, as_positive_int
+from ..metrics import bucket_loss
 from .adamw_shared import SharedAdamWEquilibrium, bigram_law, factored_bigram_adamw_equilibrium
 from .fair_decay import LAZY, presence_probability
+from .loss_split import bayes_loss_per_token
 from .nuclear import as_rtol, solve_nuclear_softmax
 
 __all__ = ["FactoredRowScaled", "factored_row_scaled_equilibrium", "fair_adamw_row_options",
-           "factored_fair_adamw_equilibrium"]
+           "factored_fair_adamw_equilibrium", "bucket_damage", "factored_fairness_verdict"]
 
 
 @dataclass(frozen=True)
@@ -126,3 +128,39 @@ def factored_fair_adamw_equilibrium(counts, lam, *, init, batch_size, decay_scal
     opts = fair_adamw_row_options(counts, batch_size, decay_scale=decay_scale, lazy=lazy, coupled=coupled)
     kwargs.setdefault("patience", 300)
     return factored_bigram_adamw_equilibrium(counts, lam, init=init, batch_size=batch_size, **opts, **kwargs)
+
+
+def bucket_damage(loss_per_token, counts):
+    """(bucket ids, damage (..., n_b)): per log3 frequency bucket of the targets, the loss of
+    ``loss_per_token`` (..., V) minus that of the Bayes predictor q (``bayes_loss_per_token``): what the
+    model loses against the law it could at best learn."""
+    C = as_count_matrix(counts, "counts")
+    pi = np.asarray(C.sum(axis=0)).ravel() / C.sum()
+    ids, lb = bucket_loss(loss_per_token, pi)
+    return ids, lb - bucket_loss(bayes_loss_per_token(C), pi)[1]
+
+
+def factored_fairness_verdict(damage, plain_damage, *, tol=0.05) -> str:
+    """T6b's verdicts (``fair_decay.VERDICTS``) in the factored model, from per-bucket damage (n_b,)
+    (``bucket_damage``; bucket 0 the most frequent) of a variant and of plain AdamW at the same λ:
+
+    with t = damage of the rarest bucket / damage of the most frequent and t₀ the same for plain AdamW,
+    "fair" if every bucket's damage is within ``tol`` of the most frequent's; "over-corrects" if
+    t < 1 − ``tol`` (rare tokens lose less than frequent ones); "unchanged" if t = t₀ (to 1e-9); "worse" if
+    t > t₀; "partial" otherwise (between AdamW and fair). The one-hot verdict compares margins, which
+    grow as the loss falls, hence the reversed inequalities.
+    """
+    d, d0 = (np.asarray(x, dtype=np.float64) for x in (damage, plain_damage))
+    if d.ndim != 1 or d.shape != d0.shape or d.size < 2 or not (np.isfinite(d).all() and np.isfinite(d0).all()):
+        raise ValueError(f"damage and plain_damage must be finite 1-D arrays of the same length >= 2, got shapes "
+                         f"{d.shape}, {d0.shape}")
+    if d[0] <= 0 or d0[0] <= 0:
+        raise ValueError(f"the most frequent bucket must have positive damage, got {d[0]!r}, {d0[0]!r}")
+    t, t0 = d[-1] / d[0], d0[-1] / d0[0]
+    if np.all(np.abs(d / d[0] - 1) <= tol):
+        return "fair"
+    if t < 1 - tol:
+        return "over-corrects"
+    if abs(t - t0) <= 1e-9 * t0:
+        return "unchanged"
+    return "worse" if t > t0 else "partial"
