@@ -261,8 +261,11 @@ def t6b_factored_verdicts(fast=False):
             th = dict(decay_scale=o.get("row_decay_scale"), lazy=o.get("lazy", "none"), coupled=o.get("coupled", False))
             eq = factored_fair_adamw_equilibrium(task.counts, lam, init=init, batch_size=B, r=task.r, **th)
             damage.append(bucket_damage(eq.loss_per_token, task.counts)[1])
-            one_hot = fairness_verdict(pi, lam, batch_size=B, decay_scale=th["decay_scale"], lazy=th["lazy"],
-                                       coupled=th["coupled"])
+            try:
+                one_hot = fairness_verdict(pi, lam, batch_size=B, decay_scale=th["decay_scale"], lazy=th["lazy"],
+                                           coupled=th["coupled"])
+            except RuntimeError:  # the one-hot shared-moment solver's outer root (as in the one-hot grid)
+                one_hot = "no solution found"
             cells.append((eq.residual, one_hot))
         row = [str(B), f"{lam:g}"]
         for (res, one_hot), d in zip(cells, damage):
