@@ -153,6 +153,7 @@ def factored_rows(task, *, width=4, lams=(0.4, 0.8), batch_size=64, seeds=(0, 1,
     from .. import metrics
     from ..sim import FactoredBigram
     from ..theory.fair_factored import bucket_damage, factored_fair_adamw_equilibrium, factored_fairness_verdict
+    from ..theory.loss_split import bayes_loss_per_token
 
     if task.n_contexts != task.vocab_size:
         raise ValueError(f"factored_rows scales W and E rows alike: needs contexts = vocabulary, got "
@@ -172,6 +173,7 @@ def factored_rows(task, *, width=4, lams=(0.4, 0.8), batch_size=64, seeds=(0, 1,
     run = train_factored(task, lams, model=model, batch_size=batch_size, lr=lr, steps=steps, variants=opts,
                          seeds=seeds, betas=betas, eps=eps, seed=seed)
     ids, dmg = bucket_damage(np.stack(pred).mean(2), task.counts)             # (n_var, L, n_b)
+    bayes = metrics.bucket_loss(bayes_loss_per_token(task.counts), pi)[1]    # (n_b,)
     plain = dmg[list(variants).index("AdamW")] if "AdamW" in variants else None
     rows = []
     for k, name in enumerate(variants):
@@ -181,7 +183,7 @@ def factored_rows(task, *, width=4, lams=(0.4, 0.8), batch_size=64, seeds=(0, 1,
             m, h = metrics.mean_ci(bs, axis=0)
             verdict = factored_fairness_verdict(dmg[k, i], plain[i]) if plain is not None else ""
             for j, b in enumerate(ids):
-                rows.append(dict(variant=name, lam=float(lam), bucket=int(b), verdict=verdict,
+                rows.append(dict(variant=name, lam=float(lam), bucket=int(b), verdict=verdict, bayes=float(bayes[j]),
                                  theory=float(bp[:, j].mean()), adamw_seed_sd=float(bp[:, j].std(ddof=1)),
                                  sim=float(m[j]), sim_ci=float(h[j]), residual=resid[k],
                                  min_window=float(batch_size * pi[metrics.frequency_buckets(pi) == b].min()
@@ -190,17 +192,21 @@ def factored_rows(task, *, width=4, lams=(0.4, 0.8), batch_size=64, seeds=(0, 1,
 
 
 def markdown_table(rows, settings: str) -> str:
-    """One line per (variant, λ): verdict, predicted / measured loss of every bucket, the largest relative
-    error and the largest 95 % CI relative to the measured loss."""
+    """One line per (variant, λ): verdict, predicted damage (bucket loss − Bayes loss) of the rarest and the
+    most frequent bucket, predicted / measured loss of every bucket, the largest relative error and the
+    largest 95 % CI relative to the measured loss."""
     keys = sorted({(r["variant"], r["lam"]) for r in rows}, key=lambda k: (VARIANTS.index(k[0]), k[1]))
     buckets = sorted({r["bucket"] for r in rows})
-    head = ("| variant | λ | verdict (theory) | " + " | ".join(f"bucket {b}: predicted / measured" for b in buckets)
+    head = ("| variant | λ | verdict (theory) | damage rarest / most frequent (theory) | "
+            + " | ".join(f"bucket {b}: predicted / measured" for b in buckets)
             + " | max rel. error | max CI / loss |")
-    lines = [settings, "", head, "|" + "---|" * (len(buckets) + 5)]
+    lines = [settings, "", head, "|" + "---|" * (len(buckets) + 6)]
     for name, lam in keys:
         rs = sorted((r for r in rows if r["variant"] == name and r["lam"] == lam), key=lambda r: r["bucket"])
         cells = " | ".join(f"{r['theory']:.3f} / {r['sim']:.3f}" for r in rs)
         err = max(abs(r["theory"] / r["sim"] - 1) for r in rs)
         ci = max(r["sim_ci"] / r["sim"] for r in rs)
-        lines.append(f"| {name} | {lam:g} | {rs[0]['verdict']} | {cells} | {100 * err:.2f} % | {100 * ci:.2f} % |")
+        dmg = f"{rs[-1]['theory'] - rs[-1]['bayes']:.3f} / {rs[0]['theory'] - rs[0]['bayes']:.3f}"
+        lines.append(f"| {name} | {lam:g} | {rs[0]['verdict']} | {dmg} | {cells} | {100 * err:.2f} % | "
+                     f"{100 * ci:.2f} % |")
     return "\n".join(lines)
