@@ -35,7 +35,7 @@ def test_unknown_table_and_missing_block():
         pt.replace_block("no markers here", "t5_losses", "|a|")
 
 
-@pytest.mark.parametrize("name", ["t6b_factored", "t6b_factored_verdicts"])
+@pytest.mark.parametrize("name", ["t6b_factored", "t6b_factored_v32", "t6b_factored_verdicts"])
 def test_t6b_factored_blocks_hold_generated_tables(name):
     """The factored T6b tables train or solve for minutes (their small variant runs in
     tests/optim/test_fair_factored_simulation.py through the same ``factored_rows``): here, only that a

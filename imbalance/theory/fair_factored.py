@@ -121,12 +121,13 @@ def factored_fair_adamw_equilibrium(counts, lam, *, init, batch_size, decay_scal
     ``decay_scale``: the ``row_decay_scale`` of the rows, one array (contexts = vocabulary, as
     ``imbalance.optim.hooks.fair_adamw`` uses it) or a pair (W rows, E rows); ``lazy`` in
     {"none", "decay", "moments"}; ``coupled``; other keywords as
-    :func:`imbalance.theory.adamw_shared.factored_bigram_adamw_equilibrium`, with ``patience`` 300 by default
-    (the continuation's march to the root of these systems can stall for more than 60 steps before it
-    converges; with 60 it falls back to the much slower flow).
+    :func:`imbalance.theory.adamw_shared.factored_bigram_adamw_equilibrium`, with ``patience`` 1000 and
+    ``max_steps`` 3000 by default (on these systems the continuation's march can stall for hundreds of steps
+    before it converges; with that function's defaults it may stop uncertified or fall back to the slow flow).
     """
     opts = fair_adamw_row_options(counts, batch_size, decay_scale=decay_scale, lazy=lazy, coupled=coupled)
-    kwargs.setdefault("patience", 300)
+    kwargs.setdefault("patience", 1000)
+    kwargs.setdefault("max_steps", 3000)
     return factored_bigram_adamw_equilibrium(counts, lam, init=init, batch_size=batch_size, **opts, **kwargs)
 
 
