@@ -129,19 +129,17 @@ def _loss_per_token(task, W, E) -> np.ndarray:
 
 
 VARIANTS = ("AdamW", "row-scaled ρ", "lazy decay", "lazy moments (LazyAdam)", "coupled (shared v)")
-_OPTIONS = {"AdamW": {}, "row-scaled ρ": {"row_decay_scale": None}, "lazy decay": {"lazy": "decay"},
-            "lazy moments (LazyAdam)": {"lazy": "moments"}, "coupled (shared v)": {"coupled": True}}
+_HOOK_NAMES = dict(zip(VARIANTS, ("adamw", "row-scaled", "lazy-decay", "lazy-moments", "coupled")))
 
 
 def variant_options(name, pi, batch_size) -> dict:
-    """``FairAdamW`` group options of a variant name (``VARIANTS``); the row scale is ρ(B π), normalised
-    to max 1 (``row_decay_scale``), of the target frequencies π, for W and E rows alike."""
-    from ..theory.fair_decay import row_decay_scale
+    """``FairAdamW`` group options of a variant (``VARIANTS``), as ``hooks.variant_options`` gives them to a
+    language model's token rows: the row scale is ρ(B π) of the target frequencies, for W and E rows alike."""
+    from .hooks import variant_options as hook_options
 
-    opts = dict(_OPTIONS[name])
-    if "row_decay_scale" in opts:
-        opts["row_decay_scale"] = row_decay_scale(pi, batch_size=batch_size)
-    return opts
+    if name not in _HOOK_NAMES:
+        raise ValueError(f"name must be one of {VARIANTS}, got name={name!r}")
+    return hook_options(_HOOK_NAMES[name], pi=pi, tokens_per_batch=batch_size)
 
 
 def factored_rows(task, *, width=4, lams=(0.4, 0.8), batch_size=64, seeds=(0, 1, 2, 3), steps=8000, lr=1e-2,
