@@ -33,3 +33,13 @@ def test_unknown_table_and_missing_block():
         pt.render("t0")
     with pytest.raises(ValueError, match="no block"):
         pt.replace_block("no markers here", "t5_losses", "|a|")
+
+
+@pytest.mark.parametrize("name", ["t6b_factored", "t6b_factored_v32", "t6b_factored_verdicts"])
+def test_t6b_factored_blocks_hold_generated_tables(name):
+    """The factored T6b tables train or solve for minutes (their small variant runs in
+    tests/optim/test_fair_factored_simulation.py through the same ``factored_rows``): here, only that a
+    table written by the generator, which names itself, is in place."""
+    text = (pt.PROOFS / pt.TABLES[name][0]).read_text(encoding="utf-8")
+    block = text.split(f"<!-- table:{name} -->\n", 1)[1].split(f"<!-- /table:{name} -->", 1)[0]
+    assert f"proof_tables {name}`" in block and "\n|---|" in block

@@ -17,7 +17,8 @@ option reaches in the deterministic bigram is ``imbalance.theory.fair_decay.fair
 ``hooks.fair_adamw`` builds it for a Hugging Face model (the token rows get the options; also
 ``imbalance lm train --optimizer``); ``lm`` (copy-task LM) and ``real_text`` (GPT-2 on real text)
 measure every variant against plain AdamW, reweighting and post-hoc logit adjustment; ``pareto``
-tabulates and draws those rows.
+tabulates and draws those rows; ``factored`` trains the factored bigram LM with every variant against
+``imbalance.theory.fair_factored.factored_fair_adamw_equilibrium``.
 """
 
 from ..theory.fair_decay import row_decay_scale

@@ -109,19 +109,35 @@ def sample_moments(W, E, law: BigramLaw, r: float = 1.0):
     return mean_W, sq_W, mean_E, sq_E
 
 
-def _normalised(mean, sq, batch_size, eps):
-    """E[g]/(√E[g²] + ε) with E[g²] = E[G²]/B + (1 − 1/B)E[G]² (B = None: full batch, E[g]²)."""
+def _normalised(mean, sq, batch_size, eps, presence=1.0, shared=False):
+    """E[g]/(√(v/α) + ε) with v = E[g²] = E[G²]/B + (1 − 1/B)E[G]² (B = None: full batch, E[g]²),
+    α the per-row ``presence`` of lazy moments (1: dense); ``shared``: v replaced by its mean over rows."""
     v = mean * mean if batch_size is None else sq / batch_size + (1.0 - 1.0 / batch_size) * mean * mean
+    if shared:
+        v = np.broadcast_to(v.mean(axis=0, keepdims=True), v.shape)  # (1, d): one second moment per column
+    if not np.isscalar(presence):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = np.where(presence > 0, v / presence, 0.0)  # a row never seen has g = 0
     den = np.sqrt(v) + eps
     return np.divide(mean, den, out=np.zeros_like(mean), where=den > 0)
 
 
-def stationarity(W, E, law: BigramLaw, lam, *, lam_e=None, batch_size=None, eps=1e-8, r=1.0):
-    """F = (F_W, F_E): the expected AdamW update direction per coordinate, zero at equilibrium."""
+def stationarity(W, E, law: BigramLaw, lam, *, lam_e=None, batch_size=None, eps=1e-8, r=1.0, row_decay=None,
+                 moment_presence=None, shared_second_moment=False):
+    """F = (F_W, F_E): the expected AdamW update direction per coordinate, zero at equilibrium.
+
+    Row options (``FairAdamW``, proofs/T6b_fair_optimizers.md), pairs (W rows (V,), E rows (C,)):
+    ``row_decay`` multiplies λ per row (scale × probability that the decay is applied);
+    ``moment_presence`` α per row (lazy moments: E[g | seen] = E[g]/α, E[g² | seen] = E[g²]/α, and the
+    whole update happens in a fraction α of the steps, so the expected drift is E[g]/(√(E[g²]/α) + ε) +
+    λ α θ: α also belongs in ``row_decay``); ``shared_second_moment``: E[g²] averaged over the rows of
+    each matrix, per column (Coupled Adam)."""
     mW, sW, mE, sE = sample_moments(W, E, law, r)
     le = lam if lam_e is None else lam_e
-    return (_normalised(mW, sW, batch_size, eps) + lam * W,
-            _normalised(mE, sE, batch_size, eps) + le * E)
+    cW, cE = (1.0, 1.0) if row_decay is None else (row_decay[0][:, None], row_decay[1][:, None])
+    aW, aE = (1.0, 1.0) if moment_presence is None else (moment_presence[0][:, None], moment_presence[1][:, None])
+    return (_normalised(mW, sW, batch_size, eps, aW, shared_second_moment) + lam * cW * W,
+            _normalised(mE, sE, batch_size, eps, aE, shared_second_moment) + le * cE * E)
 
 
 @dataclass(frozen=True)
@@ -186,15 +202,17 @@ def _polish(theta, F, method):
         return theta
 
 
-def _one(law, lam, lam_e, W0, E0, B, eps, r, solver):
-    """The equilibrium the mean-field flow reaches from (W0, E0): ((W, E), residual, flow time)."""
+def _one(law, lam, lam_e, W0, E0, B, eps, r, solver, rows=None):
+    """The equilibrium the mean-field flow reaches from (W0, E0): ((W, E), residual, flow time).
+    ``rows``: the row options of :func:`stationarity` (a dict, None for plain AdamW)."""
     V, d = W0.shape
+    rows = rows or {}
 
     def split(theta):
         return theta[:V * d].reshape(V, d), theta[V * d:].reshape(-1, d)
 
     def F(theta):
-        fW, fE = stationarity(*split(theta), law, lam, lam_e=lam_e, batch_size=B, eps=eps, r=r)
+        fW, fE = stationarity(*split(theta), law, lam, lam_e=lam_e, batch_size=B, eps=eps, r=r, **rows)
         return np.concatenate([fW.ravel(), fE.ravel()])
 
     theta0 = np.concatenate([W0.ravel(), E0.ravel()])
@@ -202,8 +220,16 @@ def _one(law, lam, lam_e, W0, E0, B, eps, r, solver):
         theta, res, t = _continuation(theta0, F, solver)
         if res < FALLBACK_RESIDUAL or theta.size > FALLBACK_SIZE:
             return split(theta), res, t
-    theta, res, t = _flow_and_polish(theta0, F, lam, lam_e, solver)  # the reference, or the fallback
+    slow = _slowest_decays(lam, lam_e, rows.get("row_decay"))
+    theta, res, t = _flow_and_polish(theta0, F, *slow, solver)  # the reference, or the fallback
     return split(theta), res, t
+
+
+def _slowest_decays(lam, lam_e, row_decay):
+    """(λ_W, λ_E) times their smallest positive row multiplier: the slowest relaxation rates."""
+    if row_decay is None:
+        return lam, lam_e
+    return tuple(a * (float(c[c > 0].min()) if (c > 0).any() else 1.0) for a, c in zip((lam, lam_e), row_decay))
 
 
 def _continuation(theta, F, solver):
@@ -211,7 +237,8 @@ def _continuation(theta, F, solver):
     Jacobian ~ 1/|θ| is too stiff for large implicit steps and the basin is chosen), then
     pseudo-transient continuation from Δt = ``dt0`` to max|F| < ``tol``."""
     theta, t, _ = _flow(theta, F, h=solver["h"], t_max=solver["t_select"], tol=solver["tol"])
-    out = pseudo_transient(F, theta, dt0=solver["dt0"], tol=solver["tol"], max_steps=solver["max_steps"])
+    out = pseudo_transient(F, theta, dt0=solver["dt0"], tol=solver["tol"], max_steps=solver["max_steps"],
+                           patience=solver["patience"])
     return out.theta, out.residual, t + out.time
 
 
@@ -249,7 +276,7 @@ def _as_init(init, V, C):
     return W0, E0
 
 
-def _solver_options(method, h, t_max, polish, t_select, dt0, tol, max_steps):
+def _solver_options(method, h, t_max, polish, t_select, dt0, tol, max_steps, patience=60):
     if method not in ("continuation", "flow"):
         raise ValueError(f"method must be 'continuation' or 'flow', got method={method!r}")
     if polish not in ("auto", "hybr", "krylov", "none"):
@@ -258,13 +285,15 @@ def _solver_options(method, h, t_max, polish, t_select, dt0, tol, max_steps):
         t_max = as_positive(t_max, "t_max")
     return dict(method=method, h=as_positive(h, "h"), t_max=t_max, polish=polish,
                 t_select=as_nonnegative(t_select, "t_select"), dt0=as_positive(dt0, "dt0"),
-                tol=as_positive(tol, "tol"), max_steps=as_positive_int(max_steps, "max_steps"))
+                tol=as_positive(tol, "tol"), max_steps=as_positive_int(max_steps, "max_steps"),
+                patience=as_positive_int(patience, "patience"))
 
 
 def factored_bigram_adamw_equilibrium(counts, lam, *, init=None, lam_e=None, batch_size=None, eps=1e-8,
                                       betas=(0.9, 0.999), r=1.0, method="continuation", h=0.02,
                                       t_select=1.0, dt0=0.1, tol=1e-10, max_steps=500, t_max=None,
-                                      polish="auto") -> SharedAdamWEquilibrium:
+                                      polish="auto", row_decay=None, moment_presence=None,
+                                      shared_second_moment=False, patience=60) -> SharedAdamWEquilibrium:
     """AdamW equilibrium of the factored bigram LM z_x = r W e_x, selected from ``init``.
 
     ``counts`` (C × V); ``lam`` (λ of W, and of E unless ``lam_e``) scalar or 1-D;
@@ -277,13 +306,18 @@ def factored_bigram_adamw_equilibrium(counts, lam, *, init=None, lam_e=None, bat
     ``method="continuation"``: Euler steps ``h`` of the mean-field flow for flow time
     ``t_select`` (the escape from the initialisation, where the basin is chosen), then
     pseudo-transient continuation (Kelley & Keyes 1998) from pseudo time step ``dt0`` until
-    max|F| < ``tol`` or ``max_steps`` implicit steps; where it ends far from any equilibrium
+    max|F| < ``tol`` or ``max_steps`` implicit steps (or ``patience`` steps without a new smallest
+    max|F|); where it ends far from any equilibrium
     (max|F| ≥ ``FALLBACK_RESIDUAL``: sign-like coordinates, e.g. contexts with one successor or
     full batch, make F nearly discontinuous) it falls back to the flow if the system has at most
     ``FALLBACK_SIZE`` unknowns (V·d + C·d), and otherwise returns where it stopped. A result with
     ``residual`` ≥ ``tol`` is not a certified equilibrium. ``method="flow"``: Euler steps ``h``
     for up to ``t_max`` (default 60/λ) and a root polish (``polish``: "auto", "hybr", "krylov"
     or "none"), the slow reference.
+
+    Row options of ``FairAdamW`` (:func:`stationarity`; the variants are mapped onto them by
+    :func:`imbalance.theory.fair_factored.factored_fair_adamw_equilibrium`): ``row_decay`` and
+    ``moment_presence`` pairs (W rows (V,), E rows (C,)) of finite values ≥ 0, ``shared_second_moment``.
     """
     law = bigram_law(counts)
     C, V = law.shape
@@ -293,10 +327,11 @@ def factored_bigram_adamw_equilibrium(counts, lam, *, init=None, lam_e=None, bat
     eps = as_nonnegative(eps, "eps")
     r = as_positive(r, "r")
     b2 = _beta2(betas)
-    solver = _solver_options(method, h, t_max, polish, t_select, dt0, tol, max_steps)
+    solver = _solver_options(method, h, t_max, polish, t_select, dt0, tol, max_steps, patience)
     W0, E0 = _as_init(init, V, C)
+    opts = _row_options(row_decay, moment_presence, shared_second_moment, V, C)
     pi = law.pi
-    rows = [_one(law, float(a), float(b), W0, E0, B, eps, r, solver) for a, b in zip(lams, lams_e)]
+    rows = [_one(law, float(a), float(b), W0, E0, B, eps, r, solver, opts) for a, b in zip(lams, lams_e)]
     fields = [_summary(W, E, law, pi, r) + (res, t) for (W, E), res, t in rows]
     names = ("loss_per_token", "aggregate_loss", "token_balanced_loss", "W", "E", "singular_values", "rank",
              "unembedding_norms", "embedding_norms", "residual", "flow_time")
@@ -305,6 +340,33 @@ def factored_bigram_adamw_equilibrium(counts, lam, *, init=None, lam_e=None, bat
         lam=float(lams[0]) if scalar else lams, lam_e=float(lams_e[0]) if scalar else np.array(lams_e),
         batch_size=B, eps=eps, token_frequency=pi,
         occurrences_per_window=(np.inf if B is None else B) * pi / (1.0 - b2), **out)
+
+
+def _row_pair(value, name, V, C):
+    if value is None:
+        return None
+    try:
+        a, b = (np.asarray(v, dtype=np.float64) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair (W rows (V,), E rows (C,)) of arrays, "
+                         f"got {name}={value!r:.80}") from None
+    if a.shape != (V,) or b.shape != (C,):
+        raise ValueError(f"{name} must be a pair of shapes ({V},), ({C},), got {a.shape}, {b.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()) or (a < 0).any() or (b < 0).any():
+        raise ValueError(f"{name} must hold finite values >= 0, got min {min(a.min(), b.min())!r}")
+    return a, b
+
+
+def _row_options(row_decay, moment_presence, shared, V, C):
+    """The validated row options (a dict of :func:`stationarity` keywords), None when all are off."""
+    if not isinstance(shared, (bool, np.bool_)):
+        raise ValueError(f"shared_second_moment must be True or False, got shared_second_moment={shared!r}")
+    presence = _row_pair(moment_presence, "moment_presence", V, C)
+    if presence is not None and any((p > 1).any() for p in presence):
+        raise ValueError("moment_presence must lie in [0, 1] (a probability per row)")
+    opts = dict(row_decay=_row_pair(row_decay, "row_decay", V, C), moment_presence=presence,
+                shared_second_moment=bool(shared))
+    return opts if (opts["row_decay"] is not None or presence is not None or shared) else None
 
 
 def _beta2(betas):
