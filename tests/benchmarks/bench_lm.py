@@ -143,3 +143,103 @@ def test_audit_throughput(setup, layers, width, n_tokens):
     print(f"\naudit ({layers} layers, width {width}) tokens/s, median (min–max) of {REPEATS}: "
           f"{_spread('audit', ours)}; {_spread('plain forward', plain)}; ratio {ratio:.3f}")
     assert ratio >= 0.9
+
+
+def _sequential_steps(models, lams, cfg):
+    """One training step per model, one model after another (what ``lm_sweep`` runs)."""
+    from imbalance.lm.model import param_groups
+
+    opts = [torch.optim.AdamW(param_groups(m, lam), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+            for m, lam in zip(models, lams)]
+
+    def step(x, y):  # (S, B, T) each
+        losses = []
+        for m, o, xs, ys in zip(models, opts, x, y):
+            logits = m(input_ids=xs).logits  # (B, T, V)
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ys.reshape(-1))
+            o.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(m.parameters(), cfg.grad_clip)
+            o.step()
+            losses.append(loss.detach())
+        return torch.stack(losses)  # (S,)
+
+    return step
+
+
+def _stacked_steps(models, lams, cfg):
+    """The same S models as one: parameters stacked (S, ...) by ``torch.func.stack_module_state``,
+    the forward pass ``vmap`` of ``functional_call`` (eager attention: the fused CPU attention
+    kernel has no batching rule), per-model gradient clipping, per-model decoupled decay
+    p ← (1 − lr λ_s) p on the decayed tensors, then one AdamW step without decay on the stacks —
+    AdamW's own order of operations, so each slice follows its sequential run."""
+    import copy
+
+    from torch.func import functional_call, stack_module_state, vmap
+
+    from imbalance.lm.model import decay_table
+
+    S = len(models)
+    base = copy.deepcopy(models[0])
+    base.config._attn_implementation = "eager"
+    params, buffers = stack_module_state(models)
+    params = {k: v.detach().requires_grad_() for k, v in params.items()}
+    decayed = {r["name"] for r in decay_table(models[0]) if r["decayed"]}
+    lam = torch.tensor(lams, dtype=torch.float32)  # (S,)
+    opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=0.0)
+
+    def loss_of(p, b, x, y):
+        logits = functional_call(base, (p, b), (), {"input_ids": x}).logits  # (B, T, V)
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+    batched = vmap(loss_of)
+
+    def step(x, y):  # (S, B, T) each
+        losses = batched(params, buffers, x, y)  # (S,)
+        opt.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        grads = [p.grad for p in params.values()]
+        norms = torch.stack([g.reshape(S, -1).pow(2).sum(1) for g in grads]).sum(0).sqrt()  # (S,)
+        coef = (cfg.grad_clip / (norms + 1e-6)).clamp(max=1.0)  # (S,) as clip_grad_norm_
+        with torch.no_grad():
+            for name, p in params.items():
+                shape = (S,) + (1,) * (p.ndim - 1)
+                p.grad.mul_(coef.view(shape))
+                if name in decayed:
+                    p.mul_((1 - cfg.lr * lam).view(shape))
+        opt.step()
+        return losses.detach()
+
+    return step
+
+
+@pytest.mark.parametrize("width", [32, 64, 96])
+def test_stacked_training_against_sequential(setup, width):
+    """S = 4 models (λ = 0, 0.1, 0.3, 1 at one seed, 2 layers, context 64, V = 2,048, 32 windows
+    a step) trained as one vmapped model against one after another: seconds per step of all S,
+    interleaved, median and spread. Both do the same arithmetic: their per-model losses agree at
+    every step (float32 rounding, amplified a little by Adam's normalisation: rtol 1e-4)."""
+    _, _, _, tf = setup
+    cfg = TrainConfig(layers=2, width=width, heads=4, context=64, batch_size=32, lr=1e-3)
+    split = TokenSplit(tf, cfg.context, 0.1)
+    lams = [0.0, 0.1, 0.3, 1.0]
+    seq = _sequential_steps([build_gpt(cfg.gpt(split.vocab_size), 0) for _ in lams], lams, cfg)
+    stk = _stacked_steps([build_gpt(cfg.gpt(split.vocab_size), 0) for _ in lams], lams, cfg)
+    gen = torch.Generator().manual_seed(0)
+    t_seq, t_stk = [], []
+    for i in range(8):
+        x, y = split.sample(gen, len(lams) * cfg.batch_size)  # (S B, T) each
+        x, y = x.view(len(lams), cfg.batch_size, -1), y.view(len(lams), cfg.batch_size, -1)
+        t0 = time.perf_counter()
+        a = seq(x, y)
+        t1 = time.perf_counter()
+        b = stk(x, y)
+        t2 = time.perf_counter()
+        if i:  # the first step of each warms up
+            t_seq.append(t1 - t0)
+            t_stk.append(t2 - t1)
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=0)
+    ratio = statistics.median(t_seq) / statistics.median(t_stk)
+    print(f"\nwidth {width}, S = {len(lams)}: seconds per step of all S, median (min–max) of {len(t_seq)}: "
+          f"sequential {statistics.median(t_seq):.3f} ({min(t_seq):.3f}–{max(t_seq):.3f}), stacked "
+          f"{statistics.median(t_stk):.3f} ({min(t_stk):.3f}–{max(t_stk):.3f}); stacked speed-up {ratio:.2f}×")
