@@ -116,7 +116,7 @@ class _Scorer:
     """Cross-entropy per position and the sum of the logits over positions, batch by batch.
 
     Fast path: when the output layer is an ``nn.Linear`` applied to the base model's last hidden
-    state h (checked on the first batch against the model's own logits, to float rounding), later
+    state h (checked on the first window against the model's own logits, to float rounding), the
     batches run the base model only and apply the output layer to ``rows`` positions at a time,
     each chunk's cross-entropy taken while its logits are still in cache; the logit sum is
     W (Σ h) + n b, a (d,) running sum. This costs less than the model's forward pass alone, which
@@ -141,26 +141,26 @@ class _Scorer:
         self.direct += flat.sum(0, dtype=torch.float64)
         return F.cross_entropy(flat, y, reduction="none"), flat
 
-    def _first(self, x, y):
-        """The whole model, with the base model's output caught by a hook to decide the path."""
+    def _decide(self, x):
+        """Run the whole model on the first window ``x`` (1, T), the base model's output caught by
+        a hook, and take the fast path iff the output layer of that output gives its logits."""
         caught = []
         handle = self.base.register_forward_hook(lambda m, i, out: caught.append(out[0]))
         try:
-            ce, flat = self._full(x, y)
+            with self.autocast:
+                logits = logits_of(self.lm, x)[0].float()  # (T, V)
         finally:
             handle.remove()
         self.fast = False
         if caught and caught[-1].shape[:-1] == x.shape:
             with self.autocast:
-                z = self.head(caught[-1][0]).float()  # (T, V): the first window is enough to tell
-            first = flat[: x.shape[1]]  # (T, V)
-            self.fast = bool((z - first).abs().max() <= 1e-5 * first.abs().max())
-        return ce
+                z = self.head(caught[-1][0]).float()  # (T, V)
+            self.fast = bool((z - logits).abs().max() <= 1e-5 * logits.abs().max())
 
     def __call__(self, x, y):
         """``x`` (b, T) inputs, ``y`` (bT,) targets → (bT,) cross-entropy, float32."""
         if self.fast is None:
-            return self._first(x, y)
+            self._decide(x[:1])
         if not self.fast:
             return self._full(x, y)[0]
         with self.autocast:

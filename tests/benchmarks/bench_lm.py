@@ -116,7 +116,7 @@ def test_training_throughput(setup):
     assert vs_plain >= 0.9 and vs_hf >= 0.9
 
 
-@pytest.mark.parametrize("layers, width, n_tokens", [(2, 128, 60_000), (4, 256, 30_000)])
+@pytest.mark.parametrize("layers, width, n_tokens", [(2, 128, 120_000), (4, 256, 40_000)])
 def test_audit_throughput(setup, layers, width, n_tokens):
     """Two shapes at V = 2,048: the smaller one spends the larger share of its forward pass in
     the output layer, where the audit's own work (a cross-entropy over V per position) adds most."""
