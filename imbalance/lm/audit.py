@@ -119,9 +119,11 @@ class _Scorer:
     state h (checked on the first window against the model's own logits, to float rounding), the
     batches run the base model only and apply the output layer to ``rows`` positions at a time,
     each chunk's cross-entropy taken while its logits are still in cache; the logit sum is
-    W (Σ h) + n b, a (d,) running sum. This costs less than the model's forward pass alone, which
-    writes out all (positions × V) logits. Otherwise (soft-capped or scaled logits, a head that is
-    not linear) every batch runs the whole model and its logits are summed directly."""
+    W (Σ h) + n b, a (d,) running sum. The (positions × V) logits of a batch are never held at
+    once (on a GPU with a large vocabulary they dominate the memory), and the cross-entropy reads
+    each chunk from cache instead of a second pass over all of them. Otherwise (soft-capped or
+    scaled logits, a head that is not linear) every batch runs the whole model and its logits are
+    summed directly."""
 
     def __init__(self, lm, V, device, autocast):
         self.lm, self.autocast = lm, autocast
