@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,14 +80,25 @@ def _encode_lines(tok, lines) -> np.ndarray:
     return np.fromiter(itertools.chain.from_iterable(e.ids for e in enc), dtype=np.int64)
 
 
-def _windows(text_path, tok, context, batch_size, max_tokens):
-    """Yield batches (b, context+1) int64 of consecutive windows of the text, encoded line by line."""
+def _read_and_encode(f, tok, chunk_chars):
+    """Token ids of the next ``chunk_chars`` characters of ``f`` (whole lines); None at the end."""
+    lines = f.readlines(chunk_chars)
+    return _encode_lines(tok, lines) if lines else None
+
+
+def _windows(text_path, tok, context, batch_size, max_tokens, chunk_chars=1 << 16):
+    """Yield batches (b, context+1) int64 of consecutive windows of the text, encoded line by line.
+
+    The next chunk of text is read and encoded in a background thread (the Rust tokenizer
+    releases the GIL) while the caller runs the model on the batches of this one."""
     buf = np.zeros(0, dtype=np.int64)
     need = batch_size * (context + 1)
     used = 0
-    with open(text_path, encoding="utf-8") as f:
-        while lines := f.readlines(1 << 18):
-            buf = np.concatenate([buf, _encode_lines(tok, lines)])
+    with open(text_path, encoding="utf-8") as f, ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(_read_and_encode, f, tok, chunk_chars // 8)  # a small first chunk starts soon
+        while (ids := pending.result()) is not None:
+            pending = pool.submit(_read_and_encode, f, tok, chunk_chars)
+            buf = np.concatenate([buf, ids])
             start = 0
             while buf.size - start >= need and (max_tokens is None or used < max_tokens):
                 used += need
@@ -100,52 +112,78 @@ def _windows(text_path, tok, context, batch_size, max_tokens):
         yield torch.from_numpy(buf[: n * (context + 1)]).view(n, context + 1)
 
 
-class _MeanLogit:
-    """Σ over positions of the logits. When the logits are the output layer applied to the last
-    hidden state (z = W h + b, checked on the first batch against the logits themselves), the
-    sum is W (Σ h) + n b: a (d,) running sum instead of a pass over (positions × V) logits;
-    otherwise (soft-capped or scaled logits) the logits are summed directly."""
+class _Scorer:
+    """Cross-entropy per position and the sum of the logits over positions, batch by batch.
 
-    def __init__(self, lm, V, device):
+    Fast path: when the output layer is an ``nn.Linear`` applied to the base model's last hidden
+    state h (checked on the first window against the model's own logits, to float rounding), the
+    batches run the base model only and apply the output layer to ``rows`` positions at a time,
+    each chunk's cross-entropy taken while its logits are still in cache; the logit sum is
+    W (Σ h) + n b, a (d,) running sum. The (positions × V) logits of a batch are never held at
+    once (on a GPU with a large vocabulary they dominate the memory), and the cross-entropy reads
+    each chunk from cache instead of a second pass over all of them. Otherwise (soft-capped or
+    scaled logits, a head that is not linear) every batch runs the whole model and its logits are
+    summed directly."""
+
+    def __init__(self, lm, V, device, autocast):
+        self.lm, self.autocast = lm, autocast
         self.head = lm.get_output_embeddings()
-        self.linear = isinstance(self.head, torch.nn.Linear)
-        self.checked = False
+        base = getattr(lm, getattr(lm, "base_model_prefix", ""), None)
+        self.base = base if isinstance(base, torch.nn.Module) and base is not lm else None
+        self.fast = None if isinstance(self.head, torch.nn.Linear) and self.base is not None else False
+        self.rows = max(64, (1 << 19) // V)  # ~2 MB of float32 logits per chunk
         self.h_sum = None
-        self.n = 0
+        self.n_fast = 0
         self.direct = torch.zeros(V, dtype=torch.float64, device=device)  # (V,)
-        self._h = None
-        self.handle = self.head.register_forward_hook(self._hook) if self.linear else None
 
-    def _hook(self, module, inputs, output):
-        self._h = inputs[0].detach()  # (b, T, d)
+    def _full(self, x, y):
+        with self.autocast:
+            logits = logits_of(self.lm, x)  # (b, T, V)
+        flat = logits.float().reshape(y.numel(), -1)  # (bT, V)
+        self.direct += flat.sum(0, dtype=torch.float64)
+        return F.cross_entropy(flat, y, reduction="none"), flat
 
-    def _head_sum(self, h_sum, n):
+    def _decide(self, x):
+        """Run the whole model on the first window ``x`` (1, T), the base model's output caught by
+        a hook, and take the fast path iff the output layer of that output gives its logits."""
+        caught = []
+        handle = self.base.register_forward_hook(lambda m, i, out: caught.append(out[0]))
+        try:
+            with self.autocast:
+                logits = logits_of(self.lm, x)[0].float()  # (T, V)
+        finally:
+            handle.remove()
+        self.fast = False
+        if caught and caught[-1].shape[:-1] == x.shape:
+            with self.autocast:
+                z = self.head(caught[-1][0]).float()  # (T, V)
+            self.fast = bool((z - logits).abs().max() <= 1e-5 * logits.abs().max())
+
+    def __call__(self, x, y):
+        """``x`` (b, T) inputs, ``y`` (bT,) targets → (bT,) cross-entropy, float32."""
+        if self.fast is None:
+            self._decide(x[:1])
+        if not self.fast:
+            return self._full(x, y)[0]
+        with self.autocast:
+            h = self.base(input_ids=x)[0].reshape(y.numel(), -1)  # (bT, d)
+        ce = torch.empty(y.numel(), dtype=torch.float32, device=y.device)  # (bT,)
+        for i in range(0, y.numel(), self.rows):
+            with self.autocast:
+                z = self.head(h[i:i + self.rows])  # (rows, V)
+            ce[i:i + self.rows] = F.cross_entropy(z.float(), y[i:i + self.rows], reduction="none")
+        hs = h.sum(0, dtype=torch.float64)  # (d,)
+        self.h_sum = hs if self.h_sum is None else self.h_sum + hs
+        self.n_fast += y.numel()
+        return ce
+
+    def logit_sum(self):
+        """(V,) float64: Σ over every scored position of the logits."""
+        if self.h_sum is None:
+            return self.direct
         b = self.head.bias
-        z = self.head.weight.double() @ h_sum  # (V,)
-        return z if b is None else z + n * b.double()
-
-    def add(self, flat):
-        """``flat`` (positions, V): this batch's logits."""
-        if not self.linear:
-            self.direct += flat.sum(0).double()
-            return
-        h = self._h.reshape(-1, self._h.shape[-1]).sum(0).double()  # (d,)
-        if not self.checked:
-            direct = flat.sum(0).double()
-            if not torch.allclose(self._head_sum(h, flat.shape[0]), direct, rtol=1e-3,
-                                  atol=1e-3 * float(direct.abs().max()) + 1e-6):
-                self.linear = False
-                self.handle.remove()
-                self.direct += direct
-                return
-            self.checked = True
-        self.h_sum = h if self.h_sum is None else self.h_sum + h
-        self.n += flat.shape[0]
-
-    def total(self):
-        if self.handle is not None:
-            self.handle.remove()
-        return self.direct if self.h_sum is None else self.direct + self._head_sum(self.h_sum, self.n)
+        z = self.head.weight.detach().double() @ self.h_sum  # (V,)
+        return self.direct + (z if b is None else z + self.n_fast * b.detach().double())
 
 
 def _count_tokens(text_path, tok, V) -> np.ndarray:
@@ -156,7 +194,7 @@ def _count_tokens(text_path, tok, V) -> np.ndarray:
     return counts
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def audit(model, text, *, freq_text=None, context: int | None = None, batch_size: int = 8,
           batch_tokens: int = 500_000, max_tokens: int | None = None, device="auto", scheme: str = "log3",
           progress: bool = True) -> AuditResult:
@@ -172,10 +210,10 @@ def audit(model, text, *, freq_text=None, context: int | None = None, batch_size
     emb = lm.get_input_embeddings().weight
     out_emb = lm.get_output_embeddings()
     V = emb.shape[0] if out_emb is None else out_emb.weight.shape[0]
-    sums = torch.zeros(V, dtype=torch.float64, device=device)
-    counts = torch.zeros(V, dtype=torch.int64, device=device)
-    logit_sum = _MeanLogit(lm, V, device)
+    sums = torch.zeros(V, dtype=torch.float64, device=device)  # (V,)
+    counts = torch.zeros(V, dtype=torch.int64, device=device)  # (V,)
     bf16 = device.type == "cuda"
+    score = _Scorer(lm, V, device, torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16))
     bar = progress_bar(desc="audit", unit="tok", unit_scale=True, enabled=progress)
     t0 = time.perf_counter()
     stream_counts = torch.zeros(V, dtype=torch.int64)  # (V,) every token of the evaluated windows
@@ -185,13 +223,9 @@ def audit(model, text, *, freq_text=None, context: int | None = None, batch_size
                              f"vocabulary of {V}")
         stream_counts += torch.bincount(w.view(-1), minlength=V)  # (V,)
         w = w.to(device, non_blocking=True)  # (b, T+1)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = logits_of(lm, w[:, :-1])  # (b, T, V)
         y = w[:, 1:].reshape(-1)  # (bT,)
-        flat = logits.float().reshape(y.numel(), -1)  # (bT, V)
-        sums.index_add_(0, y, F.cross_entropy(flat, y, reduction="none").double())
+        sums.index_add_(0, y, score(w[:, :-1], y).double())
         counts.index_add_(0, y, torch.ones_like(y))
-        logit_sum.add(flat)
         bar.update(y.numel())
     bar.close()
     elapsed = time.perf_counter() - t0
@@ -203,7 +237,7 @@ def audit(model, text, *, freq_text=None, context: int | None = None, batch_size
         raise ValueError(f"freq_text={str(freq_path)!r} encodes to no tokens")
     pi = counts_freq / counts_freq.sum()
     sums_np, counts_np = sums.cpu().numpy(), counts.cpu().numpy()
-    mean_logit = (logit_sum.total() / n).cpu().numpy()
+    mean_logit = (score.logit_sum() / n).cpu().numpy()
     slope, intercept = _offset_fit(mean_logit, pi)
     unemb = None if out_emb is None or out_emb.weight is emb else out_emb.weight.norm(dim=1).float().cpu().numpy()
     pos = pi[pi > 0]

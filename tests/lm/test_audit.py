@@ -67,3 +67,65 @@ def test_audit_bad_input(model_dir, corpus_file, tmp_path):
         audit(model_dir, tmp_path / "missing.txt", device="cpu", progress=False)
     with pytest.raises(ValueError, match="exceeds the model's 32 positions"):
         audit(model_dir, corpus_file, context=64, device="cpu", progress=False)
+
+
+def test_windows_across_chunks(corpus_file, tokenizer):
+    """Text read and encoded in 1,000-character chunks (many background encodes) gives the
+    windows of the whole text encoded at once, line by line, in order; the tail shorter than a
+    batch comes as a last, smaller batch."""
+    from transformers import PreTrainedTokenizerFast
+
+    from imbalance.lm.audit import _windows
+
+    tok = PreTrainedTokenizerFast(tokenizer_object=tokenizer)
+    got = torch.cat(list(_windows(corpus_file, tok, CONTEXT, 4, None, chunk_chars=1000)))  # (n, T+1)
+    lines = corpus_file.read_text().splitlines(keepends=True)
+    ids = [t for line in lines for t in tokenizer.encode(line, add_special_tokens=False).ids]
+    n = len(ids) // (CONTEXT + 1)
+    assert got.shape == (n, CONTEXT + 1)
+    np.testing.assert_array_equal(got.numpy().ravel(), ids[: n * (CONTEXT + 1)])
+
+
+def _soft_capped_gpt(cfg, seed):
+    """A GPT-2 whose logits are 5 tanh(z / 5) (final-logit soft-capping, as Gemma 2): not the
+    output layer applied to the last hidden state, so the audit must score its logits directly."""
+    from transformers import GPT2LMHeadModel
+
+    class SoftCapped(GPT2LMHeadModel):
+        def forward(self, *args, **kw):
+            out = super().forward(*args, **kw)
+            out.logits = 5 * torch.tanh(out.logits / 5)
+            return out
+
+    model = build_gpt(cfg, seed)
+    capped = SoftCapped(model.config)
+    capped.load_state_dict(model.state_dict())
+    return capped
+
+
+@pytest.mark.parametrize("capped", [False, True])
+def test_scorer_against_the_models_logits(split, capped):
+    """The audit's scorer (chunked output layer on the base model's hidden state for a plain GPT-2;
+    the whole model for a soft-capped one) against the cross-entropy of the model's own logits in
+    float64 and their sum over positions, on 3 batches of 3 windows (float32: ~1e-5)."""
+    import contextlib
+
+    from imbalance.lm.audit import _Scorer
+
+    cfg = GPTConfig(512, layers=2, width=64, heads=4, context=CONTEXT, tied=not capped)
+    lm = (_soft_capped_gpt(cfg, 3) if capped else build_gpt(cfg, 3)).eval()
+    score = _Scorer(lm, 512, torch.device("cpu"), contextlib.nullcontext())
+    score.rows = 40  # chunks that do not divide the 96 positions of a batch
+    w = split.windows("heldout")[:9]  # (9, T+1)
+    ce, ref_ce = [], []
+    with torch.no_grad():
+        for b in w.split(3):
+            y = b[:, 1:].reshape(-1)
+            ce.append(score(b[:, :-1], y))
+            ref_ce.append(torch.nn.functional.cross_entropy(lm(input_ids=b[:, :-1]).logits.double().reshape(
+                y.numel(), -1), y, reduction="none"))
+        logits = lm(input_ids=w[:, :-1]).logits.double()  # (9, T, V)
+    assert score.fast is (not capped)
+    np.testing.assert_allclose(torch.cat(ce).numpy(), torch.cat(ref_ce).numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(score.logit_sum().numpy(), logits.sum((0, 1)).numpy(), rtol=1e-5,
+                               atol=1e-5 * logits.abs().sum((0, 1)).max().item())
