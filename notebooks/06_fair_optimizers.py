@@ -132,5 +132,5 @@ print(target_table(rows_b))
 # * So: check the rare buckets' loss against log V. Below it, use lazy decay or lazy moments (`lazy="decay"`
 #   / `"moments"`, or `imbalance lm train --optimizer lazy-moments`); above it, keep plain AdamW (or
 #   ρ-scale, `--optimizer row-scaled`, if a large λ is wanted). To trade aggregate loss for the tail, use
-#   `imbalance lm train --loss-weighting inverse-frequency` or logit adjustment at evaluation. With tied embeddings the lazy options are plain AdamW (every row gets
-#   gradient through the unembedding).
+#   `imbalance lm train --loss-weighting inverse-frequency` or logit adjustment at evaluation. With tied
+#   embeddings the lazy options are plain AdamW (every row gets gradient through the unembedding).
