@@ -15,6 +15,11 @@ with G one sample's gradient. For the factored model the moments are finite sums
     E[G_E]  = r P(x) (p_x − q_x)ᵀ W
     E[G_E²] = r² P(x) [((p_x − q_x)ᵀ W)² + q_xᵀ(W ∘ W) − (q_xᵀ W)²]
 
+Tied (W = E, square counts, one matrix decayed once): a row's gradient is the sum of its output
+and input parts, so E[G] = E[G_W] + E[G_E] and E[G²] = E[G_W²] + E[G_E²] plus the cross term
+2 r² P(j) E_jk [p_j((Eᵀp)_k − (Eᵀq)_k) − q_j((Eᵀp)_k − E_jk)] (p, q after context j), see
+:func:`tied_sample_moments`.
+
 The system is not convex and has many solutions (sign flips and permutations of the d
 columns at least). The one training reaches is selected by the small-learning-rate
 mean-field flow θ̇ = −F(θ) from the training initialisation: Euler steps over the escape from
@@ -37,6 +42,7 @@ from .._validate import as_count_matrix, as_distribution, as_lams, as_nonnegativ
 from ._pseudo_transient import pseudo_transient
 
 __all__ = ["SharedAdamWEquilibrium", "BigramLaw", "bigram_law", "sample_moments", "stationarity",
+           "tied_sample_moments", "tied_stationarity",
            "factored_bigram_adamw_equilibrium", "ufm_adamw_equilibrium", "ufm_counts"]
 
 RANK_RTOL = 1e-6  # singular values below RANK_RTOL·σ₁ are counted as zero in ``rank``
@@ -109,6 +115,27 @@ def sample_moments(W, E, law: BigramLaw, r: float = 1.0):
     return mean_W, sq_W, mean_E, sq_E
 
 
+def tied_sample_moments(E, law: BigramLaw, r: float = 1.0):
+    """Per-sample gradient moments (E[G], E[G²]) of the tied model z_x = r E e_x, both shaped like E (V, d).
+
+    One sample (x, y), δ = p(·|x) − 1{y}: the gradient of row j is r δ_j e_x (as an unembedding)
+    plus, when j = x, r Eᵀδ (as the context embedding). The mean is the sum of the untied means at
+    W = E; the square adds, on the row of the sample's own context, the cross term
+    2 r² P(j) E_jk E_y[(Eᵀδ)_k δ_j | x = j] = 2 r² P(j) E_jk [p_j((Eᵀp)_k − (Eᵀq)_k) − q_j((Eᵀp)_k − E_jk)].
+    """
+    mW, sW, mE, sE = sample_moments(E, E, law, r)
+    seen = law.seen
+    idx = np.arange(seen.size)
+    Es = E[seen]  # (c, d) rows of the seen contexts
+    p = _softmax(r * (Es @ E.T))  # (c, V)
+    p_own, q_own = p[idx, seen], np.asarray(law.Q[idx, seen]).ravel()  # (c,) p_j(j), q_j(j)
+    Ep = p @ E  # (c, d) Eᵀp per context
+    cross = np.zeros_like(E)
+    cross[seen] = 2.0 * r * r * law.P[seen, None] * Es * (p_own[:, None] * (Ep - law.Q @ E)
+                                                          - q_own[:, None] * (Ep - Es))
+    return mW + mE, sW + sE + cross
+
+
 def _normalised(mean, sq, batch_size, eps):
     """E[g]/(√E[g²] + ε) with E[g²] = E[G²]/B + (1 − 1/B)E[G]² (B = None: full batch, E[g]²)."""
     v = mean * mean if batch_size is None else sq / batch_size + (1.0 - 1.0 / batch_size) * mean * mean
@@ -122,6 +149,12 @@ def stationarity(W, E, law: BigramLaw, lam, *, lam_e=None, batch_size=None, eps=
     le = lam if lam_e is None else lam_e
     return (_normalised(mW, sW, batch_size, eps) + lam * W,
             _normalised(mE, sE, batch_size, eps) + le * E)
+
+
+def tied_stationarity(E, law: BigramLaw, lam, *, batch_size=None, eps=1e-8, r=1.0):
+    """F of the tied model (one matrix E, decay λ): zero at its AdamW equilibrium."""
+    mean, sq = tied_sample_moments(E, law, r)
+    return _normalised(mean, sq, batch_size, eps) + lam * E
 
 
 @dataclass(frozen=True)
@@ -156,6 +189,7 @@ class SharedAdamWEquilibrium:
     embedding_norms: np.ndarray
     residual: np.ndarray | float
     flow_time: np.ndarray | float
+    tied: bool = False  # W = E: one matrix, one decay (``W`` and ``E.T`` are the same array)
 
 
 def _flow(theta, F, *, h, t_max, tol):
@@ -187,17 +221,22 @@ def _polish(theta, F, method):
 
 
 def _one(law, lam, lam_e, W0, E0, B, eps, r, solver):
-    """The equilibrium the mean-field flow reaches from (W0, E0): ((W, E), residual, flow time)."""
-    V, d = W0.shape
+    """The equilibrium the mean-field flow reaches from (W0, E0) (W0 None: tied, θ = E):
+    ((W, E), residual, flow time)."""
+    d = E0.shape[1]
+    nW = 0 if W0 is None else W0.size
 
     def split(theta):
-        return theta[:V * d].reshape(V, d), theta[V * d:].reshape(-1, d)
+        E = theta[nW:].reshape(-1, d)
+        return (E if W0 is None else theta[:nW].reshape(-1, d)), E
 
     def F(theta):
+        if W0 is None:
+            return tied_stationarity(split(theta)[1], law, lam, batch_size=B, eps=eps, r=r).ravel()
         fW, fE = stationarity(*split(theta), law, lam, lam_e=lam_e, batch_size=B, eps=eps, r=r)
         return np.concatenate([fW.ravel(), fE.ravel()])
 
-    theta0 = np.concatenate([W0.ravel(), E0.ravel()])
+    theta0 = E0.ravel().copy() if W0 is None else np.concatenate([W0.ravel(), E0.ravel()])
     if solver["method"] == "continuation":
         theta, res, t = _continuation(theta0, F, solver)
         if res < FALLBACK_RESIDUAL or theta.size > FALLBACK_SIZE:
@@ -249,6 +288,21 @@ def _as_init(init, V, C):
     return W0, E0
 
 
+def _as_tied_init(init, V):
+    """The tied initialisation: one array E0 (V, d) (embedding = unembedding)."""
+    if init is None:
+        raise ValueError("init must be given as E0 (V, d) for tied=True, the training initialisation")
+    try:
+        E0 = np.array(init, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"init must be one array E0 (V, d) for tied=True, got init={init!r}"[:200]) from None
+    if E0.ndim != 2 or E0.shape[0] != V:
+        raise ValueError(f"init must be E0 (V={V}, d) for tied=True, got shape {E0.shape}")
+    if not np.isfinite(E0).all():
+        raise ValueError("init must be finite")
+    return None, E0
+
+
 def _solver_options(method, h, t_max, polish, t_select, dt0, tol, max_steps):
     if method not in ("continuation", "flow"):
         raise ValueError(f"method must be 'continuation' or 'flow', got method={method!r}")
@@ -264,8 +318,12 @@ def _solver_options(method, h, t_max, polish, t_select, dt0, tol, max_steps):
 def factored_bigram_adamw_equilibrium(counts, lam, *, init=None, lam_e=None, batch_size=None, eps=1e-8,
                                       betas=(0.9, 0.999), r=1.0, method="continuation", h=0.02,
                                       t_select=1.0, dt0=0.1, tol=1e-10, max_steps=500, t_max=None,
-                                      polish="auto") -> SharedAdamWEquilibrium:
+                                      polish="auto", tied=False) -> SharedAdamWEquilibrium:
     """AdamW equilibrium of the factored bigram LM z_x = r W e_x, selected from ``init``.
+
+    ``tied=True``: W = E, one matrix (square counts) with the one decay ``lam`` (``lam_e`` must be
+    None), ``init`` = E0 (V, d) (the simulator's ``FactoredBigram(tied=True)`` draws ``p["E"][0]``);
+    the moments are :func:`tied_sample_moments`.
 
     ``counts`` (C × V); ``lam`` (λ of W, and of E unless ``lam_e``) scalar or 1-D;
     ``init`` = (W0 (V, d), E0 (C, d)), the training initialisation (the flow starts there for
@@ -294,7 +352,12 @@ def factored_bigram_adamw_equilibrium(counts, lam, *, init=None, lam_e=None, bat
     r = as_positive(r, "r")
     b2 = _beta2(betas)
     solver = _solver_options(method, h, t_max, polish, t_select, dt0, tol, max_steps)
-    W0, E0 = _as_init(init, V, C)
+    if not isinstance(tied, (bool, np.bool_)):
+        raise ValueError(f"tied must be True or False, got tied={tied!r}")
+    if tied and (C != V or lam_e is not None):
+        raise ValueError(f"tied=True needs square counts and no lam_e (one matrix, one decay), got "
+                         f"counts.shape={(C, V)}, lam_e={lam_e!r}")
+    W0, E0 = _as_tied_init(init, V) if tied else _as_init(init, V, C)
     pi = law.pi
     rows = [_one(law, float(a), float(b), W0, E0, B, eps, r, solver) for a, b in zip(lams, lams_e)]
     fields = [_summary(W, E, law, pi, r) + (res, t) for (W, E), res, t in rows]
@@ -304,7 +367,7 @@ def factored_bigram_adamw_equilibrium(counts, lam, *, init=None, lam_e=None, bat
     return SharedAdamWEquilibrium(
         lam=float(lams[0]) if scalar else lams, lam_e=float(lams_e[0]) if scalar else np.array(lams_e),
         batch_size=B, eps=eps, token_frequency=pi,
-        occurrences_per_window=(np.inf if B is None else B) * pi / (1.0 - b2), **out)
+        occurrences_per_window=(np.inf if B is None else B) * pi / (1.0 - b2), tied=bool(tied), **out)
 
 
 def _beta2(betas):
