@@ -8,11 +8,12 @@ an SGD simulation, with relative errors, and the rare-minus-frequent gap. The ex
 ``imbalance.reproduce.adamw_shared``; this script chooses the task and prints.
 
 Run: ``python scripts/validate_adamw_shared.py [--text [PATH]] [--ufm] [--batch-question]
-[--lm] [--steps N] [--lr LR] [--lams ...] [--batch-sizes ...] [--beta2 B2] [--json OUT]``
+[--lm] [--tied] [--steps N] [--lr LR] [--lams ...] [--batch-sizes ...] [--beta2 B2] [--json OUT]``
 (default task: 16-token Zipf(1.1) stochastic bigram, predictability 0.7; ``--text``: word tokens of
 PATH, or of the shipped corpus without PATH, top V − 1 types + ``<unk>``; ``--ufm``: 16 Zipf(1.1)
 classes, one free feature per class; ``--lm``: the report's small transformer on the shipped corpus,
-its measured per-bucket damage next to the factored AdamW prediction).
+its measured per-bucket damage next to the factored AdamW prediction; ``--tied``: tied embeddings,
+one matrix decayed once, against the tied T10 equilibrium and the tied L2 optimum).
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ def main():
     ap.add_argument("--start-at-equilibrium", action="store_true",
                     help="train from the predicted equilibrium (first λ, first B): does AdamW stay there?")
     ap.add_argument("--lm", action="store_true", help="small transformer's damage vs the factored AdamW theory")
+    ap.add_argument("--tied", action="store_true", help="tied embeddings (W = E, one matrix, one decay)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     if a.lm:
@@ -141,7 +143,7 @@ def main():
         print_gap(rows)
     else:
         rows = validation_rows(task, width=a.width, lams=a.lams, batch_sizes=a.batch_sizes, seeds=seeds,
-                               steps=a.steps, lr=a.lr, betas=(0.9, a.beta2), sgd=not a.no_sgd)
+                               steps=a.steps, lr=a.lr, betas=(0.9, a.beta2), sgd=not a.no_sgd, tied=a.tied)
         print_table(rows)
     if a.json:
         with open(a.json, "w") as f:

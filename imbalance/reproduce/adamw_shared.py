@@ -20,18 +20,25 @@ from .. import metrics
 from ..corpus import tokenize_words
 from ..sim import BigramTask, FactoredBigram, sweep
 from ..theory import factored_bigram_equilibrium
-from ..theory.adamw_shared import bigram_law, factored_bigram_adamw_equilibrium, stationarity
+from ..theory.adamw_shared import (
+    bigram_law,
+    factored_bigram_adamw_equilibrium,
+    sample_moments,
+    stationarity,
+    tied_stationarity,
+)
 from .report import Check, Section, Settings
 
 __all__ = ["seed_init", "text_task", "adamw_predictions", "equilibrium_buckets", "validation_rows", "batch_gap_rows",
            "worst_error", "run_stationarity", "stays_at_equilibrium", "bucket_comparison", "predicted_damage",
-           "measured_damage", "adamw_shared_section"]
+           "measured_damage", "eps_rows", "adamw_shared_section"]
 
 
 def seed_init(model, task, seed):
-    """The (W0 (V, d), E0 (C, d)) that ``sweep`` draws for ``seed`` (same generator, same order)."""
+    """The (W0 (V, d), E0 (C, d)) that ``sweep`` draws for ``seed`` (same generator, same order); a tied
+    model (``model.tied``) draws E0 (V, d) alone."""
     p = model.init(task, [torch.Generator().manual_seed(seed)], torch.float64)
-    return p["W"][0].numpy(), p["E"][0].numpy()
+    return p["E"][0].numpy() if model.tied else (p["W"][0].numpy(), p["E"][0].numpy())
 
 
 def text_task(vocab_size: int, text=None):
@@ -50,7 +57,8 @@ def text_task(vocab_size: int, text=None):
 def adamw_predictions(task, model, lams, seeds, batch_size, *, eps=1e-8, betas=(0.9, 0.999)):
     """(loss_per_token (L, S, V), residual (L, S)): the AdamW equilibrium from each seed's init."""
     eqs = [factored_bigram_adamw_equilibrium(task.counts, np.asarray(lams, dtype=float), init=seed_init(model, task, s),
-                                             batch_size=batch_size, eps=eps, betas=betas, r=task.r) for s in seeds]
+                                             batch_size=batch_size, eps=eps, betas=betas, r=task.r, tied=model.tied)
+           for s in seeds]
     return np.stack([e.loss_per_token for e in eqs], 1), np.stack([e.residual for e in eqs], 1)
 
 
@@ -151,26 +159,35 @@ def run_stationarity(result, task, batch_size, eps=1e-8):
     """max|F| (T10's stationarity, in units of one normalised update) at the iterate-averaged parameters
     of each (λ, seed) of an AdamW factored-bigram sweep, (L, S): ≈ 0 where the run sits at an equilibrium."""
     law = bigram_law(task.counts)
-    W, E = result.params_avg["W"], result.params_avg["E"]  # (L, S, V, d), (L, S, C, d)
-    out = np.empty(W.shape[:2])
+    E = result.params_avg["E"]  # (L, S, C, d)
+    W = result.params_avg.get("W")  # (L, S, V, d); None when tied
+    out = np.empty(E.shape[:2])
     for i, lam in enumerate(result.lams):
-        for s in range(W.shape[1]):
-            fW, fE = stationarity(np.asarray(W[i, s], float), np.asarray(E[i, s], float), law, float(lam),
-                                  batch_size=batch_size, eps=eps, r=task.r)
+        for s in range(E.shape[1]):
+            Es = np.asarray(E[i, s], float)
+            if W is None:
+                out[i, s] = np.abs(tied_stationarity(Es, law, float(lam), batch_size=batch_size, eps=eps,
+                                                     r=task.r)).max()
+                continue
+            fW, fE = stationarity(np.asarray(W[i, s], float), Es, law, float(lam), batch_size=batch_size, eps=eps,
+                                  r=task.r)
             out[i, s] = max(np.abs(fW).max(), np.abs(fE).max())
     return out
 
 
 def validation_rows(task, *, width=8, lams=(0.2, 0.4, 0.8), batch_sizes=(8, 64), seeds=(0, 1, 2), steps=10_000,
-                    lr=1e-2, sgd_lr=0.2, init_scale=0.1, betas=(0.9, 0.999), sgd=True):
+                    lr=1e-2, sgd_lr=0.2, init_scale=0.1, betas=(0.9, 0.999), sgd=True, tied=False):
     """One row per (B, λ, bucket): AdamW simulation (seed mean, 95 % CI), AdamW theory (mean over the
     same seeds' inits; ``adamw_seed_sd`` its spread), L2 (T7) optimum, SGD simulation (lr ``sgd_lr``; with
     ``sgd``),
     the bucket's smallest B π/(1 − β₂) (mean-field validity), the worst certificate max|F| of the
-    prediction (``residual``) and of the runs' averaged parameters (``sim_residual``, :func:`run_stationarity`)."""
-    model = FactoredBigram(width=width, init_scale=init_scale)
+    prediction (``residual``) and of the runs' averaged parameters (``sim_residual``, :func:`run_stationarity`).
+    ``tied``: the tied model (W = E, one decay), its T10 equilibrium and its tied L2 optimum."""
+    model = FactoredBigram(width=width, init_scale=init_scale, tied=tied)
     pi = task.token_probs
-    l2 = factored_bigram_equilibrium(task.counts, np.asarray(lams, float), np.asarray(lams, float)).loss_per_token
+    L = np.asarray(lams, float)
+    l2 = (factored_bigram_equilibrium(task.counts, lam=L, tied=True) if tied
+          else factored_bigram_equilibrium(task.counts, L, L)).loss_per_token
     ids = metrics.frequency_buckets(pi)
     rows = []
     for B in batch_sizes:
@@ -222,6 +239,46 @@ def batch_gap_rows(task, *, lam=0.4, sgd_lam=None, batch_sizes=(8, 32, 128), tok
                              head_sim=float(bs[:, 0].mean()), tail_B_pi=float(B * pi[pi > 0].min()),
                              residual=float(resid.max()) if opt == "adamw" else np.nan))
     return rows
+
+
+def eps_rows(task, eps_values, *, lam=0.2, batch_size=64, width=8, seeds=(0, 1, 2), steps=10_000, lr=1e-2,
+             init_scale=0.1):
+    """Adam's ε against the T10 prediction: one row per (ε, bucket) with the AdamW runs at that ε (seed mean,
+    95 % CI), the T10 equilibrium with that ε (``adamw``) and with ε = 1e-8 (``adamw_small_eps``), the L2
+    optimum at decay λε (``l2_lam_eps``: the ε-dominated limit, where E[g]/(√E[g²] + ε) ≈ E[g]/ε makes the
+    stationarity λε θ = −E[g]; NaN where λε is below the solver's range), the bucket's median over its
+    unembedding rows of √E[g²]/ε at the predicted equilibrium (``grad_over_eps``), and the worst residuals."""
+    model = FactoredBigram(width=width, init_scale=init_scale)
+    pi, law = task.token_probs, bigram_law(task.counts)
+    small, _ = adamw_predictions(task, model, [lam], seeds, batch_size)  # (1, S, V)
+    rows = []
+    for eps in eps_values:
+        res = sweep(task, [lam], model=model, optimizer="adamw", steps=steps, batch_size=batch_size, lr=lr,
+                    seeds=tuple(seeds), average_last=max(1, steps // 4), progress=False, eval_every=steps, eps=eps)
+        eqs = [factored_bigram_adamw_equilibrium(task.counts, lam, init=seed_init(model, task, s),
+                                                 batch_size=batch_size, eps=eps, r=task.r) for s in seeds]
+        ratio = np.stack([_grad_over_eps(e, law, batch_size, eps, task.r) for e in eqs])  # (S, V)
+        l2 = (factored_bigram_equilibrium(task.counts, lam * eps, lam * eps).loss_per_token if lam * eps >= 1e-5
+              else np.full(pi.size, np.nan))
+        ids, bs = metrics.bucket_loss(res.loss_per_token_avg[0], pi)  # (S, n_b)
+        m, h = metrics.mean_ci(bs, axis=0)
+        bp = metrics.bucket_loss(np.stack([e.loss_per_token for e in eqs]), pi)[1].mean(0)  # (n_b,)
+        b0 = metrics.bucket_loss(small[0], pi)[1].mean(0)
+        bl2 = metrics.bucket_loss(l2, pi)[1]
+        bucket = metrics.frequency_buckets(pi)
+        for j, b in enumerate(ids):
+            rows.append(dict(eps=float(eps), bucket=int(b), sim=float(m[j]), sim_ci=float(h[j]), adamw=float(bp[j]),
+                             adamw_small_eps=float(b0[j]), l2_lam_eps=float(bl2[j]),
+                             grad_over_eps=float(np.median(ratio[:, bucket == b])),
+                             residual=float(max(e.residual for e in eqs)),
+                             sim_residual=float(run_stationarity(res, task, batch_size, eps).max())))
+    return rows
+
+
+def _grad_over_eps(eq, law, batch_size, eps, r):
+    """(V,) per token: median over its unembedding row of √E[g²]/ε at the equilibrium ``eq``."""
+    mW, sW, _, _ = sample_moments(eq.W, eq.E.T, law, r)
+    return np.median(np.sqrt(sW / batch_size + (1 - 1 / batch_size) * mW * mW), axis=1) / eps
 
 
 def worst_error(rows, key="adamw", min_window=0.0):
