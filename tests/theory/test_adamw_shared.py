@@ -148,8 +148,11 @@ def test_tied_certificate_holds_for_the_raw_stationarity_system():
     np.testing.assert_array_equal(E, eq.E.T)
     assert np.abs(_raw_tied_stationarity(E, COUNTS, lam, B, 1e-8)).max() < 1e-9
     rng = np.random.default_rng(2)
-    ls = scipy.optimize.least_squares(lambda t: _raw_tied_stationarity(t.reshape(E.shape), COUNTS, lam, B, 1e-8).ravel(),
-                                      (E + 1e-3 * rng.normal(size=E.shape)).ravel(), xtol=1e-15, ftol=1e-15, gtol=1e-15)
+    def raw(t):
+        return _raw_tied_stationarity(t.reshape(E.shape), COUNTS, lam, B, 1e-8).ravel()
+
+    ls = scipy.optimize.least_squares(raw, (E + 1e-3 * rng.normal(size=E.shape)).ravel(), xtol=1e-15, ftol=1e-15,
+                                      gtol=1e-15)
     assert np.abs(ls.fun).max() < 1e-9
     np.testing.assert_allclose(ls.x.reshape(E.shape), E, atol=1e-6)
 
