@@ -28,8 +28,9 @@ from imbalance.corpus import tokenize_words
 from imbalance.lm.corpus import shipped_corpus_text
 from imbalance.reproduce.adamw_shared import (
     batch_gap_rows,
-    measured_damage,
-    predicted_damage,
+    damage_markdown,
+    damage_summary,
+    lm_damage_rows,
     stays_at_equilibrium,
     text_task,
     validation_rows,
@@ -77,18 +78,11 @@ def lm_comparison(vocab, lams, seeds, steps):
     B = 16
     res = sweep(task, [0.0, *lams], model=model, optimizer="adamw", steps=steps, batch_size=B, lr=1e-2,
                 seeds=seeds, dtype=torch.float32, progress=False, eval_every=steps)
-    bid, meas, ci = measured_damage(res, task.token_probs)
-    pid, pred = predicted_damage(task, np.array(lams), batch_size=B * task.seq_len, width=model.d_model)
+    rows = lm_damage_rows(res, task, model, B * task.seq_len)
     print(f"transformer ({model.n_layer} layer, width {model.d_model}, {steps} steps, B = {B} × {task.seq_len} "
           f"tokens) vs factored AdamW theory, V = {len(voc)}\n")
-    print("| λ | bucket | transformer damage (±95% CI) | factored AdamW prediction |\n|---|---|---|---|")
-    for i, lam in enumerate(lams):
-        for j, b in enumerate(bid):
-            p = pred[i, list(pid).index(b)] if b in pid else np.nan
-            print(f"| {lam:g} | {b} | {meas[i, j]:+.4f} ± {ci[i, j]:.4f} | {p:+.4f} |")
-    return [dict(lam=float(lam), bucket=int(b), measured=float(meas[i, j]), ci=float(ci[i, j]),
-                 predicted=float(pred[i, list(pid).index(b)]) if b in pid else None)
-            for i, lam in enumerate(lams) for j, b in enumerate(bid)]
+    print(damage_markdown(rows) + "\n\n" + damage_summary(rows))
+    return rows
 
 
 def main():

@@ -239,7 +239,7 @@ def _one(law, lam, lam_e, W0, E0, B, eps, r, solver):
     theta0 = E0.ravel().copy() if W0 is None else np.concatenate([W0.ravel(), E0.ravel()])
     if solver["method"] == "continuation":
         theta, res, t = _continuation(theta0, F, solver)
-        if res < FALLBACK_RESIDUAL or theta.size > FALLBACK_SIZE:
+        if res < FALLBACK_RESIDUAL or theta.size > FALLBACK_SIZE or not solver["fallback"]:
             return split(theta), res, t
     theta, res, t = _flow_and_polish(theta0, F, lam, lam_e, solver)  # the reference, or the fallback
     return split(theta), res, t
@@ -303,7 +303,7 @@ def _as_tied_init(init, V):
     return None, E0
 
 
-def _solver_options(method, h, t_max, polish, t_select, dt0, tol, max_steps):
+def _solver_options(method, h, t_max, polish, t_select, dt0, tol, max_steps, fallback=True):
     if method not in ("continuation", "flow"):
         raise ValueError(f"method must be 'continuation' or 'flow', got method={method!r}")
     if polish not in ("auto", "hybr", "krylov", "none"):
@@ -312,13 +312,20 @@ def _solver_options(method, h, t_max, polish, t_select, dt0, tol, max_steps):
         t_max = as_positive(t_max, "t_max")
     return dict(method=method, h=as_positive(h, "h"), t_max=t_max, polish=polish,
                 t_select=as_nonnegative(t_select, "t_select"), dt0=as_positive(dt0, "dt0"),
-                tol=as_positive(tol, "tol"), max_steps=as_positive_int(max_steps, "max_steps"))
+                tol=as_positive(tol, "tol"), max_steps=as_positive_int(max_steps, "max_steps"),
+                fallback=_as_flag(fallback, "fallback"))
+
+
+def _as_flag(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {name}={value!r}")
+    return bool(value)
 
 
 def factored_bigram_adamw_equilibrium(counts, lam, *, init=None, lam_e=None, batch_size=None, eps=1e-8,
                                       betas=(0.9, 0.999), r=1.0, method="continuation", h=0.02,
                                       t_select=1.0, dt0=0.1, tol=1e-10, max_steps=500, t_max=None,
-                                      polish="auto", tied=False) -> SharedAdamWEquilibrium:
+                                      polish="auto", tied=False, fallback=True) -> SharedAdamWEquilibrium:
     """AdamW equilibrium of the factored bigram LM z_x = r W e_x, selected from ``init``.
 
     ``tied=True``: W = E, one matrix (square counts) with the one decay ``lam`` (``lam_e`` must be
@@ -338,7 +345,7 @@ def factored_bigram_adamw_equilibrium(counts, lam, *, init=None, lam_e=None, bat
     max|F| < ``tol`` or ``max_steps`` implicit steps; where it ends far from any equilibrium
     (max|F| ≥ ``FALLBACK_RESIDUAL``: sign-like coordinates, e.g. contexts with one successor or
     full batch, make F nearly discontinuous) it falls back to the flow if the system has at most
-    ``FALLBACK_SIZE`` unknowns (V·d + C·d), and otherwise returns where it stopped. A result with
+    ``FALLBACK_SIZE`` unknowns (V·d + C·d) and ``fallback``, and otherwise returns where it stopped. A result with
     ``residual`` ≥ ``tol`` is not a certified equilibrium. ``method="flow"``: Euler steps ``h``
     for up to ``t_max`` (default 60/λ) and a root polish (``polish``: "auto", "hybr", "krylov"
     or "none"), the slow reference.
@@ -351,10 +358,8 @@ def factored_bigram_adamw_equilibrium(counts, lam, *, init=None, lam_e=None, bat
     eps = as_nonnegative(eps, "eps")
     r = as_positive(r, "r")
     b2 = _beta2(betas)
-    solver = _solver_options(method, h, t_max, polish, t_select, dt0, tol, max_steps)
-    if not isinstance(tied, (bool, np.bool_)):
-        raise ValueError(f"tied must be True or False, got tied={tied!r}")
-    if tied and (C != V or lam_e is not None):
+    solver = _solver_options(method, h, t_max, polish, t_select, dt0, tol, max_steps, fallback)
+    if _as_flag(tied, "tied") and (C != V or lam_e is not None):
         raise ValueError(f"tied=True needs square counts and no lam_e (one matrix, one decay), got "
                          f"counts.shape={(C, V)}, lam_e={lam_e!r}")
     W0, E0 = _as_tied_init(init, V) if tied else _as_init(init, V, C)
