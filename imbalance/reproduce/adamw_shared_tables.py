@@ -68,7 +68,7 @@ def t10_ufm(fast=False):
 def t10_tied(fast=False):
     """Tied embeddings (W = E, decayed once), 16-token Zipf(1.1) stochastic bigram (predictability 0.7),
     width 8, λ ∈ {0.2, 0.4}, B ∈ {8, 64}, 3 seeds, 10,000 steps at lr 1e-2; L2 is the tied T7 optimum."""
-    V, steps = (5, 200) if fast else (16, 10_000)
+    V, steps = (5, 100) if fast else (16, 10_000)
     rows = validation_rows(BigramTask.stochastic_zipf(V, 1.1, 0.7), width=2 if fast else 8,
                            lams=(0.4,) if fast else (0.2, 0.4), batch_sizes=(16,) if fast else (8, 64),
                            seeds=(0, 1) if fast else (0, 1, 2), steps=steps, sgd=False, tied=True)
@@ -80,7 +80,7 @@ def t10_batch_size(fast=False):
     task of ``t10_real_text``: rarest-minus-most-frequent bucket gap, AdamW (λ = 0.4) against T10 and
     SGD (L2 decay 0.03) against the L2 optimum, 3 seeds."""
     if fast:
-        rows = batch_gap_rows(_text(True), lam=0.4, sgd_lam=0.03, batch_sizes=(4, 16), tokens=512, width=2,
+        rows = batch_gap_rows(_text(True), lam=0.4, sgd_lam=0.03, batch_sizes=(4, 16), tokens=256, width=2,
                               seeds=(0, 1))
     else:
         rows = batch_gap_rows(_text(False), lam=0.4, sgd_lam=0.03, batch_sizes=(8, 32, 128), tokens=131_072,
@@ -98,8 +98,8 @@ def t10_eps(fast=False):
     buckets < 1 occurrence per window). T10 with the runs' ε, T10 with ε = 1e-8, and the L2 optimum at
     decay λε (the ε-dominated limit)."""
     if fast:
-        settings = (("a", dict(batch_size=16), (1e-8, 1e-1)),)
-        kw = dict(width=2, seeds=(0, 1), steps=200)
+        settings = (("a", dict(batch_size=16), (1e-1,)),)
+        kw = dict(width=2, seeds=(0, 1), steps=100)
         task = BigramTask.stochastic_zipf(5, 1.1, 0.7)
     else:
         settings = (("a", dict(batch_size=64), (1e-8, 1e-3, 1e-2, 3e-2, 1e-1)),
