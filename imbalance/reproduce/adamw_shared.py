@@ -135,10 +135,13 @@ def predicted_damage(task, lams, *, batch_size, width, seed=0, init_scale=0.1, *
 
 def measured_damage(result, pi):
     """(bucket ids, damage (L − 1, n_b) seed mean, 95 % CI) of a sweep whose first λ is 0: the training
-    per-token loss at each λ > 0 minus that at λ = 0, seed by seed (``result.loss_per_token``)."""
+    per-token loss at each λ > 0 minus that at λ = 0, seed by seed (``result.loss_per_token``); the CI is
+    NaN with one seed."""
     if float(result.lams[0]) != 0.0:
         raise ValueError(f"result.lams must start at 0, got lams={result.lams!r}")
     ids, bl = metrics.bucket_loss(result.loss_per_token, pi)  # (L, S, n_b)
+    if bl.shape[1] < 2:  # one seed: no interval
+        return ids, (bl[1:] - bl[:1])[:, 0], np.full((bl.shape[0] - 1, bl.shape[2]), np.nan)
     m, h = metrics.mean_ci(bl[1:] - bl[:1], axis=1)
     return ids, m, h
 
@@ -164,12 +167,16 @@ def damage_summary(rows) -> str:
     """One plain sentence on how close the predicted damage is to the measured one, at the largest λ."""
     lam = max(r["lam"] for r in rows)
     rs = [r for r in rows if r["lam"] == lam and np.isfinite(r["predicted"])]
+    if not rs:
+        return f"At λ = {lam:g} no bucket has a prediction."
     inside = sum(abs(r["predicted"] - r["measured"]) <= r["measured_ci"] for r in rs)
     ratio = ", ".join(f"{r['predicted'] / r['measured']:.2g}" if r["measured"] > 0 else "–" for r in rs)
     worst = max(r["residual"] for r in rows)
     cert = "certified" if worst < 1e-10 else f"not certified (max|F| up to {worst:.1g})"
+    ci = (f"lies inside the seed 95 % CI in {inside} of {len(rs)} buckets" if np.isfinite(rs[0]["measured_ci"])
+          else "has no CI to lie in (one seed)")
     return (f"At λ = {lam:g}, predicted/measured damage by bucket (0 = most frequent) is {ratio}; the prediction "
-            f"lies inside the seed 95 % CI in {inside} of {len(rs)} buckets. The equilibria are {cert}.")
+            f"{ci}. The equilibria are {cert}.")
 
 
 def damage_markdown(rows) -> str:
