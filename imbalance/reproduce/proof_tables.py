@@ -301,6 +301,20 @@ TABLES = {
 }
 
 
+def _t10(name):
+    """The T10 generator ``name`` of :mod:`imbalance.reproduce.adamw_shared_tables` (imported when run: it trains)."""
+    def make(fast=False):
+        from . import adamw_shared_tables
+
+        return getattr(adamw_shared_tables, name)(fast)
+
+    return make
+
+
+TABLES.update({name: ("T10_adamw_shared.md", _t10(name))
+               for name in ("t10_real_text", "t10_ufm", "t10_tied", "t10_batch_size", "t10_eps")})
+
+
 def render(name: str, fast: bool = False) -> str:
     if name not in TABLES:
         raise ValueError(f"name must be one of {sorted(TABLES)}, got name={name!r}")

@@ -13,6 +13,7 @@ from ..sim.devices import resolve_device
 from ..sim.paradox import paradox_calibration, paradox_sweep_args, posthoc_adjusted, small_lm, summarise_paradox
 from ..sim.validate import compare_bigram, compare_margins, feature_lbfgs
 from . import configs
+from .adamw_shared import context_counts, damage_comparison, damage_markdown, damage_summary, lm_damage_rows
 from .exact import text_tokens
 from .report import Check, Section, Settings
 
@@ -41,7 +42,7 @@ def margin_sim_section(st: Settings) -> Section:
             "adamw": (configs.MARGINS_ADAMW_FAST if st.fast else configs.MARGINS_ADAMW, 0.03)}
     rows, checks = [], []
     pending = {opt: _submit(st, f"margins_sim-{opt}", task, run, seeds) for opt, (run, tol) in runs.items()}
-    fig, axs = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axs = plt.subplots(1, 3, figsize=(15, 3.8))
     for ax, (opt, (run, tol)) in zip(axs, runs.items()):
         lams, B, steps = list(run.lams), run.batch_size, run.steps
         res = pending[opt].result()
@@ -133,7 +134,11 @@ def lm_paradox_section(st: Settings) -> Section:
     kw = dict(model=model, steps=steps, batch_size=B, lr=1e-2, seeds=seeds, dtype=torch.float32, precision=precision)
     pending = {name: st.submit(f"lm_paradox-{name}", task, lams, **paradox_sweep_args(task, mitigation=m, **kw))
                for name, m in (("adamw", None), ("reweight", "reweight"))}
-    base, mitig = (summarise_paradox(p.result(), B * task.seq_len) for p in pending.values())
+    base_run = pending["adamw"].result()
+    base, mitig = summarise_paradox(base_run, B * task.seq_len), summarise_paradox(pending["reweight"].result(),
+                                                                                   B * task.seq_len)
+    damage = lm_damage_rows(base_run, task, model, B * task.seq_len, fast=st.fast)  # T10, no fitted parameter
+    lag = context_counts(task)[1]
     dev = st.device
     posthoc = posthoc_adjusted(base, model, task, 1.0, device=dev)  # T6c: the AdamW models, logits − log π
     cal = {"adamw": paradox_calibration(base, model, task, device=dev),
@@ -148,12 +153,15 @@ def lm_paradox_section(st: Settings) -> Section:
                              gap_ci=float(p.gap_ci[i]), ece=float(cal[name]["ece"][i]),
                              marginal_error=float(cal[name]["marginal_error"][i]),
                              **{f"bucket{b}": float(v) for b, v in zip(p.buckets, p.bucket_loss[i])}))
-    fig, axs = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axs = plt.subplots(1, 3, figsize=(15, 3.8))
     plot.bucket_loss_vs_lambda(axs[0], base.lams, base.bucket_loss, base.bucket_loss_ci, base.buckets)
     axs[0].set_title("AdamW: held-out loss per frequency bucket")
     plot.fairness_vs_aggregate(axs[1], {"AdamW": (base.aggregate, base.gap), "AdamW + 1/π reweighting":
                                         (mitig.aggregate, mitig.gap), "AdamW + post-hoc logit adjustment (τ = 1)":
                                         (posthoc.aggregate, posthoc.gap)}, base.lams)
+    damage_comparison(axs[2], damage)
+    axs[2].set_title("training damage: transformer vs factored AdamW theory")
+    axs[2].legend(fontsize=6)
     fig.tight_layout()
     data = (f"a Zipfian lag-{task.lag} copy process (V = {task.V})" if user is None else
             f"{user[2]}, in windows of {task.seq_len} tokens, the last 20 % of the stream held out")
@@ -162,5 +170,11 @@ def lm_paradox_section(st: Settings) -> Section:
             f"{base.tokens_per_batch} tokens (B·π < 1). Two mitigations (T6): retraining with 1/π loss weights, "
             "and post-hoc logit adjustment of the same AdamW models (logits − log π at evaluation, no retraining); "
             "`ece` is the held-out top-1 expected calibration error, `marginal_error` the total variation between "
-            "the average predicted distribution and the held-out token frequencies.")
+            "the average predicted distribution and the held-out token frequencies.\n\n"
+            "*Predicted without training.* The damage of decay on the training loss (loss at λ minus loss at "
+            f"λ = 0, per bucket) of the AdamW runs above, next to the AdamW equilibrium (T10) of a factored model "
+            f"of width {model.d_model} on the (context, next token) pairs of the same training data "
+            f"({'the previous token' if lag == 1 else f'the token {lag} positions back, which the copy process copies'}"
+            f"), B = {B * task.seq_len} tokens per batch, minus the loss of the pairs' empirical law: no fitted "
+            f"parameter. {damage_summary(damage)}\n\n{damage_markdown(damage)}")
     return Section("lm_paradox", "The paradox in a small language model", text, rows, {"lm_paradox": fig})

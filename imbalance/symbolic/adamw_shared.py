@@ -13,7 +13,8 @@ from __future__ import annotations
 import sympy as sp
 
 __all__ = ["factored_symbols", "per_sample_gradients", "conditional_moments", "closed_form_moments",
-           "minibatch_second_moment", "full_batch_ratio_limit"]
+           "tied_conditional_moments", "tied_closed_form_moments", "minibatch_second_moment",
+           "full_batch_ratio_limit"]
 
 r, lam = sp.symbols("r lambda", positive=True)
 B = sp.Symbol("B", integer=True, positive=True)
@@ -88,6 +89,40 @@ def closed_form_moments(W, e, q):
     me = r * u
     se = sp.Matrix(d, 1, lambda k, _: r**2 * (u[k] ** 2 + qW2[k] - qW[k] ** 2))
     return mW, sW, me, se
+
+
+def tied_conditional_moments(E, x: int, q):
+    """Tied model (W = E, V × d; context x's embedding is row x): (E[G|x], E[G²|x]) over y ~ q, by
+    differentiating CE(y, r E E_x) with respect to every entry of E (both uses of row x)."""
+    z = r * E * E[x, :].T  # (V, 1)
+    lse = sp.log(sum(sp.exp(zi) for zi in z))
+    mean, sq = sp.zeros(*E.shape), sp.zeros(*E.shape)
+    for y in range(E.shape[0]):
+        g = sp.Matrix(E.shape[0], E.shape[1], lambda j, k, f=lse - z[y]: sp.diff(f, E[j, k]))
+        mean += q[y] * g
+        sq += q[y] * g.applyfunc(lambda a: a**2)
+    return mean, sq
+
+
+def tied_closed_form_moments(E, x: int, q):
+    """The tied closed forms of :func:`imbalance.theory.adamw_shared.tied_sample_moments`, given x:
+    the untied moments at W = E (output part on every row j, input part on row x) plus, on row x,
+    the cross term 2 r² E_xk [p_x((Eᵀp)_k − (Eᵀq)_k) − q_x((Eᵀp)_k − E_xk)].
+
+    >>> E, _, q = factored_symbols(2, 1)
+    >>> exact, closed = tied_conditional_moments(E, 0, q), tied_closed_form_moments(E, 0, q)
+    >>> all(sp.simplify(a - b) == sp.zeros(*a.shape) for a, b in zip(exact, closed))
+    True
+    """
+    e = E[x, :].T  # (d, 1)
+    mW, sW, me, se = closed_form_moments(E, e, q)
+    p = _probs(E, e)
+    Ep, Eq = E.T * p, E.T * q  # (d, 1)
+    mean, sq = mW.copy(), sW.copy()
+    for k in range(E.shape[1]):
+        mean[x, k] += me[k]
+        sq[x, k] += se[k] + 2 * r**2 * e[k] * (p[x] * (Ep[k] - Eq[k]) - q[x] * (Ep[k] - e[k]))
+    return mean, sq
 
 
 def minibatch_second_moment(n: int | None = None) -> sp.Expr:

@@ -15,6 +15,11 @@ with G one sample's gradient. For the factored model the moments are finite sums
     E[G_E]  = r P(x) (p_x − q_x)ᵀ W
     E[G_E²] = r² P(x) [((p_x − q_x)ᵀ W)² + q_xᵀ(W ∘ W) − (q_xᵀ W)²]
 
+Tied (W = E, square counts, one matrix decayed once): a row's gradient is the sum of its output
+and input parts, so E[G] = E[G_W] + E[G_E] and E[G²] = E[G_W²] + E[G_E²] plus the cross term
+2 r² P(j) E_jk [p_j((Eᵀp)_k − (Eᵀq)_k) − q_j((Eᵀp)_k − E_jk)] (p, q after context j), see
+:func:`tied_sample_moments`.
+
 The system is not convex and has many solutions (sign flips and permutations of the d
 columns at least). The one training reaches is selected by the small-learning-rate
 mean-field flow θ̇ = −F(θ) from the training initialisation: Euler steps over the escape from
@@ -37,6 +42,7 @@ from .._validate import as_count_matrix, as_distribution, as_lams, as_nonnegativ
 from ._pseudo_transient import pseudo_transient
 
 __all__ = ["SharedAdamWEquilibrium", "BigramLaw", "bigram_law", "sample_moments", "stationarity",
+           "tied_sample_moments", "tied_stationarity",
            "factored_bigram_adamw_equilibrium", "ufm_adamw_equilibrium", "ufm_counts"]
 
 RANK_RTOL = 1e-6  # singular values below RANK_RTOL·σ₁ are counted as zero in ``rank``
@@ -109,6 +115,27 @@ def sample_moments(W, E, law: BigramLaw, r: float = 1.0):
     return mean_W, sq_W, mean_E, sq_E
 
 
+def tied_sample_moments(E, law: BigramLaw, r: float = 1.0):
+    """Per-sample gradient moments (E[G], E[G²]) of the tied model z_x = r E e_x, both shaped like E (V, d).
+
+    One sample (x, y), δ = p(·|x) − 1{y}: the gradient of row j is r δ_j e_x (as an unembedding)
+    plus, when j = x, r Eᵀδ (as the context embedding). The mean is the sum of the untied means at
+    W = E; the square adds, on the row of the sample's own context, the cross term
+    2 r² P(j) E_jk E_y[(Eᵀδ)_k δ_j | x = j] = 2 r² P(j) E_jk [p_j((Eᵀp)_k − (Eᵀq)_k) − q_j((Eᵀp)_k − E_jk)].
+    """
+    mW, sW, mE, sE = sample_moments(E, E, law, r)
+    seen = law.seen
+    idx = np.arange(seen.size)
+    Es = E[seen]  # (c, d) rows of the seen contexts
+    p = _softmax(r * (Es @ E.T))  # (c, V)
+    p_own, q_own = p[idx, seen], np.asarray(law.Q[idx, seen]).ravel()  # (c,) p_j(j), q_j(j)
+    Ep = p @ E  # (c, d) Eᵀp per context
+    cross = np.zeros_like(E)
+    cross[seen] = 2.0 * r * r * law.P[seen, None] * Es * (p_own[:, None] * (Ep - law.Q @ E)
+                                                          - q_own[:, None] * (Ep - Es))
+    return mW + mE, sW + sE + cross
+
+
 def _normalised(mean, sq, batch_size, eps, presence=1.0, shared=False):
     """E[g]/(√(v/α) + ε) with v = E[g²] = E[G²]/B + (1 − 1/B)E[G]² (B = None: full batch, E[g]²),
     α the per-row ``presence`` of lazy moments (1: dense); ``shared``: v replaced by its mean over rows."""
@@ -138,6 +165,12 @@ def stationarity(W, E, law: BigramLaw, lam, *, lam_e=None, batch_size=None, eps=
     aW, aE = (1.0, 1.0) if moment_presence is None else (moment_presence[0][:, None], moment_presence[1][:, None])
     return (_normalised(mW, sW, batch_size, eps, aW, shared_second_moment) + lam * cW * W,
             _normalised(mE, sE, batch_size, eps, aE, shared_second_moment) + le * cE * E)
+
+
+def tied_stationarity(E, law: BigramLaw, lam, *, batch_size=None, eps=1e-8, r=1.0):
+    """F of the tied model (one matrix E, decay λ): zero at its AdamW equilibrium."""
+    mean, sq = tied_sample_moments(E, law, r)
+    return _normalised(mean, sq, batch_size, eps) + lam * E
 
 
 @dataclass(frozen=True)
@@ -172,6 +205,7 @@ class SharedAdamWEquilibrium:
     embedding_norms: np.ndarray
     residual: np.ndarray | float
     flow_time: np.ndarray | float
+    tied: bool = False  # W = E: one matrix, one decay (``W`` and ``E.T`` are the same array)
 
 
 def _flow(theta, F, *, h, t_max, tol):
@@ -203,22 +237,27 @@ def _polish(theta, F, method):
 
 
 def _one(law, lam, lam_e, W0, E0, B, eps, r, solver, rows=None):
-    """The equilibrium the mean-field flow reaches from (W0, E0): ((W, E), residual, flow time).
-    ``rows``: the row options of :func:`stationarity` (a dict, None for plain AdamW)."""
-    V, d = W0.shape
+    """The equilibrium the mean-field flow reaches from (W0, E0) (W0 None: tied, θ = E):
+    ((W, E), residual, flow time). ``rows``: the row options of :func:`stationarity` (a dict, None for
+    plain AdamW; untied only)."""
+    d = E0.shape[1]
+    nW = 0 if W0 is None else W0.size
     rows = rows or {}
 
     def split(theta):
-        return theta[:V * d].reshape(V, d), theta[V * d:].reshape(-1, d)
+        E = theta[nW:].reshape(-1, d)
+        return (E if W0 is None else theta[:nW].reshape(-1, d)), E
 
     def F(theta):
+        if W0 is None:
+            return tied_stationarity(split(theta)[1], law, lam, batch_size=B, eps=eps, r=r).ravel()
         fW, fE = stationarity(*split(theta), law, lam, lam_e=lam_e, batch_size=B, eps=eps, r=r, **rows)
         return np.concatenate([fW.ravel(), fE.ravel()])
 
-    theta0 = np.concatenate([W0.ravel(), E0.ravel()])
+    theta0 = E0.ravel().copy() if W0 is None else np.concatenate([W0.ravel(), E0.ravel()])
     if solver["method"] == "continuation":
         theta, res, t = _continuation(theta0, F, solver)
-        if res < FALLBACK_RESIDUAL or theta.size > FALLBACK_SIZE:
+        if res < FALLBACK_RESIDUAL or theta.size > FALLBACK_SIZE or not solver["fallback"]:
             return split(theta), res, t
     slow = _slowest_decays(lam, lam_e, rows.get("row_decay"))
     theta, res, t = _flow_and_polish(theta0, F, *slow, solver)  # the reference, or the fallback
@@ -276,7 +315,22 @@ def _as_init(init, V, C):
     return W0, E0
 
 
-def _solver_options(method, h, t_max, polish, t_select, dt0, tol, max_steps, patience=60):
+def _as_tied_init(init, V):
+    """The tied initialisation: one array E0 (V, d) (embedding = unembedding)."""
+    if init is None:
+        raise ValueError("init must be given as E0 (V, d) for tied=True, the training initialisation")
+    try:
+        E0 = np.array(init, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"init must be one array E0 (V, d) for tied=True, got init={init!r}"[:200]) from None
+    if E0.ndim != 2 or E0.shape[0] != V:
+        raise ValueError(f"init must be E0 (V={V}, d) for tied=True, got shape {E0.shape}")
+    if not np.isfinite(E0).all():
+        raise ValueError("init must be finite")
+    return None, E0
+
+
+def _solver_options(method, h, t_max, polish, t_select, dt0, tol, max_steps, patience=60, fallback=True):
     if method not in ("continuation", "flow"):
         raise ValueError(f"method must be 'continuation' or 'flow', got method={method!r}")
     if polish not in ("auto", "hybr", "krylov", "none"):
@@ -286,15 +340,26 @@ def _solver_options(method, h, t_max, polish, t_select, dt0, tol, max_steps, pat
     return dict(method=method, h=as_positive(h, "h"), t_max=t_max, polish=polish,
                 t_select=as_nonnegative(t_select, "t_select"), dt0=as_positive(dt0, "dt0"),
                 tol=as_positive(tol, "tol"), max_steps=as_positive_int(max_steps, "max_steps"),
-                patience=as_positive_int(patience, "patience"))
+                patience=as_positive_int(patience, "patience"), fallback=_as_flag(fallback, "fallback"))
+
+
+def _as_flag(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {name}={value!r}")
+    return bool(value)
 
 
 def factored_bigram_adamw_equilibrium(counts, lam, *, init=None, lam_e=None, batch_size=None, eps=1e-8,
                                       betas=(0.9, 0.999), r=1.0, method="continuation", h=0.02,
                                       t_select=1.0, dt0=0.1, tol=1e-10, max_steps=500, t_max=None,
                                       polish="auto", row_decay=None, moment_presence=None,
-                                      shared_second_moment=False, patience=60) -> SharedAdamWEquilibrium:
+                                      shared_second_moment=False, patience=60, tied=False,
+                                      fallback=True) -> SharedAdamWEquilibrium:
     """AdamW equilibrium of the factored bigram LM z_x = r W e_x, selected from ``init``.
+
+    ``tied=True``: W = E, one matrix (square counts) with the one decay ``lam`` (``lam_e`` must be
+    None), ``init`` = E0 (V, d) (the simulator's ``FactoredBigram(tied=True)`` draws ``p["E"][0]``);
+    the moments are :func:`tied_sample_moments`.
 
     ``counts`` (C × V); ``lam`` (λ of W, and of E unless ``lam_e``) scalar or 1-D;
     ``init`` = (W0 (V, d), E0 (C, d)), the training initialisation (the flow starts there for
@@ -310,7 +375,7 @@ def factored_bigram_adamw_equilibrium(counts, lam, *, init=None, lam_e=None, bat
     max|F|); where it ends far from any equilibrium
     (max|F| ≥ ``FALLBACK_RESIDUAL``: sign-like coordinates, e.g. contexts with one successor or
     full batch, make F nearly discontinuous) it falls back to the flow if the system has at most
-    ``FALLBACK_SIZE`` unknowns (V·d + C·d), and otherwise returns where it stopped. A result with
+    ``FALLBACK_SIZE`` unknowns (V·d + C·d) and ``fallback``, and otherwise returns where it stopped. A result with
     ``residual`` ≥ ``tol`` is not a certified equilibrium. ``method="flow"``: Euler steps ``h``
     for up to ``t_max`` (default 60/λ) and a root polish (``polish``: "auto", "hybr", "krylov"
     or "none"), the slow reference.
@@ -327,9 +392,15 @@ def factored_bigram_adamw_equilibrium(counts, lam, *, init=None, lam_e=None, bat
     eps = as_nonnegative(eps, "eps")
     r = as_positive(r, "r")
     b2 = _beta2(betas)
-    solver = _solver_options(method, h, t_max, polish, t_select, dt0, tol, max_steps, patience)
-    W0, E0 = _as_init(init, V, C)
+    solver = _solver_options(method, h, t_max, polish, t_select, dt0, tol, max_steps, patience, fallback)
+    if _as_flag(tied, "tied") and (C != V or lam_e is not None):
+        raise ValueError(f"tied=True needs square counts and no lam_e (one matrix, one decay), got "
+                         f"counts.shape={(C, V)}, lam_e={lam_e!r}")
+    W0, E0 = _as_tied_init(init, V) if tied else _as_init(init, V, C)
     opts = _row_options(row_decay, moment_presence, shared_second_moment, V, C)
+    if tied and opts is not None:
+        raise ValueError("the FairAdamW row options (row_decay, moment_presence, shared_second_moment) are "
+                         "derived for the untied model only; got them with tied=True")
     pi = law.pi
     rows = [_one(law, float(a), float(b), W0, E0, B, eps, r, solver, opts) for a, b in zip(lams, lams_e)]
     fields = [_summary(W, E, law, pi, r) + (res, t) for (W, E), res, t in rows]
@@ -339,7 +410,7 @@ def factored_bigram_adamw_equilibrium(counts, lam, *, init=None, lam_e=None, bat
     return SharedAdamWEquilibrium(
         lam=float(lams[0]) if scalar else lams, lam_e=float(lams_e[0]) if scalar else np.array(lams_e),
         batch_size=B, eps=eps, token_frequency=pi,
-        occurrences_per_window=(np.inf if B is None else B) * pi / (1.0 - b2), **out)
+        occurrences_per_window=(np.inf if B is None else B) * pi / (1.0 - b2), tied=bool(tied), **out)
 
 
 def _row_pair(value, name, V, C):

@@ -130,8 +130,9 @@ def factored_bigram_equilibrium(counts, lam_w=None, lam_e=None, *, tied: bool = 
     and, below 1e-5, its relative duality gap cannot be certified in float64. λ_E/λ_W must lie in
     [1e-200, 1e200] (the balanced factors scale by its fourth root).
 
-    ``optimizer="adamw"`` (untied only): decoupled decays λ_W, λ_E; keywords ``init`` = (W0 (V, d),
-    E0 (n, d)) the training initialisation (required), ``batch_size``, ``eps``, ``betas`` and the
+    ``optimizer="adamw"``: decoupled decays λ_W, λ_E (tied: the one decay ``lam``); keywords ``init`` =
+    (W0 (V, d), E0 (n, d)) the training initialisation (required; tied: E0 (V, d) alone), ``batch_size``,
+    ``eps``, ``betas`` and the
     solver options of :func:`imbalance.theory.adamw_shared.factored_bigram_adamw_equilibrium`;
     ``rtol`` does not apply.
     """
@@ -201,16 +202,13 @@ def _adamw(counts, lam_w, lam_e, lam, tied, adamw):
     in the L2 result type (L2 certificates NaN)."""
     from .adamw_shared import factored_bigram_adamw_equilibrium
 
-    if tied:
-        raise ValueError("tied=True is not supported with optimizer='adamw': the shared matrix adds the "
-                         "embedding and unembedding gradients of an entry before squaring, and those "
-                         "moments are not implemented; got tied=True")
-    lw, le, scalar = _parse_decays(lam_w, lam_e, lam, False)
-    eq = factored_bigram_adamw_equilibrium(counts, lw[0] if scalar else lw, lam_e=le[0] if scalar else le,
-                                           **adamw)
+    _check_tied(tied, as_count_matrix(counts, "counts").shape)
+    lw, le, scalar = _parse_decays(lam_w, lam_e, lam, bool(tied))
+    eq = factored_bigram_adamw_equilibrium(counts, lw[0] if scalar else lw,
+                                           lam_e=None if tied else (le[0] if scalar else le), tied=bool(tied), **adamw)
     nan = np.nan if scalar else np.full(lw.shape, np.nan)
     return FactoredBigramEquilibrium(
-        lam_w=eq.lam, lam_e=eq.lam_e, tied=False, token_frequency=eq.token_frequency,
+        lam_w=eq.lam, lam_e=eq.lam_e, tied=bool(tied), token_frequency=eq.token_frequency,
         loss_per_token=eq.loss_per_token, aggregate_loss=eq.aggregate_loss,
         token_balanced_loss=eq.token_balanced_loss, W=eq.W, E=eq.E, singular_values=eq.singular_values,
         rank=eq.rank, unembedding_norms=eq.unembedding_norms, embedding_norms=eq.embedding_norms,

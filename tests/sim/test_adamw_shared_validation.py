@@ -35,3 +35,18 @@ def test_batch_gap_rows_hold_both_optimizers_at_a_fixed_token_budget():
     sgd = [r["gap_theory"] for r in rows if r["optimizer"] == "sgd"]
     assert sgd[0] == sgd[1]  # the L2 optimum has no batch size
     assert all(np.isfinite(r["gap_sim"]) and r["gap_ci"] >= 0 for r in rows)
+
+
+def test_context_counts_of_the_copy_process_are_its_lag_pairs():
+    """The (x_{t−k}, x_t) pairs of a lag-k copy process, counted one by one in plain Python."""
+    from imbalance.reproduce.adamw_shared import context_counts
+    from imbalance.sim.tasks import SequenceTask
+
+    task = SequenceTask(V=6, s=1.1, predictability=0.8, lag=2, seq_len=5, n_train=7, n_heldout=2, seed=3)
+    counts, lag = context_counts(task)
+    ref = np.zeros((6, 6))
+    for row in task.train.tolist():
+        for t in range(2, len(row)):
+            ref[row[t - 2], row[t]] += 1
+    assert lag == 2
+    np.testing.assert_array_equal(counts.toarray(), ref)

@@ -82,3 +82,59 @@ def test_minibatch_rule_against_enumerated_pairs_of_samples():
     rule = S.minibatch_second_moment()
     f = sp.lambdify((S.G, S.G2, S.B), rule)
     np.testing.assert_allclose(f(mW, sW, 2), Eg2, rtol=1e-12, atol=1e-15)
+
+
+def _autograd_tied_pairs(counts, E, r):
+    """[(J(x, y), ∂CE/∂E)] of the tied model z_x = r E e_x for every observed pair, from autograd:
+    E enters twice (context row and unembedding), autograd adds both parts."""
+    J = counts / counts.sum()
+    out = []
+    for x, y in zip(*np.nonzero(J)):
+        Et = torch.tensor(E, requires_grad=True)
+        z = r * Et @ Et[x]  # (V,)
+        loss = torch.logsumexp(z, 0) - z[y]
+        out.append((J[x, y], torch.autograd.grad(loss, Et)[0].numpy()))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_tied_moments_match_enumerated_autograd_gradients(seed):
+    """E[G] and E[G²] of the tied model, summed exactly over every (x, y) with weight J(x, y); the
+    cross term matters: without it E[G²] differs (checked on the same instance)."""
+    counts, _, E, r = _instance(seed, C=4, V=4, d=3)
+    pairs = _autograd_tied_pairs(counts, E, r)
+    mean, sq = T.tied_sample_moments(E, T.bigram_law(counts), r)
+    np.testing.assert_allclose(mean, sum(w * g for w, g in pairs), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(sq, sum(w * g**2 for w, g in pairs), rtol=1e-12, atol=1e-14)
+    _, sW, _, sE = T.sample_moments(E, E, T.bigram_law(counts), r)
+    assert np.abs(sW + sE - sq).max() > 1e-3  # the untied sum is not the tied second moment
+
+
+def test_tied_minibatch_update_against_enumerated_pairs_of_samples():
+    """B = 2: E[g] and E[g²] of the tied minibatch mean by enumerating every ordered pair of samples,
+    and the normalised update E[g]/(√E[g²] + ε) + λE of ``tied_stationarity`` recomputed from them."""
+    counts, _, E, r = _instance(11, C=3, V=3, d=2)
+    pairs = _autograd_tied_pairs(counts, E, r)
+    Eg = sum(wi * wj * (gi + gj) / 2 for (wi, gi), (wj, gj) in itertools.product(pairs, pairs))
+    Eg2 = sum(wi * wj * ((gi + gj) / 2) ** 2 for (wi, gi), (wj, gj) in itertools.product(pairs, pairs))
+    lam, eps = 0.3, 1e-3
+    F = T.tied_stationarity(E, T.bigram_law(counts), lam, batch_size=2, eps=eps, r=r)
+    np.testing.assert_allclose(F, Eg / (np.sqrt(Eg2) + eps) + lam * E, rtol=1e-11, atol=1e-14)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_sympy_tied_moments_match_autograd(seed):
+    """The sympy tied closed form given context x = 1, evaluated at a random point, against autograd
+    per-sample gradients summed over y with weights q(y|x)."""
+    V, d, x = 3, 2, 1
+    counts, _, E, r = _instance(seed, C=V, V=V, d=d)
+    counts[x] = np.array([1.0, 2.0, 3.0])  # every successor seen after context x
+    Es, _, qs = S.factored_symbols(V, d)
+    q = counts[x] / counts[x].sum()
+    subs = {S.r: r, **{Es[j, k]: E[j, k] for j in range(V) for k in range(d)}, **{qs[j]: q[j] for j in range(V - 1)}}
+    num = [np.array(m.subs(subs).evalf(30), dtype=float) for m in S.tied_closed_form_moments(Es, x, qs)]
+    only_x = np.zeros_like(counts)
+    only_x[x] = counts[x]
+    pairs = _autograd_tied_pairs(only_x, E, r)  # weights q(y|x)
+    np.testing.assert_allclose(num[0], sum(w * g for w, g in pairs), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(num[1], sum(w * g**2 for w, g in pairs), rtol=1e-12, atol=1e-14)

@@ -121,6 +121,63 @@ def test_short_adamw_simulation_lands_on_the_prediction():
     np.testing.assert_array_less(np.abs(sim.mean(0) - pred), 3 * se + 0.02 * pred)
 
 
+def _raw_tied_stationarity(E, counts, lam, B, eps):
+    """F of the tied model from per-sample gradients enumerated pair by pair (numpy): row x gets the
+    input part Eᵀ(p − e_y), every row j the output part (p_j − 1{y=j}) E_x."""
+    J = counts / counts.sum()
+    m, s = np.zeros_like(E), np.zeros_like(E)
+    for x, y in zip(*np.nonzero(J)):
+        z = E @ E[x]
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        dz = p - np.eye(E.shape[0])[y]  # ∂CE/∂z
+        G = np.outer(dz, E[x])
+        G[x] += E.T @ dz
+        m += J[x, y] * G
+        s += J[x, y] * G * G
+    return m / (np.sqrt(s / B + (1 - 1 / B) * m * m) + eps) + lam * E
+
+
+def test_tied_certificate_holds_for_the_raw_stationarity_system():
+    """The tied equilibrium (one matrix, one decay) zeroes the raw tied system, and a generic
+    least-squares solve of that system from a perturbed start returns to it."""
+    lam, B, E0 = 0.5, 8, _init(3)[1]
+    eq = factored_bigram_equilibrium(COUNTS, lam=lam, tied=True, optimizer="adamw", init=E0, batch_size=B)
+    assert eq.tied and eq.residual < 1e-9
+    E = eq.W
+    np.testing.assert_array_equal(E, eq.E.T)
+    assert np.abs(_raw_tied_stationarity(E, COUNTS, lam, B, 1e-8)).max() < 1e-9
+    rng = np.random.default_rng(2)
+    def raw(t):
+        return _raw_tied_stationarity(t.reshape(E.shape), COUNTS, lam, B, 1e-8).ravel()
+
+    ls = scipy.optimize.least_squares(raw, (E + 1e-3 * rng.normal(size=E.shape)).ravel(), xtol=1e-15, ftol=1e-15,
+                                      gtol=1e-15)
+    assert np.abs(ls.fun).max() < 1e-9
+    np.testing.assert_allclose(ls.x.reshape(E.shape), E, atol=1e-6)
+
+
+def test_short_tied_adamw_simulation_lands_on_the_prediction():
+    """Tied AdamW (4 seeds, lr 1e-2, 3,000 steps = 15/λ of flow time, iterate average of the last 1,000)
+    from the sweep's own tied initialisations, against the tied equilibrium of each. Tolerance per
+    token: 3 seed standard errors plus the stated 2 % finite-lr bias allowance of the untied test above."""
+    lam, B, seeds = 0.5, 16, (0, 1, 2, 3)
+    task = BigramTask(COUNTS)
+    model = FactoredBigram(width=2, init_scale=0.3, tied=True)
+    res = sweep(task, [lam], model=model, optimizer="adamw", steps=3000, batch_size=B, lr=1e-2, seeds=seeds,
+                average_last=1000, progress=False, eval_every=3000)
+    sim = res.loss_per_token_avg[0]  # (S, V)
+    pred = []
+    for s in seeds:
+        E0 = model.init(task, [torch.Generator().manual_seed(s)], torch.float64)["E"][0].numpy()
+        eq = factored_bigram_adamw_equilibrium(COUNTS, lam, init=E0, batch_size=B, tied=True)
+        assert eq.residual < 1e-8
+        pred.append(eq.loss_per_token)
+    pred = np.mean(pred, 0)
+    se = sim.std(0, ddof=1) / np.sqrt(len(seeds))
+    np.testing.assert_array_less(np.abs(sim.mean(0) - pred), 3 * se + 0.02 * pred)
+
+
 @pytest.mark.parametrize("kw, name", [({"lam": -1.0}, "lam"), ({"init": (np.zeros((3, 2)), np.zeros((4, 2)))}, "init"),
                                       ({"batch_size": 0}, "batch_size"), ({"polish": "newton"}, "polish"),
                                       ({"eps": -1.0}, "eps")])
@@ -163,7 +220,9 @@ def test_adamw_dispatch_returns_the_l2_result_type_with_a_certificate():
 @pytest.mark.parametrize("call, name", [
     (lambda f, u: f(COUNTS, lam=0.5, optimizer="adam", init=_init(0)), "optimizer"),
     (lambda f, u: f(COUNTS, lam=0.5, optimizer="adamw"), "init"),
-    (lambda f, u: f(COUNTS, lam=0.5, tied=True, optimizer="adamw", init=_init(0)), "tied"),
+    (lambda f, u: f(COUNTS, lam_w=0.5, lam_e=0.5, tied=True, optimizer="adamw", init=_init(0)[1]), "tied"),
+    (lambda f, u: f(COUNTS, lam=0.5, tied=True, optimizer="adamw", init=_init(0)), "init"),
+    (lambda f, u: f(COUNTS[:, :3], lam=0.5, tied=True, optimizer="adamw", init=_init(0)[1]), "square"),
     (lambda f, u: f(COUNTS, lam=0.5, batch_size=8), "optimizer"),
     (lambda f, u: f(COUNTS, lam=0.5, optimizer="adamw", init=_init(0), betas=(0.9, 1.0)), "betas"),
     (lambda f, u: f(COUNTS, lam=0.5, optimizer="adamw", init=_init(0), method="rk4"), "method"),
