@@ -223,6 +223,8 @@ def test_adamw_dispatch_returns_the_l2_result_type_with_a_certificate():
     (lambda f, u: f(COUNTS, lam_w=0.5, lam_e=0.5, tied=True, optimizer="adamw", init=_init(0)[1]), "tied"),
     (lambda f, u: f(COUNTS, lam=0.5, tied=True, optimizer="adamw", init=_init(0)), "init"),
     (lambda f, u: f(COUNTS[:, :3], lam=0.5, tied=True, optimizer="adamw", init=_init(0)[1]), "square"),
+    (lambda f, u: f(COUNTS, lam=0.5, tied=True, optimizer="adamw", init=_init(0)[1],
+                    shared_second_moment=True), "tied"),
     (lambda f, u: f(COUNTS, lam=0.5, batch_size=8), "optimizer"),
     (lambda f, u: f(COUNTS, lam=0.5, optimizer="adamw", init=_init(0), betas=(0.9, 1.0)), "betas"),
     (lambda f, u: f(COUNTS, lam=0.5, optimizer="adamw", init=_init(0), method="rk4"), "method"),
