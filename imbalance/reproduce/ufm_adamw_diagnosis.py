@@ -20,11 +20,11 @@ import numpy as np
 
 from .. import metrics
 from ..sim import BigramTask, FactoredBigram, sweep
-from ..theory.adamw_shared import factored_bigram_adamw_equilibrium, ufm_counts
+from ..theory.adamw_shared import bigram_law, factored_bigram_adamw_equilibrium, stationarity, ufm_counts
 from ..zipf import zipf_pmf
 from .adamw_shared import _StartAt, run_stationarity, seed_init
 
-__all__ = ["ufm_task", "from_init", "from_prediction", "diagnosis_markdown"]
+__all__ = ["ufm_task", "from_init", "from_prediction", "flow_stability", "diagnosis_markdown"]
 
 
 def ufm_task(classes=16, exponent=1.1):
@@ -76,6 +76,26 @@ def from_prediction(task, lam, *, batch_size, lrs, steps, width=8, seeds=(0, 1, 
                     seeds=tuple(seeds), average_last=steps // 2, progress=False, eval_every=steps)
         out[lr] = _buckets(res.loss_per_token_avg[0], pi).mean(0)
     return _buckets(np.stack([e.loss_per_token for e in eqs]), pi).mean(0), out
+
+
+def flow_stability(task, lam, W, E, *, batch_size, eps=1e-8, step=1e-6):
+    """Smallest real part of the eigenvalues of ∂F/∂θ at (W (V, d), E (C, d)) (central differences of
+    :func:`~imbalance.theory.adamw_shared.stationarity`, dense: small systems only). Positive: the point
+    is a linearly stable fixed point of the mean-field flow θ̇ = −F(θ)."""
+    law, (V, d) = bigram_law(task.counts), W.shape
+
+    def F(theta):
+        fW, fE = stationarity(theta[:V * d].reshape(V, d), theta[V * d:].reshape(-1, d), law, lam,
+                              batch_size=batch_size, eps=eps, r=task.r)
+        return np.concatenate([fW.ravel(), fE.ravel()])
+
+    theta = np.concatenate([W.ravel(), E.ravel()])
+    J = np.empty((theta.size, theta.size))
+    for k in range(theta.size):
+        e = np.zeros(theta.size)
+        e[k] = step
+        J[:, k] = (F(theta + e) - F(theta - e)) / (2 * step)
+    return float(np.linalg.eigvals(J).real.min())
 
 
 def _row(cells):
