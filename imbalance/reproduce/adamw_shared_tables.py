@@ -12,7 +12,7 @@ from ..theory.adamw_shared import ufm_counts
 from ..zipf import zipf_pmf
 from .adamw_shared import batch_gap_rows, eps_rows, text_task, validation_rows
 
-__all__ = ["t10_real_text", "t10_ufm", "t10_batch_size", "t10_tied", "t10_eps"]
+__all__ = ["t10_real_text", "t10_ufm", "t10_ufm_diagnosis", "t10_batch_size", "t10_tied", "t10_eps"]
 
 
 def _md(header, rows):
@@ -63,6 +63,19 @@ def t10_ufm(fast=False):
     rows = validation_rows(task, width=2 if fast else 8, lams=(2.0,), batch_sizes=(8,) if fast else (8, 64),
                            seeds=(0, 1) if fast else (0, 1, 2), steps=steps, lr=2.5e-3, sgd=False)
     return _validation_md(rows, sgd=False)
+
+
+def t10_ufm_diagnosis(fast=False):
+    """Why ``t10_ufm`` misses at B = 64 (:mod:`imbalance.reproduce.ufm_adamw_diagnosis`): the runs of
+    ``t10_ufm`` (λ = 2, lr 2.5e-3, 80,000 steps, 3 seeds) over their last half, the T10 root polished from
+    their averaged parameters, the Jacobian spectra, and 40,000-step restarts at the T10 point at five lr."""
+    from .ufm_adamw_diagnosis import diagnosis_markdown, ufm_task
+
+    if fast:
+        return diagnosis_markdown(ufm_task(5), 2.0, batch_size=16, lr=1e-2, steps=80, restart_steps=8,
+                                  lrs=(1e-2,), seeds=(0, 1))
+    return diagnosis_markdown(ufm_task(), 2.0, batch_size=64, lr=2.5e-3, steps=80_000, restart_steps=40_000,
+                              lrs=(5e-3, 2.5e-3, 1.25e-3, 6.25e-4, 3.125e-4))
 
 
 def t10_tied(fast=False):

@@ -43,9 +43,11 @@ def _predict(task, lam, B, init):
 def from_init(task, lam, *, batch_size, lr, steps, width=8, seeds=(0, 1, 2), n_eval=8):
     """Training from the seed inits. Returns a dict of seed-mean bucket losses: ``curve_steps`` (n_eval,),
     ``curve`` (n_eval, n_b, final iterate), ``avg`` (n_b, iterate average over the last quarter),
-    ``predicted`` (n_b, T10 from the inits), ``polished`` (n_b, T10 root polished from the runs' averaged
-    parameters), and the worst max|F|: ``run_residual`` (averaged parameters), ``polished_residual``,
-    ``predicted_residual``."""
+    ``predicted`` (n_b, T10 from the inits; ``predicted_seeds`` (S, n_b) per seed), ``polished`` (n_b,
+    T10 root polished from the runs' averaged parameters), and the worst max|F|: ``run_residual``
+    (averaged parameters), ``polished_residual``, ``predicted_residual``, and per seed the smallest Re
+    eigenvalue of ∂F/∂θ (:func:`flow_stability`) at both roots: ``predicted_stability``,
+    ``polished_stability``."""
     model = FactoredBigram(width=width, init_scale=0.1)
     res = sweep(task, [lam], model=model, optimizer="adamw", steps=steps, batch_size=batch_size, lr=lr,
                 seeds=tuple(seeds), average_last=steps // 4, progress=False, eval_every=steps // n_eval)
@@ -60,7 +62,10 @@ def from_init(task, lam, *, batch_size, lr, steps, width=8, seeds=(0, 1, 2), n_e
                 polished=_buckets(np.stack([e.loss_per_token for e in pol]), pi).mean(0),
                 run_residual=float(run_stationarity(res, task, batch_size).max()),
                 polished_residual=float(max(np.max(e.residual) for e in pol)),
-                predicted_residual=float(max(np.max(e.residual) for e in pred)))
+                predicted_residual=float(max(np.max(e.residual) for e in pred)),
+                predicted_stability=[flow_stability(task, lam, e.W, e.E.T, batch_size=batch_size) for e in pred],
+                polished_stability=[flow_stability(task, lam, e.W, e.E.T, batch_size=batch_size) for e in pol],
+                predicted_seeds=_buckets(np.stack([e.loss_per_token for e in pred]), pi))
 
 
 def from_prediction(task, lam, *, batch_size, lrs, steps, width=8, seeds=(0, 1, 2)):
@@ -115,7 +120,10 @@ def diagnosis_markdown(task, lam, *, batch_size, lr, steps, restart_steps, lrs, 
     lines += [_row(["iterate average (last quarter)", *fmt(a["avg"])]),
               _row([f"T10 from the init (max abs F {a['predicted_residual']:.0e})", *fmt(a["predicted"])]),
               _row([f"T10 polished from the runs (max abs F {a['polished_residual']:.0e})", *fmt(a["polished"])]),
-              "", f"max abs F at the runs' averaged parameters: {a['run_residual']:.2g}.", ""]
+              "", f"max abs F at the runs' averaged parameters: {a['run_residual']:.2g}. T10 per seed: "
+              + "; ".join(", ".join(fmt(v)) for v in a["predicted_seeds"]) + ". Smallest Re eigenvalue of ∂F/∂θ "
+              f"(seeds): at T10 {', '.join(f'{x:.3f}' for x in a['predicted_stability'])}, at the polished "
+              f"roots {', '.join(f'{x:.3f}' for x in a['polished_stability'])} (λ = {lam:g}).", ""]
     pred, drift = from_prediction(task, lam, batch_size=batch_size, lrs=lrs, steps=restart_steps, seeds=seeds)
     lines += [_row(["started at T10, lr", *head[1:]]), sep, _row(["(T10)", *fmt(pred)])]
     lines += [_row([f"{g:g}", *[f"{x:.4f} ({100 * (x / p - 1):+.1f} %)" for x, p in zip(drift[g], pred)]])
@@ -125,4 +133,4 @@ def diagnosis_markdown(task, lam, *, batch_size, lr, steps, restart_steps, lrs, 
 
 if __name__ == "__main__":  # the λ = 2, B = 64 cell of the T10 UFM table
     print(diagnosis_markdown(ufm_task(), 2.0, batch_size=64, lr=2.5e-3, steps=80_000, restart_steps=40_000,
-                             lrs=(5e-3, 2.5e-3, 1.25e-3)))
+                             lrs=(5e-3, 2.5e-3, 1.25e-3, 6.25e-4, 3.125e-4)))
