@@ -14,16 +14,26 @@ def test_restart_starts_at_the_prediction():
     np.testing.assert_allclose(sims[1e-12], pred, rtol=1e-9)
 
 
+def test_each_restart_starts_at_the_prediction():
+    """Training updates its parameters in place: a restart at lr 1e-12 that follows one at lr 1e-2
+    must still start at the prediction (bucket losses equal to round-off), not where the first ended."""
+    task = ufm_task(5)
+    pred, sims = from_prediction(task, 2.0, batch_size=16, lrs=(1e-2, 1e-12), steps=20, width=2, seeds=(0, 1))
+    assert np.abs(sims[1e-2] / pred - 1).max() > 1e-6  # the first restart moved
+    np.testing.assert_allclose(sims[1e-12], pred, rtol=1e-9)
+
+
 def test_diagnosis_markdown_fast():
     """Tiny settings: both tables are there, one column per bucket, and the root polished from the runs
     is certified (its max|F| is printed below 1e-6)."""
     md = diagnosis_markdown(ufm_task(5), 2.0, batch_size=16, lr=1e-2, steps=80, restart_steps=8, lrs=(1e-2, 5e-3),
-                            seeds=(0, 1))
+                            seeds=(0, 1), slow=(5e-3, 40))
     lines = md.splitlines()
     n_cols = lines[0].count("|") - 1
     assert all(line.count("|") - 1 == n_cols for line in lines if line.startswith("|"))
     polished = next(line for line in lines if line.startswith("| T10 polished"))
     assert float(polished.split("max abs F ")[1].split(")")[0]) < 1e-6
+    assert sum(line.startswith("| lr 0.005") for line in lines) == 2
     assert sum(line.startswith("| 0.01 |") or line.startswith("| 0.005 |") for line in lines) == 2
 
 

@@ -209,7 +209,8 @@ class _StartAt(FactoredBigram):
         self.start = (W, E)
 
     def init(self, task, gens, dtype):
-        return {"E": torch.as_tensor(self.start[1], dtype=dtype), "W": torch.as_tensor(self.start[0], dtype=dtype)}
+        # copies: training updates its parameters in place, and the start must not move with them
+        return {"E": torch.tensor(self.start[1], dtype=dtype), "W": torch.tensor(self.start[0], dtype=dtype)}
 
 
 def stays_at_equilibrium(task, lam, *, batch_size, width=8, seeds=(0, 1, 2), steps=8000, lr=1e-2, init_scale=0.1):

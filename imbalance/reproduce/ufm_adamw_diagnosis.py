@@ -103,12 +103,23 @@ def flow_stability(task, lam, W, E, *, batch_size, eps=1e-8, step=1e-6):
     return float(np.linalg.eigvals(J).real.min())
 
 
+def _slow_rows(task, lam, batch_size, seeds, slow, fmt):
+    if slow is None:
+        return []
+    b = from_init(task, lam, batch_size=batch_size, lr=slow[0], steps=slow[1], seeds=seeds)
+    return [_row([f"lr {slow[0]:g}, {slow[1]:,} steps: iterate average (max abs F {b['run_residual']:.2g})",
+                  *fmt(b["avg"])]),
+            _row([f"lr {slow[0]:g}: T10 polished from those runs (max abs F {b['polished_residual']:.0e})",
+                  *fmt(b["polished"])])]
+
+
 def _row(cells):
     return "| " + " | ".join(cells) + " |"
 
 
-def diagnosis_markdown(task, lam, *, batch_size, lr, steps, restart_steps, lrs, seeds=(0, 1, 2)):
-    """Both experiments as two Markdown tables (bucket losses in nats, seed means)."""
+def diagnosis_markdown(task, lam, *, batch_size, lr, steps, restart_steps, lrs, seeds=(0, 1, 2), slow=None):
+    """Both experiments as two Markdown tables (bucket losses in nats, seed means); ``slow`` = (lr, steps):
+    a second training from the inits at that lr, its iterate average and the root polished from it."""
     a = from_init(task, lam, batch_size=batch_size, lr=lr, steps=steps, seeds=seeds)
     n_b = a["avg"].size
     head = ["", *[f"bucket {b}" for b in range(n_b)]]
@@ -120,6 +131,7 @@ def diagnosis_markdown(task, lam, *, batch_size, lr, steps, restart_steps, lrs, 
     lines += [_row(["iterate average (last quarter)", *fmt(a["avg"])]),
               _row([f"T10 from the init (max abs F {a['predicted_residual']:.0e})", *fmt(a["predicted"])]),
               _row([f"T10 polished from the runs (max abs F {a['polished_residual']:.0e})", *fmt(a["polished"])]),
+              *_slow_rows(task, lam, batch_size, seeds, slow, fmt),
               "", f"max abs F at the runs' averaged parameters: {a['run_residual']:.2g}. T10 per seed: "
               + "; ".join(", ".join(fmt(v)) for v in a["predicted_seeds"]) + ". Smallest Re eigenvalue of ∂F/∂θ "
               f"(seeds): at T10 {', '.join(f'{x:.3f}' for x in a['predicted_stability'])}, at the polished "
@@ -133,4 +145,4 @@ def diagnosis_markdown(task, lam, *, batch_size, lr, steps, restart_steps, lrs, 
 
 if __name__ == "__main__":  # the λ = 2, B = 64 cell of the T10 UFM table
     print(diagnosis_markdown(ufm_task(), 2.0, batch_size=64, lr=2.5e-3, steps=80_000, restart_steps=40_000,
-                             lrs=(5e-3, 2.5e-3, 1.25e-3, 6.25e-4, 3.125e-4)))
+                             lrs=(5e-3, 2.5e-3, 1.25e-3, 6.25e-4, 3.125e-4), slow=(6.25e-4, 320_000)))
