@@ -2,26 +2,13 @@
 
 import numpy as np
 import pytest
-import torch
 
 from imbalance.lm.callback import BucketLossCallback, bucket_eval_metrics
 from imbalance.lm.losses import loss_summary, per_token_loss_sums
 from imbalance.lm.model import GPTConfig, build_gpt
+from tests.lm._trainer_data import Windows
 
 pytest.importorskip("accelerate")
-
-
-class Windows(torch.utils.data.Dataset):
-    def __init__(self, w):
-        self.w = w
-
-    def __len__(self):
-        return self.w.shape[0]
-
-    def __getitem__(self, i):
-        labels = self.w[i].clone()
-        labels[0] = -100  # never a target after the shift; masked so the Trainer counts T − 1 targets per row
-        return {"input_ids": self.w[i], "labels": labels}
 
 
 def test_callback_in_trainer(split, tmp_path):

@@ -14,23 +14,11 @@ import torch
 
 from imbalance.lm.model import GPTConfig, build_gpt
 from imbalance.optim.hooks import fair_adamw, token_row_params
+from tests.lm._trainer_data import Windows
 
 pytest.importorskip("accelerate")
 
 V, T, N, STEPS = 48, 12, 6, 4
-
-
-class Windows(torch.utils.data.Dataset):
-    def __init__(self, w):
-        self.w = w
-
-    def __len__(self):
-        return self.w.shape[0]
-
-    def __getitem__(self, i):
-        labels = self.w[i].clone()
-        labels[0] = -100  # never a target after the shift; masked so the Trainer counts T − 1 targets per row
-        return {"input_ids": self.w[i], "labels": labels}
 
 
 def _data():
