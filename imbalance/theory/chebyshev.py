@@ -61,15 +61,27 @@ def stages_for(h_rho: float) -> int:
     return max(2, 1 + int(np.sqrt(1.0 + 1.54 * h_rho)))
 
 
-def spectral_radius(f, y, fy, v, iters: int = 8):
+def _precision(eps) -> float:
+    """The relative precision of f's values: float64's machine ε when None, else in (0, 1)."""
+    if eps is None:
+        return float(np.finfo(np.float64).eps)
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (int, float, np.integer, np.floating)) \
+            or not 0.0 < float(eps) < 1.0:
+        raise ValueError(f"eps must be a number in (0, 1), got eps={eps!r}")
+    return float(eps)
+
+
+def spectral_radius(f, y, fy, v, iters: int = 8, eps=None):
     """Nonlinear power iteration for ρ(∂f/∂y) at y (f(y) = fy): returns (ρ, dominant direction).
 
-    Each iteration costs one evaluation of f; ``v`` is the start (the previous direction)."""
-    ynorm = float(np.linalg.norm(y))
+    Each iteration costs one evaluation of f; ``v`` is the start (the previous direction).
+    ``eps`` is the relative precision of f's values (default float64's): the finite difference
+    steps by δ = √eps · max(‖y‖, 1), so an f computed in float32 needs ``eps`` of float32 (a
+    float64 step would vanish when y is rounded to float32, and the difference would be noise)."""
+    delta = np.sqrt(_precision(eps)) * max(float(np.linalg.norm(y)), 1.0)
     v = v / np.linalg.norm(v)
     rho = 0.0
     for _ in range(iters):
-        delta = np.sqrt(np.finfo(float).eps) * max(ynorm, 1.0)
         Jv = (f(y + delta * v) - fy) / delta
         rho = float(np.linalg.norm(Jv))
         if rho == 0.0:
@@ -78,7 +90,8 @@ def spectral_radius(f, y, fy, v, iters: int = 8):
     return rho, v
 
 
-def rkc_integrate(f, y0, t_eval, *, rtol=1e-3, atol=1e-6, h0=None, rho_every=25, record=None, max_evals=None):
+def rkc_integrate(f, y0, t_eval, *, rtol=1e-3, atol=1e-6, h0=None, rho_every=25, record=None, max_evals=None,
+                  eps=None):
     """Integrate ẏ = f(y) from y0 at t_eval[0] through the increasing times ``t_eval``.
 
     Steps are chosen by the RKC local error estimate (1/15)(12(yₙ − yₙ₊₁) + 6h(fₙ + fₙ₊₁)),
@@ -86,8 +99,10 @@ def rkc_integrate(f, y0, t_eval, *, rtol=1e-3, atol=1e-6, h0=None, rho_every=25,
     ``t_eval`` (interpolating inside long steps instead was measured to lose accuracy in the
     logged loss for almost no saving); the stage count follows h·ρ (ρ re-estimated every ``rho_every`` accepted steps,
     times a 1.2 safety factor). ``record(y)`` is called at each ``t_eval`` (y itself is returned
-    at the last). Returns (y at t_eval[-1], number of f evaluations).
+    at the last). ``eps``: the relative precision of f's values, for the power iteration's
+    finite differences (``spectral_radius``). Returns (y at t_eval[-1], number of f evaluations).
     """
+    eps = _precision(eps)
     t_eval = np.asarray(t_eval, dtype=np.float64)
     y = np.array(y0, dtype=np.float64)
     n_eval = 0
@@ -99,7 +114,7 @@ def rkc_integrate(f, y0, t_eval, *, rtol=1e-3, atol=1e-6, h0=None, rho_every=25,
 
     fy = F(y)
     direction = np.random.default_rng(0).standard_normal(y.shape)
-    rho, direction = spectral_radius(F, y, fy, direction, iters=12)
+    rho, direction = spectral_radius(F, y, fy, direction, iters=12, eps=eps)
     if record is not None:
         record(y)
     t = float(t_eval[0])
@@ -120,7 +135,7 @@ def rkc_integrate(f, y0, t_eval, *, rtol=1e-3, atol=1e-6, h0=None, rho_every=25,
                 y, fy = y_new, f_new
                 accepted += 1
                 if accepted % rho_every == 0:
-                    rho, direction = spectral_radius(F, y, fy, direction, iters=3)
+                    rho, direction = spectral_radius(F, y, fy, direction, iters=3, eps=eps)
             if max_evals is not None and n_eval > max_evals:
                 raise RuntimeError(f"rkc_integrate: more than max_evals={max_evals} evaluations before t={target}")
             h_new = h_step * min(10.0, max(0.1, 0.8 * max(err, 1e-10) ** (-1.0 / 3.0)))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._validate import as_choice, as_count_matrix, as_nonnegative, as_positive, as_positive_int
+from .._validate import _short, as_choice, as_count_matrix, as_nonnegative, as_positive, as_positive_int
 from .adamw_shared import bigram_law, sample_moments
 from .chebyshev import rkc_integrate
 from .dynamics import eval_steps
@@ -58,9 +58,12 @@ def _starts(arr, name, rows):
 
 
 class _Objective:
-    """F(E, W) = Σ_x P(x) CE(q_x, r W e_x) + (λ_E/2)‖E‖² + (λ_W/2)‖W‖² for S starts at once."""
+    """F(E, W) = Σ_x P(x) CE(q_x, r W e_x) + (λ_E/2)‖E‖² + (λ_W/2)‖W‖² for S starts at once.
 
-    def __init__(self, C, r, lam_E, lam_W):
+    The dense (n_ctx, V) work runs in ``dtype`` (parameters are cast in, gradients cast out to
+    float64; the decay terms are added in float64)."""
+
+    def __init__(self, C, r, lam_E, lam_W, dtype=np.float64):
         coo = C.tocoo()
         total = C.data.sum()
         self.rows, self.cols, self.joint = coo.row, coo.col, coo.data / total  # observed pairs, J(x, v)
@@ -68,23 +71,47 @@ class _Objective:
         self.P = self.J.sum(1, keepdims=True)  # (n_ctx, 1)
         self.pi = self.J.sum(0)
         self.r, self.lam_E, self.lam_W = r, lam_E, lam_W
+        self.dtype = np.dtype(dtype)
+        self.J_c, self.P_c = self.J.astype(self.dtype), self.P.astype(self.dtype)  # the same arrays in float64
+        # Σ_x J(x, v)·z_xv over the dense logits costs n_ctx·V (≤ the logits' own n_ctx·V·d); a gather
+        # of the observed pairs costs more per pair, so it is used only when J is sparse
+        self.dense = self.rows.size * 16 >= self.J.size
+
+    def _logits(self, E, W):
+        """r·E Wᵀ (S, n_ctx, V) in ``dtype``, and W in ``dtype``."""
+        Wc = W.astype(self.dtype, copy=False)
+        return (self.r * E).astype(self.dtype, copy=False) @ Wc.transpose(0, 2, 1), Wc
 
     def gradient(self, E, W):
-        """(∂F/∂E (S, n_ctx, d), ∂F/∂W (S, V, d))."""
-        Z = self.r * (E @ W.transpose(0, 2, 1))  # (S, n_ctx, V)
+        """(∂F/∂E (S, n_ctx, d), ∂F/∂W (S, V, d)), float64."""
+        Z, Wc = self._logits(E, W)  # (S, n_ctx, V)
         Z -= Z.max(-1, keepdims=True)
         np.exp(Z, out=Z)
-        Z *= self.P / Z.sum(-1, keepdims=True)  # P(x) p(·|x)
-        Z -= self.J  # G = ∂/∂z of Σ_x P(x) CE
-        return self.r * (Z @ W) + self.lam_E * E, self.r * (Z.transpose(0, 2, 1) @ E) + self.lam_W * W
+        Z *= self.P_c / Z.sum(-1, keepdims=True)  # P(x) p(·|x)
+        Z -= self.J_c  # G = ∂/∂z of Σ_x P(x) CE
+        gE = (Z @ Wc).astype(np.float64, copy=False)
+        gW = (Z.transpose(0, 2, 1) @ E.astype(self.dtype, copy=False)).astype(np.float64, copy=False)
+        gE *= self.r
+        gE += self.lam_E * E
+        gW *= self.r
+        gW += self.lam_W * W
+        return gE, gW
 
     def loss_per_token(self, E, W):
-        """ℓ_v (S, V) = Σ_x J(x, v)(−log p(v|x))/π_v; NaN where π_v = 0."""
-        Z = self.r * (E @ W.transpose(0, 2, 1))  # (S, n_ctx, V)
-        lse = np.log(np.exp(Z - Z.max(-1, keepdims=True)).sum(-1)) + Z.max(-1)  # (S, n_ctx)
-        nll = lse[:, self.rows] - Z[:, self.rows, self.cols]  # (S, nnz)
-        V = self.pi.size
-        tot = np.stack([np.bincount(self.cols, weights=self.joint * row, minlength=V) for row in nll])
+        """ℓ_v (S, V) = Σ_x J(x, v)(lse_x − z_xv)/π_v (z the logits); NaN where π_v = 0."""
+        Z, _ = self._logits(E, W)  # (S, n_ctx, V)
+        if self.dense:  # Σ_x J(x, v) z_xv, accumulated in float64 in blocks of contexts
+            zJ = np.zeros((Z.shape[0], self.pi.size))
+            for lo in range(0, Z.shape[1], 256):
+                zJ += np.einsum("sxv,xv->sv", Z[:, lo:lo + 256], self.J[lo:lo + 256])
+        else:
+            zJ = np.stack([np.bincount(self.cols, weights=self.joint * row, minlength=self.pi.size)
+                           for row in Z[:, self.rows, self.cols].astype(np.float64)])
+        m = Z.max(-1, keepdims=True)
+        Z -= m
+        np.exp(Z, out=Z)
+        lse = np.log(Z.sum(-1, dtype=np.float64)) + m[..., 0]  # (S, n_ctx)
+        tot = lse @ self.J - zJ  # Σ_x J(x, v)(lse_x − z_xv)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(self.pi > 0, tot / self.pi, np.nan)
 
@@ -104,7 +131,7 @@ def _run_inputs(counts, E0, W0, lam, lam_W, steps, lr, r):
 
 
 def factored_gd_trajectory(counts, E0, W0, *, lam, steps, lr, r=1.0, lam_W=None, eval_every=None,
-                           integrator="steps", rtol=1e-3) -> FactoredTrajectory:
+                           integrator="steps", rtol=1e-3, dtype=None) -> FactoredTrajectory:
     """Per-token loss along gradient descent with coupled L2 on F from each start (E₀, W₀).
 
     ``E0`` (n_start, n_ctx, d) or (n_ctx, d), ``W0`` (n_start, V, d) or (V, d); ``lam`` decays E
@@ -113,11 +140,16 @@ def factored_gd_trajectory(counts, E0, W0, *, lam, steps, lr, r=1.0, lam_W=None,
     full-batch gradient descent); ``"rkc"``: the gradient flow θ̇ = −∇F(θ) read at time η·t,
     integrated by adaptive Runge–Kutta–Chebyshev steps with relative tolerance ``rtol`` (the
     small-lr limit of the recursion; far fewer gradients when η is well below the stability limit).
+    ``dtype`` ("float32" or "float64"; default float32 for "rkc", float64 for "steps"): the
+    precision of the dense (n_ctx, V) work in each gradient and loss (the integrator's state stays
+    float64). Float32 halves the cost of a gradient; its rounding (~1e-7 relative) is far below
+    the flow's tolerance, but not below the recursion's exactness.
     """
     C, E, W, lam_E, lam_W, steps, lr, r = _run_inputs(counts, E0, W0, lam, lam_W, steps, lr, r)
     integrator = as_choice(integrator, "integrator", {"steps", "rkc"})
     rtol = as_positive(rtol, "rtol")
-    obj = _Objective(C, r, lam_E, lam_W)
+    dtype = _as_dtype(dtype, np.float32 if integrator == "rkc" else np.float64)
+    obj = _Objective(C, r, lam_E, lam_W, dtype)
     log_at = eval_steps(steps, eval_every)
     if integrator == "steps":
         loss, n_grad = _stepped(obj, E, W, lr, log_at)
@@ -128,6 +160,19 @@ def factored_gd_trajectory(counts, E0, W0, *, lam, steps, lr, r=1.0, lam_W=None,
     agg = (loss[..., seen] * pi[seen]).sum(-1)
     return FactoredTrajectory(lam_E=lam_E, lam_W=lam_W, lr=lr, steps=log_at, token_probs=pi, loss_per_token=loss,
                               aggregate_loss=agg, integrator=integrator, gradient_evaluations=n_grad)
+
+
+def _as_dtype(dtype, default):
+    """None → ``default``; float32 or float64 (a name, type or numpy dtype) → that dtype."""
+    if dtype is None:
+        return np.dtype(default)
+    try:
+        dt = np.dtype(dtype.lower() if isinstance(dtype, str) else dtype)
+    except Exception:  # noqa: BLE001 — anything numpy cannot read as a dtype is refused by name below
+        dt = None
+    if dt is not None and dt in (np.float32, np.float64) and not isinstance(dtype, (bool, np.ndarray)):
+        return dt
+    raise ValueError(f"dtype must be 'float32' or 'float64' (or None), got dtype={_short(dtype)}")
 
 
 def _stepped(obj, E, W, lr, log_at):
@@ -159,7 +204,7 @@ def _flowed(obj, E, W, lr, log_at, rtol):
     out = []
     y0 = np.concatenate([E.ravel(), W.ravel()])
     atol = 1e-3 * rtol * max(float(np.abs(y0).max()), 1e-3)
-    _, n_grad = rkc_integrate(f, y0, lr * log_at, rtol=rtol, atol=atol,
+    _, n_grad = rkc_integrate(f, y0, lr * log_at, rtol=rtol, atol=atol, eps=np.finfo(obj.dtype).eps,
                               record=lambda y: out.append(obj.loss_per_token(*split(y))))
     return np.stack(out, 1), n_grad  # (S, n_eval, V)
 
