@@ -53,3 +53,32 @@ def test_power_iteration_finds_the_largest_rate():
     a = np.linspace(0.1, 7.0, 30)
     rho, _ = spectral_radius(lambda y: -a * y, np.ones(30), -a, np.ones(30), iters=200)
     assert abs(rho - 7.0) < 1e-3 * 7.0
+
+
+def test_power_iteration_with_a_float32_flow_needs_float32_steps():
+    """f computed in float32 (a symmetric linear flow, rates 0.1 … 7): with the finite-difference
+    step of float32 (``eps``) ρ matches the float64 flow's; the float64 step would be rounded away."""
+    rng = np.random.default_rng(1)
+    Q, _ = np.linalg.qr(rng.standard_normal((60, 60)))
+    A = (Q * np.linspace(0.1, 7.0, 60)) @ Q.T
+    y = rng.normal(0, 0.3, 60)
+    v0 = rng.standard_normal(60)
+
+    def f64(x):
+        return -A @ x
+
+    def f32(x):
+        return -(A.astype(np.float32) @ x.astype(np.float32)).astype(np.float64)
+
+    exact, _ = spectral_radius(f64, y, f64(y), v0, iters=200)
+    rho, _ = spectral_radius(f32, y, f32(y), v0, iters=200, eps=np.finfo(np.float32).eps)
+    assert abs(exact - 7.0) < 1e-3 * 7.0
+    assert abs(rho - exact) < 1e-3 * exact, (rho, exact)
+
+
+@pytest.mark.parametrize("eps", [0.0, -1e-7, 1.0, np.nan, "x", True])
+def test_bad_precision_is_named(eps):
+    with pytest.raises(ValueError, match="eps"):
+        spectral_radius(lambda y: -y, np.ones(3), -np.ones(3), np.ones(3), eps=eps)
+    with pytest.raises(ValueError, match="eps"):
+        rkc_integrate(lambda y: -y, np.ones(3), [0.0, 1.0], eps=eps)

@@ -5,10 +5,12 @@ import numpy as np
 import pytest
 import torch
 
+from imbalance._validate import as_count_matrix
 from imbalance.metrics import bucket_loss
 from imbalance.sim import BigramTask, FactoredBigram, sweep
+from imbalance.theory.chebyshev import spectral_radius
 from imbalance.theory.dynamics import eval_steps
-from imbalance.theory.factored_dynamics import factored_adamw_trajectory, factored_gd_trajectory
+from imbalance.theory.factored_dynamics import _Objective, factored_adamw_trajectory, factored_gd_trajectory
 
 
 def test_matches_torch_sgd_on_the_raw_objective():
@@ -117,3 +119,79 @@ def test_adamw_flow_full_batch_limit_is_torch_adamw_on_the_raw_objective():
         (-(Jt * logp).sum()).backward()
         opt.step()
     np.testing.assert_allclose(traj.loss_per_token[0], np.stack(curve), rtol=1e-8)
+
+
+def _gathered_loss(C, E, W, r):
+    """ℓ_v = Σ_x J(x, v)(−log p(v|x))/π_v in float64 by gathering the observed pairs."""
+    coo = C.tocoo()
+    joint = coo.data / coo.data.sum()
+    Z = r * (E @ W.transpose(0, 2, 1))
+    m = Z.max(-1, keepdims=True)
+    lse = np.log(np.exp(Z - m).sum(-1)) + m[..., 0]
+    nll = lse[:, coo.row] - Z[:, coo.row, coo.col]
+    pi = np.bincount(coo.col, weights=joint, minlength=C.shape[1])
+    return np.stack([np.bincount(coo.col, weights=joint * row, minlength=C.shape[1]) for row in nll]) / pi
+
+
+@pytest.mark.parametrize("density", ["dense", "sparse"])
+def test_loss_per_token_in_both_precisions_matches_the_gathered_pairs(density):
+    """The per-token loss (dense contraction when J is dense, gather when sparse) in float64 and
+    float32 against the float64 gather over the observed pairs: to 1e-12 and 1e-6 relative."""
+    rng = np.random.default_rng(2)
+    if density == "dense":
+        counts = BigramTask.stochastic_zipf(300, 1.0, 0.7).counts
+    else:
+        counts = np.zeros((300, 300))
+        idx = rng.integers(0, 300, (900, 2))
+        counts[idx[:, 0], idx[:, 1]] = rng.integers(1, 50, 900)
+        counts[np.arange(300), np.arange(300)] += 1  # every token and context seen
+    C = as_count_matrix(counts)
+    E, W = rng.normal(0, 0.5, (2, 300, 12)), rng.normal(0, 0.5, (2, 300, 12))
+    ref = _gathered_loss(C, E, W, 1.7)
+    for dtype, rtol in ((np.float64, 1e-12), (np.float32, 1e-6)):
+        obj = _Objective(C, 1.7, 0.01, 0.02, dtype)
+        assert obj.dense == (density == "dense")
+        np.testing.assert_allclose(obj.loss_per_token(E, W), ref, rtol=rtol)
+
+
+def test_float32_gradient_and_spectral_radius_match_float64():
+    """The gradient computed in float32 against float64 (1e-5 relative in norm), and the power
+    iteration's ρ of the flow it drives (with float32's finite-difference step) to 1e-3."""
+    task = BigramTask.stochastic_zipf(200, 1.0, 0.7)
+    rng = np.random.default_rng(4)
+    E, W = rng.normal(0, 0.3, (1, 200, 8)), rng.normal(0, 0.3, (1, 200, 8))
+    C = as_count_matrix(task.counts)
+    objs = {dt: _Objective(C, 1.0, 1e-3, 2e-3, dt) for dt in (np.float64, np.float32)}
+
+    def flow(obj):
+        def f(y):
+            gE, gW = obj.gradient(y[:E.size].reshape(E.shape), y[E.size:].reshape(W.shape))
+            return -np.concatenate([gE.ravel(), gW.ravel()])
+        return f
+    f64, f32 = flow(objs[np.float64]), flow(objs[np.float32])
+    y = np.concatenate([E.ravel(), W.ravel()])
+    g64, g32 = f64(y), f32(y)
+    assert g32.dtype == np.float64
+    assert np.linalg.norm(g32 - g64) < 1e-5 * np.linalg.norm(g64)
+    v0 = rng.standard_normal(y.size)
+    rho64, _ = spectral_radius(f64, y, g64, v0, iters=30)
+    rho32, _ = spectral_radius(f32, y, g32, v0, iters=30, eps=np.finfo(np.float32).eps)
+    assert abs(rho32 / rho64 - 1) < 1e-3, (rho32, rho64)
+
+
+def test_flow_in_float32_matches_float64():
+    """The Chebyshev flow with float32 gradients (the default) against float64 ones: the same
+    per-token curves within the flow's own tolerance (rtol 1e-3 here)."""
+    task = BigramTask.stochastic_zipf(40, 1.0, 0.7)
+    rng = np.random.default_rng(0)
+    E0, W0 = rng.normal(0, 0.1, (2, 40, 6)), rng.normal(0, 0.1, (2, 40, 6))
+    kw = dict(lam=0.002, steps=1500, lr=0.5, eval_every=100, integrator="rkc", rtol=1e-3)
+    a = factored_gd_trajectory(task.counts, E0, W0, **kw)
+    b = factored_gd_trajectory(task.counts, E0, W0, dtype="float64", **kw)
+    np.testing.assert_allclose(a.loss_per_token, b.loss_per_token, rtol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "int", 3, np.int64, True, np.zeros(2)])
+def test_bad_dtype_is_named(dtype):
+    with pytest.raises(ValueError, match="dtype"):
+        factored_gd_trajectory(np.eye(3), np.zeros((3, 2)), np.zeros((3, 2)), lam=0.1, steps=5, lr=0.1, dtype=dtype)
