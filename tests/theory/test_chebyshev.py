@@ -55,6 +55,19 @@ def test_power_iteration_finds_the_largest_rate():
     assert abs(rho - 7.0) < 1e-3 * 7.0
 
 
+def test_power_iteration_stops_when_the_estimate_settles():
+    """Rates 0.1 … 7 with one at 7 and the next at 3.5: with ``tol`` the iteration stops once two
+    estimates agree to 1e-3, in fewer evaluations than ``iters``, and within 1 % of 7."""
+    a = np.concatenate([np.linspace(0.1, 3.5, 29), [7.0]])
+    calls = []
+
+    def f(y):
+        calls.append(1)
+        return -a * y
+    rho, _ = spectral_radius(f, np.ones(30), -a, np.ones(30), iters=200, tol=1e-3)
+    assert len(calls) < 200 and abs(rho - 7.0) < 0.01 * 7.0, (len(calls), rho)
+
+
 def test_power_iteration_with_a_float32_flow_needs_float32_steps():
     """f computed in float32 (a symmetric linear flow, rates 0.1 … 7): with the finite-difference
     step of float32 (``eps``) ρ matches the float64 flow's; the float64 step would be rounded away."""
@@ -82,3 +95,5 @@ def test_bad_precision_is_named(eps):
         spectral_radius(lambda y: -y, np.ones(3), -np.ones(3), np.ones(3), eps=eps)
     with pytest.raises(ValueError, match="eps"):
         rkc_integrate(lambda y: -y, np.ones(3), [0.0, 1.0], eps=eps)
+    with pytest.raises(ValueError, match="tol"):
+        spectral_radius(lambda y: -y, np.ones(3), -np.ones(3), np.ones(3), tol=eps)

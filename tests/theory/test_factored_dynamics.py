@@ -79,7 +79,7 @@ def test_chebyshev_flow_matches_the_step_by_step_recursion():
     difference is the O(η) gap between gradient descent and its flow, not integration error:
     measured 0.77 % (rtol 1e-2) and 0.87 % (rtol 1e-3) per log3 bucket at η = 0.5, and 0.33 % against
     the recursion at η/4 with 4× the steps (float32 gradients, the default; float64 gives the same
-    figures). Asserted: 1 %, with at least 5× fewer gradients than steps (measured 232 for 1,500)."""
+    figures). Asserted: 1 %, with at least 5× fewer gradients than steps (measured 230 for 1,500)."""
     task = BigramTask.stochastic_zipf(40, 1.0, 0.7)
     rng = np.random.default_rng(0)
     E0, W0 = rng.normal(0, 0.1, (2, 40, 6)), rng.normal(0, 0.1, (2, 40, 6))
