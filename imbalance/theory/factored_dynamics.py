@@ -72,7 +72,7 @@ class _Objective:
         self.pi = self.J.sum(0)
         self.r, self.lam_E, self.lam_W = r, lam_E, lam_W
         self.dtype = np.dtype(dtype)
-        self.J_c, self.P_c = self.J.astype(self.dtype), self.P.astype(self.dtype)  # the same arrays in float64
+        self.J_c, self.P_c = (a.astype(self.dtype, copy=False) for a in (self.J, self.P))  # J, P in dtype
         # Σ_x J(x, v)·z_xv over the dense logits costs n_ctx·V (≤ the logits' own n_ctx·V·d); a gather
         # of the observed pairs costs more per pair, so it is used only when J is sparse
         self.dense = self.rows.size * 16 >= self.J.size
