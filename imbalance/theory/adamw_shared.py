@@ -487,6 +487,12 @@ def ufm_adamw_equilibrium(pi, lam, *, init=None, lam_h=None, samples_per_class: 
     H0 (K·m, d)); ``lam_h`` the decay of the features (default ``lam``). Under AdamW the decay
     of every feature is λ_H, not the π-weighted penalty of the L2 UFM (T5). ``E`` of the result
     holds the features as columns, ``loss_per_token[k]`` the loss of class k.
+
+    With one sample per class every feature's per-sample gradient is deterministic, so its
+    normalised update is a sign switch smoothed over ~ε; a feature coordinate inside its ℓ∞ box
+    makes the root a few float64 units wide at ε = 1e-8, and the solver may then stop uncertified
+    (``residual`` says so): ε = 1e-7 or 1e-6, a limit the losses have already reached, certifies
+    (proofs/T10_adamw_shared.md, "Switch-like coordinates").
     """
     counts = ufm_counts(pi, samples_per_class)
     return factored_bigram_adamw_equilibrium(counts, lam, init=init, lam_e=lam_h, **kwargs)
