@@ -200,9 +200,9 @@ class _Scorer:
         base = getattr(lm, getattr(lm, "base_model_prefix", ""), None)
         self.base = base if isinstance(base, torch.nn.Module) and base is not lm else None
         self.fast = None if isinstance(self.head, torch.nn.Linear) and self.base is not None else False
-        # at most 2²² logits (16 MB float32) per chunk, and never fewer than 512 positions: on CPU
-        # (V = 2,048, width 128) the output layer ran 1.8× slower per position in chunks of 256 than
-        # in chunks of 1,024–2,048, and 1.7× slower again at 4,096 once a chunk leaves the cache;
+        # at most 2²² logits (16 MB float32) per chunk, and never fewer than 512 positions: the output
+        # layer timed alone on CPU (V = 2,048, width 128) ran 1.8× slower per position in chunks of 256
+        # than in chunks of 1,024–2,048, and 1.7× slower again at 4,096 once a chunk leaves the cache;
         # ≥ 512 positions per chunk also keeps the output weights read once per many positions
         self.rows = max(512, (1 << 22) // V)
         self.h_sum = None
