@@ -8,12 +8,21 @@ unembedding row norms against π (decayed rows of rare tokens shrink, T4: ‖w_v
 under L2); the mean logit offset against log π (T1: without decay a bias-like logit offset
 equals log π up to a constant, decay flattens it, slope < 1); and the share of the vocabulary
 seen less than once per batch of ``batch_tokens`` tokens (T3's line under AdamW).
+
+Token cache: the text (and ``freq_text``) is encoded once into a token file
+(:func:`imbalance.lm.tokens.encode_corpus`, keyed by the SHA-256 of the text and of the
+tokenizer) under ``cache_dir``, and every later audit of the same text with the same tokenizer —
+another checkpoint, another λ of a sweep — streams its windows from that file instead of
+tokenising again. With ``max_tokens`` and no token file yet, the text is tokenised as it streams
+(only as far as needed, nothing cached), so a short look at a large text stays short.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +34,10 @@ import torch.nn.functional as F
 from .._progress import progress_bar
 from ..sim.devices import resolve_device
 from .losses import logits_of, loss_summary
-from .tokenizer import check_text_file
+from .tokenizer import check_text_file, file_sha256, tokenizer_hash
+from .tokens import encode_corpus, open_token_file
 
-__all__ = ["AuditResult", "audit", "load_causal_lm", "write_audit_report"]
+__all__ = ["AuditResult", "audit", "default_cache_dir", "load_causal_lm", "write_audit_report"]
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "tokenizer_config.json")
 
@@ -48,7 +58,9 @@ class AuditResult:
     offset_intercept: float
     batch_tokens: int
     below_one_per_batch: float
-    tokens_per_s: float
+    tokens_per_s: float  # scored target tokens per second of the streaming loop
+    encode_s: float = 0.0  # seconds spent encoding the text(s) into the token cache before streaming
+    token_source: str = "stream"  # "cache" (a token file, read back or written now) or "stream" (tokenised on the fly)
 
 
 def load_causal_lm(model, device="cpu"):
@@ -112,6 +124,63 @@ def _windows(text_path, tok, context, batch_size, max_tokens, chunk_chars=1 << 1
         yield torch.from_numpy(buf[: n * (context + 1)]).view(n, context + 1)
 
 
+def _id_windows(ids, context, batch_size, max_tokens):
+    """The batches of :func:`_windows` cut from the token array ``ids`` (N,) instead of the text."""
+    need = batch_size * (context + 1)
+    n_full = ids.size // need
+    if max_tokens is not None:
+        n_full = min(n_full, -(-int(max_tokens) // need))
+    for i in range(n_full):
+        yield torch.from_numpy(ids[i * need:(i + 1) * need].astype(np.int64)).view(batch_size, context + 1)
+    if max_tokens is not None and n_full * need >= max_tokens:
+        return
+    rest = ids[n_full * need:]
+    n = rest.size // (context + 1)
+    if n:
+        yield torch.from_numpy(rest[: n * (context + 1)].astype(np.int64)).view(n, context + 1)
+
+
+def default_cache_dir() -> Path:
+    """``$IMBALANCE_CACHE_DIR``, else ``$XDG_CACHE_HOME/imbalance/tokens``, else ``~/.cache/imbalance/tokens``."""
+    if os.environ.get("IMBALANCE_CACHE_DIR"):
+        return Path(os.environ["IMBALANCE_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "imbalance" / "tokens"
+
+
+def _as_cache_dir(cache_dir):
+    if cache_dir is None or cache_dir is False:
+        return None
+    if cache_dir == "default":
+        return default_cache_dir()
+    if not isinstance(cache_dir, (str, os.PathLike)):
+        raise ValueError(f"cache_dir must be a directory path, 'default' or None, got cache_dir={cache_dir!r}")
+    return Path(cache_dir)
+
+
+def _cached_ids(text, tok, cache_dir, max_tokens, progress):
+    """(token ids (N,) memmap, seconds spent encoding) from the token cache, or (None, 0) to stream.
+
+    A token file already there is read back; without one it is written now unless ``max_tokens``
+    asks for part of the text only. A cache directory that cannot be written falls back to
+    streaming, with a warning."""
+    if cache_dir is None:
+        return None, 0.0
+    backend = tok.backend_tokenizer
+    stem = f"tokens-{file_sha256(text)[:16]}-{tokenizer_hash(backend)[:16]}"
+    if (cache_dir / f"{stem}.json").exists():
+        return open_token_file(cache_dir / f"{stem}.bin").ids, 0.0
+    if max_tokens is not None:
+        return None, 0.0
+    t0 = time.perf_counter()
+    try:
+        tf = encode_corpus(text, backend, cache_dir, progress=progress)
+    except OSError as e:
+        warnings.warn(f"token cache {str(cache_dir)!r} not usable ({e}); tokenising while streaming", stacklevel=3)
+        return None, 0.0
+    return tf.ids, time.perf_counter() - t0
+
+
 class _Scorer:
     """Cross-entropy per position and the sum of the logits over positions, batch by batch.
 
@@ -131,7 +200,11 @@ class _Scorer:
         base = getattr(lm, getattr(lm, "base_model_prefix", ""), None)
         self.base = base if isinstance(base, torch.nn.Module) and base is not lm else None
         self.fast = None if isinstance(self.head, torch.nn.Linear) and self.base is not None else False
-        self.rows = max(64, (1 << 19) // V)  # ~2 MB of float32 logits per chunk
+        # at most 2²² logits (16 MB float32) per chunk, and never fewer than 512 positions: the output
+        # layer timed alone on CPU (V = 2,048, width 128) ran 1.8× slower per position in chunks of 256
+        # than in chunks of 1,024–2,048, and 1.7× slower again at 4,096 once a chunk leaves the cache;
+        # ≥ 512 positions per chunk also keeps the output weights read once per many positions
+        self.rows = max(512, (1 << 22) // V)
         self.h_sum = None
         self.n_fast = 0
         self.direct = torch.zeros(V, dtype=torch.float64, device=device)  # (V,)
@@ -167,11 +240,13 @@ class _Scorer:
             return self._full(x, y)[0]
         with self.autocast:
             h = self.base(input_ids=x)[0].reshape(y.numel(), -1)  # (bT, d)
-        ce = torch.empty(y.numel(), dtype=torch.float32, device=y.device)  # (bT,)
-        for i in range(0, y.numel(), self.rows):
+        n = y.numel()
+        ce = torch.empty(n, dtype=torch.float32, device=y.device)  # (bT,)
+        step = -(-n // -(-n // self.rows))  # equal chunks of at most self.rows (no small remainder)
+        for i in range(0, n, step):
             with self.autocast:
-                z = self.head(h[i:i + self.rows])  # (rows, V)
-            ce[i:i + self.rows] = F.cross_entropy(z.float(), y[i:i + self.rows], reduction="none")
+                z = self.head(h[i:i + step])  # (step, V)
+            ce[i:i + step] = F.cross_entropy(z.float(), y[i:i + step], reduction="none")
         hs = h.sum(0, dtype=torch.float64)  # (d,)
         self.h_sum = hs if self.h_sum is None else self.h_sum + hs
         self.n_fast += y.numel()
@@ -186,21 +261,31 @@ class _Scorer:
         return self.direct + (z if b is None else z + self.n_fast * b.detach().double())
 
 
-def _count_tokens(text_path, tok, V) -> np.ndarray:
+def _count_tokens(text_path, tok, V, cache_dir=None, progress=False):
+    """(counts (V,) of the token ids of the whole text, ids ≥ V dropped; seconds spent encoding into the cache)."""
     counts = np.zeros(V, dtype=np.int64)
+    ids, encode_s = _cached_ids(text_path, tok, cache_dir, None, progress)
+    if ids is not None:
+        for i in range(0, ids.size, 1 << 24):
+            counts += np.bincount(ids[i:i + (1 << 24)], minlength=V)[:V]
+        return counts, encode_s
     with open(text_path, encoding="utf-8") as f:
         while lines := f.readlines(1 << 20):
             counts += np.bincount(_encode_lines(tok, lines), minlength=V)[:V]
-    return counts
+    return counts, 0.0
 
 
 @torch.inference_mode()
 def audit(model, text, *, freq_text=None, context: int | None = None, batch_size: int = 8,
           batch_tokens: int = 500_000, max_tokens: int | None = None, device="auto", scheme: str = "log3",
-          progress: bool = True) -> AuditResult:
-    """Stream ``text`` through ``model`` (see the module docstring) and measure."""
+          progress: bool = True, cache_dir="default") -> AuditResult:
+    """Stream ``text`` through ``model`` (see the module docstring) and measure.
+
+    ``cache_dir``: where token files are kept ("default": :func:`default_cache_dir`; None: no
+    cache, the text is tokenised while it streams)."""
     text = check_text_file(text, "text")
     freq_path = check_text_file(freq_text, "freq_text") if freq_text is not None else None
+    cache = _as_cache_dir(cache_dir)
     device = resolve_device(device)
     lm, tok = load_causal_lm(model, device)
     n_pos = getattr(lm.config, "max_position_embeddings", None) or getattr(lm.config, "n_positions", 1024)
@@ -214,10 +299,13 @@ def audit(model, text, *, freq_text=None, context: int | None = None, batch_size
     counts = torch.zeros(V, dtype=torch.int64, device=device)  # (V,)
     bf16 = device.type == "cuda"
     score = _Scorer(lm, V, device, torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16))
+    ids, encode_s = _cached_ids(text, tok, cache, max_tokens, progress)
+    batches = _windows(text, tok, T, batch_size, max_tokens) if ids is None else _id_windows(ids, T, batch_size,
+                                                                                           max_tokens)
     bar = progress_bar(desc="audit", unit="tok", unit_scale=True, enabled=progress)
     t0 = time.perf_counter()
     stream_counts = torch.zeros(V, dtype=torch.int64)  # (V,) every token of the evaluated windows
-    for w in _windows(text, tok, T, batch_size, max_tokens):
+    for w in batches:
         if int(w.max()) >= V:
             raise ValueError(f"the tokenizer of {str(model)!r} produced id {int(w.max())}, beyond the model's "
                              f"vocabulary of {V}")
@@ -232,7 +320,11 @@ def audit(model, text, *, freq_text=None, context: int | None = None, batch_size
     n = int(counts.sum())
     if n == 0:
         raise ValueError(f"text={str(text)!r} is shorter than one window of context + 1 = {T + 1} tokens")
-    counts_freq = stream_counts.numpy() if freq_path is None else _count_tokens(freq_path, tok, V)
+    if freq_path is None:
+        counts_freq = stream_counts.numpy()
+    else:
+        counts_freq, freq_s = _count_tokens(freq_path, tok, V, cache, progress)
+        encode_s += freq_s
     if counts_freq.sum() == 0:
         raise ValueError(f"freq_text={str(freq_path)!r} encodes to no tokens")
     pi = counts_freq / counts_freq.sum()
@@ -243,7 +335,8 @@ def audit(model, text, *, freq_text=None, context: int | None = None, batch_size
     pos = pi[pi > 0]
     return AuditResult(str(model), n, T, pi, sums_np, counts_np, loss_summary(sums_np, counts_np, pi, scheme=scheme),
                        emb.norm(dim=1).float().cpu().numpy(), unemb, mean_logit, slope, intercept,
-                       int(batch_tokens), float((pos * batch_tokens < 1).mean()), n / elapsed)
+                       int(batch_tokens), float((pos * batch_tokens < 1).mean()), n / elapsed, encode_s,
+                       "stream" if ids is None else "cache")
 
 
 def _offset_fit(mean_logit, pi):
@@ -292,7 +385,9 @@ def write_audit_report(res: AuditResult, out) -> Path:
                      for b, (n, t, v) in enumerate(zip(s["bucket_types"], s["bucket_tokens"], bl)))
     md = f"""# Audit of {res.model}
 
-{res.n_tokens:,} target tokens in windows of {res.context}; {res.tokens_per_s:,.0f} tokens/s.
+{res.n_tokens:,} target tokens in windows of {res.context}; {res.tokens_per_s:,.0f} tokens/s
+(tokens {"read from the token cache" if res.token_source == "cache" else "tokenised while streaming"}{
+f", text encoded in {res.encode_s:.1f} s first" if res.encode_s > 0 else ""}).
 
 - aggregate loss {s['aggregate']:.4f} nats, token-balanced loss {s['token_balanced']:.4f} nats
   ({s['n_types_evaluated']} token types evaluated)

@@ -101,6 +101,9 @@ def _add_audit(sub) -> None:
                    "the vocabulary seen less than once per batch (default: %(default)s)")
     p.add_argument("--max-tokens", type=int, default=None, help="evaluate at most this many tokens")
     p.add_argument("--device", default="auto")
+    p.add_argument("--cache-dir", type=Path, default=None, help="where the encoded text is kept for later audits "
+                   "(default: $IMBALANCE_CACHE_DIR, else ~/.cache/imbalance/tokens)")
+    p.add_argument("--no-cache", action="store_true", help="tokenise the text while streaming, keep nothing")
     p.add_argument("--out", type=Path, default=Path("lm-audit"))
     p.set_defaults(lm_handler=_audit)
 
@@ -202,7 +205,8 @@ def _audit(args) -> int:
     from .audit import audit, write_audit_report
 
     res = audit(args.model, args.text, freq_text=args.freq_text, context=args.context, batch_size=args.batch_size,
-                batch_tokens=args.batch_tokens, max_tokens=args.max_tokens, device=args.device)
+                batch_tokens=args.batch_tokens, max_tokens=args.max_tokens, device=args.device,
+                cache_dir=None if args.no_cache else (args.cache_dir or "default"))
     report = write_audit_report(res, args.out)
     s = res.summary
     print(f"aggregate {s['aggregate']:.4f}  token-balanced {s['token_balanced']:.4f}  logit-offset slope "

@@ -11,6 +11,20 @@ from imbalance.lm.tokenizer import train_bpe
 from imbalance.lm.tokens import TokenSplit, encode_corpus
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _token_cache(tmp_path_factory):
+    """The audit's default token cache in a temporary directory, not the user's home."""
+    import os
+
+    old = os.environ.get("IMBALANCE_CACHE_DIR")
+    os.environ["IMBALANCE_CACHE_DIR"] = str(tmp_path_factory.mktemp("token-cache"))
+    yield
+    if old is None:
+        os.environ.pop("IMBALANCE_CACHE_DIR", None)
+    else:
+        os.environ["IMBALANCE_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def corpus_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("corpus") / "kjv-head.txt"

@@ -115,7 +115,7 @@ def test_scorer_against_the_models_logits(split, capped):
     cfg = GPTConfig(512, layers=2, width=64, heads=4, context=CONTEXT, tied=not capped)
     lm = (_soft_capped_gpt(cfg, 3) if capped else build_gpt(cfg, 3)).eval()
     score = _Scorer(lm, 512, torch.device("cpu"), contextlib.nullcontext())
-    score.rows = 40  # chunks that do not divide the 96 positions of a batch
+    score.rows = 20  # equal chunks of at most 20 (20, 20, 20, 20, 16): they do not divide the 96 positions
     w = split.windows("heldout")[:9]  # (9, T+1)
     ce, ref_ce = [], []
     with torch.no_grad():
@@ -129,3 +129,47 @@ def test_scorer_against_the_models_logits(split, capped):
     np.testing.assert_allclose(torch.cat(ce).numpy(), torch.cat(ref_ce).numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(score.logit_sum().numpy(), logits.sum((0, 1)).numpy(), rtol=1e-5,
                                atol=1e-5 * logits.abs().sum((0, 1)).max().item())
+
+
+def test_token_cache_gives_the_streamed_audit(model_dir, corpus_file, tmp_path):
+    """The whole text audited through the token cache (written on the first call, read back on
+    the second) gives the audit of the text tokenised while streaming: same windows, so the same
+    counts and π exactly and the same sums to float32 rounding; with ``max_tokens`` and no token
+    file yet nothing is cached, with one it is read; ``freq_text`` through the cache counts the
+    same π."""
+    cache = tmp_path / "cache"
+    kw = dict(context=CONTEXT, batch_size=4, device="cpu", progress=False)
+    streamed = audit(model_dir, corpus_file, cache_dir=None, **kw)
+    first = audit(model_dir, corpus_file, cache_dir=cache, **kw)
+    second = audit(model_dir, corpus_file, cache_dir=cache, **kw)
+    assert (streamed.token_source, first.token_source, second.token_source) == ("stream", "cache", "cache")
+    assert first.encode_s > 0 and second.encode_s == 0 and streamed.encode_s == 0
+    assert len(list(cache.glob("tokens-*.json"))) == 1
+    for res in (first, second):
+        assert res.n_tokens == streamed.n_tokens
+        np.testing.assert_array_equal(res.counts, streamed.counts)
+        np.testing.assert_array_equal(res.token_probs, streamed.token_probs)
+        np.testing.assert_allclose(res.sums, streamed.sums, rtol=1e-6, atol=1e-6)
+
+    fresh = tmp_path / "fresh"
+    part = audit(model_dir, corpus_file, cache_dir=fresh, max_tokens=4 * 33 * 3 + 1, **kw)
+    assert part.token_source == "stream" and not fresh.exists()
+    part_cached = audit(model_dir, corpus_file, cache_dir=cache, max_tokens=4 * 33 * 3 + 1, **kw)
+    assert part_cached.token_source == "cache" and part_cached.n_tokens == part.n_tokens == 4 * 32 * 4
+    np.testing.assert_array_equal(part_cached.counts, part.counts)
+    np.testing.assert_allclose(part_cached.sums, part.sums, rtol=1e-6, atol=1e-6)
+
+    freq_streamed = audit(model_dir, corpus_file, freq_text=corpus_file, cache_dir=None, max_tokens=4 * 33, **kw)
+    freq_cached = audit(model_dir, corpus_file, freq_text=corpus_file, cache_dir=cache, max_tokens=4 * 33, **kw)
+    np.testing.assert_array_equal(freq_cached.token_probs, freq_streamed.token_probs)
+
+
+def test_token_cache_bad_or_unwritable(model_dir, corpus_file, tmp_path):
+    kw = dict(context=CONTEXT, batch_size=4, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="cache_dir must be"):
+        audit(model_dir, corpus_file, cache_dir=3, **kw)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    with pytest.warns(UserWarning, match="not usable"):
+        res = audit(model_dir, corpus_file, cache_dir=blocked, **kw)
+    assert res.token_source == "stream" and res.n_tokens > 0
