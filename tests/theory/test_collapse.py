@@ -57,14 +57,19 @@ def test_ufm_minority_collapse_on_both_sides(ka, kb, lam_w, lam_h, bias):
 
 @given(st.integers(1, 4), st.integers(2, 4), decays, decays, st.booleans())
 def test_factored_copy_family_collapse_on_both_sides(ka, kb, lam_a, lam_b, tied):
-    """Counts C = diag(π) (context k → token k); unembedding rows W_v of two minority tokens."""
+    """Counts C = diag(π) (context k → token k); unembedding rows W_v of two minority tokens.
+    Solver tolerance 1e-9, not the 1e-11 of the UFM test: near the threshold the tied solver's
+    line search can stall at a relative gap of a few 1e-10, and where depends on rounding (one
+    CPU certified 1e-11 at ka = 1, kb = 3, λ = 0.0137, R/R* = 0.99, another stalled at 4.1e-10
+    with the same classifiers). The assertions do not depend on it: a solve certified without the
+    within-group contrast direction would give equal rows and fail the not-merged side."""
     kw = dict(model="factored", tied=True, lam=lam_a) if tied else dict(model="factored", lam_w=lam_a, lam_h=lam_b)
     R = minority_collapse_threshold(ka, kb, **kw)
     assume(R * 0.99 >= 1.0)
     for f, merged in SIDES:
         C = np.diag(two_group_pi(ka, kb, R * f))
-        eq = (factored_bigram_equilibrium(C, lam=lam_a, tied=True, rtol=1e-11) if tied
-              else factored_bigram_equilibrium(C, lam_a, lam_b, rtol=1e-11))
+        eq = (factored_bigram_equilibrium(C, lam=lam_a, tied=True, rtol=1e-9) if tied
+              else factored_bigram_equilibrium(C, lam_a, lam_b, rtol=1e-9))
         _check(eq.W, ka, ka + 1, merged)
 
 
