@@ -11,6 +11,7 @@ width-d model only when d ≥ min(C, V), otherwise a reference).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from ..corpus import tokenize_words
 from ..sim import BigramTask, FactoredBigram, sweep
 from ..theory import factored_bigram_equilibrium
 from ..theory.adamw_shared import (
+    UncertifiedWarning,
     bigram_law,
     factored_bigram_adamw_equilibrium,
     sample_moments,
@@ -58,9 +60,11 @@ def text_task(vocab_size: int, text=None):
 def adamw_predictions(task, model, lams, seeds, batch_size, *, eps=1e-8, betas=(0.9, 0.999), **solver):
     """(loss_per_token (L, S, V), residual (L, S)): the AdamW equilibrium from each seed's init (``solver``:
     options of :func:`~imbalance.theory.adamw_shared.factored_bigram_adamw_equilibrium`)."""
-    eqs = [factored_bigram_adamw_equilibrium(task.counts, np.asarray(lams, dtype=float), init=seed_init(model, task, s),
-                                             batch_size=batch_size, eps=eps, betas=betas, r=task.r, tied=model.tied,
-                                             **solver) for s in seeds]
+    with warnings.catch_warnings():  # the residuals are returned and reported beside the predictions
+        warnings.simplefilter("ignore", UncertifiedWarning)
+        eqs = [factored_bigram_adamw_equilibrium(task.counts, np.asarray(lams, dtype=float),
+                                                 init=seed_init(model, task, s), batch_size=batch_size, eps=eps,
+                                                 betas=betas, r=task.r, tied=model.tied, **solver) for s in seeds]
     return np.stack([e.loss_per_token for e in eqs], 1), np.stack([e.residual for e in eqs], 1)
 
 

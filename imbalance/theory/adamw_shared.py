@@ -32,6 +32,7 @@ Anal. 35), i.e. linearly implicit Euler steps whose pseudo time step grows into 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,13 +42,19 @@ import scipy.sparse as sp
 from .._validate import as_count_matrix, as_distribution, as_lams, as_nonnegative, as_positive, as_positive_int
 from ._pseudo_transient import pseudo_transient
 
-__all__ = ["SharedAdamWEquilibrium", "BigramLaw", "bigram_law", "sample_moments", "stationarity",
+__all__ = ["SharedAdamWEquilibrium", "UncertifiedWarning", "BigramLaw", "bigram_law", "sample_moments", "stationarity",
            "tied_sample_moments", "tied_stationarity",
            "factored_bigram_adamw_equilibrium", "ufm_adamw_equilibrium", "ufm_counts"]
 
 RANK_RTOL = 1e-6  # singular values below RANK_RTOL·σ₁ are counted as zero in ``rank``
 FALLBACK_RESIDUAL = 1e-2  # continuation that ends with max|F| above this falls back to the flow …
 FALLBACK_SIZE = 20_000  # … on systems of at most this many unknowns (beyond, the Euler flow is impractical)
+
+
+class UncertifiedWarning(RuntimeWarning):
+    """The AdamW equilibrium solver stopped with max|F| ≥ 10·``tol`` at some λ: the result is where it
+    stopped, not a certified fixed point (its ``residual`` says how far). Code that reports the residual
+    itself can silence it with ``warnings.simplefilter("ignore", UncertifiedWarning)``."""
 
 
 @dataclass(frozen=True)
@@ -376,7 +383,8 @@ def factored_bigram_adamw_equilibrium(counts, lam, *, init=None, lam_e=None, bat
     (max|F| ≥ ``FALLBACK_RESIDUAL``: sign-like coordinates, e.g. contexts with one successor or
     full batch, make F nearly discontinuous) it falls back to the flow if the system has at most
     ``FALLBACK_SIZE`` unknowns (V·d + C·d) and ``fallback``, and otherwise returns where it stopped. A result with
-    ``residual`` ≥ ``tol`` is not a certified equilibrium. ``method="flow"``: Euler steps ``h``
+    ``residual`` ≥ ``tol`` is not a certified equilibrium; at ≥ 10·``tol`` an :class:`UncertifiedWarning`
+    says so. ``method="flow"``: Euler steps ``h``
     for up to ``t_max`` (default 60/λ) and a root polish (``polish``: "auto", "hybr", "krylov"
     or "none"), the slow reference.
 
@@ -403,6 +411,11 @@ def factored_bigram_adamw_equilibrium(counts, lam, *, init=None, lam_e=None, bat
                          "derived for the untied model only; got them with tied=True")
     pi = law.pi
     rows = [_one(law, float(a), float(b), W0, E0, B, eps, r, solver, opts) for a, b in zip(lams, lams_e)]
+    bad = [(float(a), res) for a, (_, res, _) in zip(lams, rows) if not res < 10 * solver["tol"]]
+    if bad:
+        warnings.warn(f"AdamW equilibrium not certified at {len(bad)} of {len(rows)} λ: max|F| = "
+                      f"{', '.join(f'{res:.1e} (λ={a:g})' for a, res in bad)} ≥ 10·tol = {10 * solver['tol']:g}; "
+                      "the result is where the solver stopped (see ``residual``)", UncertifiedWarning, stacklevel=2)
     fields = [_summary(W, E, law, pi, r) + (res, t) for (W, E), res, t in rows]
     names = ("loss_per_token", "aggregate_loss", "token_balanced_loss", "W", "E", "singular_values", "rank",
              "unembedding_norms", "embedding_norms", "residual", "flow_time")

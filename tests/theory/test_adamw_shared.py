@@ -256,3 +256,16 @@ def test_ufm_switch_like_features_certify_at_eps_1e_7(seed):
         assert np.abs(raw).max() < 1e-8
     if np.allclose(np.sign(a.W), np.sign(b.W)):
         np.testing.assert_allclose(b.loss_per_token, a.loss_per_token, rtol=0.01)
+
+
+def test_uncertified_result_warns_and_keeps_its_residual():
+    """One implicit step and no fallback cannot reach the root: the solver says so (UncertifiedWarning,
+    naming λ and max|F|) and returns where it stopped, its residual equal to max|F| recomputed there."""
+    from imbalance.theory.adamw_shared import UncertifiedWarning, bigram_law, stationarity
+
+    with pytest.warns(UncertifiedWarning, match=r"not certified at 2 of 2 λ: max\|F\| = .* \(λ=0\.3\), .* \(λ=0\.5\)"):
+        eq = factored_bigram_adamw_equilibrium(COUNTS, [0.3, 0.5], init=_init(0), batch_size=8, max_steps=1,
+                                               fallback=False, t_select=0.0, lam_e=[0.3, 1e-3])
+    assert eq.residual.min() >= 1e-9
+    fW, fE = stationarity(eq.W[1], eq.E[1].T, bigram_law(COUNTS), 0.5, lam_e=1e-3, batch_size=8)
+    assert np.abs(np.concatenate([fW.ravel(), fE.ravel()])).max() == pytest.approx(eq.residual[1], rel=1e-12)
