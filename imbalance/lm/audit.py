@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from .._progress import progress_bar
 from ..sim.devices import resolve_device
 from .losses import logits_of, loss_summary
-from .tokenizer import check_text_file, file_sha256, tokenizer_hash
-from .tokens import encode_corpus, open_token_file
+from .tokenizer import check_text_file
+from .tokens import cached_token_file, encode_corpus
 
 __all__ = ["AuditResult", "audit", "default_cache_dir", "load_causal_lm", "write_audit_report"]
 
@@ -150,7 +150,7 @@ def default_cache_dir() -> Path:
 
 
 def _as_cache_dir(cache_dir):
-    if cache_dir is None or cache_dir is False:
+    if cache_dir is None:
         return None
     if cache_dir == "default":
         return default_cache_dir()
@@ -168,9 +168,8 @@ def _cached_ids(text, tok, cache_dir, max_tokens, progress):
     if cache_dir is None:
         return None, 0.0
     backend = tok.backend_tokenizer
-    stem = f"tokens-{file_sha256(text)[:16]}-{tokenizer_hash(backend)[:16]}"
-    if (cache_dir / f"{stem}.json").exists():
-        return open_token_file(cache_dir / f"{stem}.bin").ids, 0.0
+    if (tf := cached_token_file(text, backend, cache_dir)) is not None:
+        return tf.ids, 0.0
     if max_tokens is not None:
         return None, 0.0
     t0 = time.perf_counter()

@@ -23,7 +23,7 @@ from .._validate import as_fraction, as_positive_int
 from ..zipf import frequency_buckets
 from .tokenizer import check_text_file, file_sha256, tokenizer_hash
 
-__all__ = ["TokenFile", "encode_corpus", "open_token_file", "TokenSplit", "FORMAT"]
+__all__ = ["TokenFile", "cached_token_file", "encode_corpus", "open_token_file", "TokenSplit", "FORMAT"]
 
 FORMAT = "imbalance.lm.tokens/1"
 _LINES_PER_BATCH = 4096
@@ -79,12 +79,10 @@ def encode_corpus(text, tokenizer, cache_dir, *, progress: bool = False) -> Toke
     """Encode the text file ``text`` line by line (newlines kept) with a ``tokenizers.Tokenizer``
     into ``cache_dir/tokens-<corpus sha>-<tokenizer sha>.bin`` + ``.json``; read back if there."""
     path = check_text_file(text)
-    corpus_sha, tok_sha = file_sha256(path), tokenizer_hash(tokenizer)
-    cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    stem = cache_dir / f"tokens-{corpus_sha[:16]}-{tok_sha[:16]}"
+    stem, corpus_sha, tok_sha = _stem(path, tokenizer, cache_dir)
     if stem.with_suffix(".json").exists():
         return open_token_file(stem.with_suffix(".bin"))
+    stem.parent.mkdir(parents=True, exist_ok=True)
     V = tokenizer.get_vocab_size(with_added_tokens=True)
     dtype = _dtype_for(V)
     tmp = stem.with_suffix(".bin.tmp")
@@ -118,6 +116,18 @@ def encode_corpus(text, tokenizer, cache_dir, *, progress: bool = False) -> Toke
             "corpus_sha256": corpus_sha, "tokenizer_sha256": tok_sha}
     _atomic_json(stem.with_suffix(".json"), meta)
     return TokenFile(stem.with_suffix(".bin"), meta)
+
+
+def _stem(path, tokenizer, cache_dir):
+    """(cache_dir/tokens-<corpus sha>-<tokenizer sha> without suffix, corpus SHA-256, tokenizer SHA-256)."""
+    corpus_sha, tok_sha = file_sha256(path), tokenizer_hash(tokenizer)
+    return Path(cache_dir) / f"tokens-{corpus_sha[:16]}-{tok_sha[:16]}", corpus_sha, tok_sha
+
+
+def cached_token_file(text, tokenizer, cache_dir) -> TokenFile | None:
+    """The token file :func:`encode_corpus` wrote for this text and tokenizer under ``cache_dir``, or None."""
+    stem = _stem(check_text_file(text), tokenizer, cache_dir)[0]
+    return open_token_file(stem.with_suffix(".bin")) if stem.with_suffix(".json").exists() else None
 
 
 class TokenSplit:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validate import as_fraction
+
 __all__ = ["rkc_integrate", "spectral_radius"]
 
 DAMPING = 2.0 / 13.0  # ε of the damped Chebyshev polynomial (Sommeijer et al. 1998)
@@ -61,17 +63,9 @@ def stages_for(h_rho: float) -> int:
     return max(2, 1 + int(np.sqrt(1.0 + 1.54 * h_rho)))
 
 
-def _open_unit(value, name: str) -> float:
-    """A number in (0, 1), else ValueError naming ``name``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not 0.0 < float(value) < 1.0:
-        raise ValueError(f"{name} must be a number in (0, 1), got {name}={value!r}")
-    return float(value)
-
-
 def _precision(eps) -> float:
     """The relative precision of f's values: float64's machine ε when None, else in (0, 1)."""
-    return float(np.finfo(np.float64).eps) if eps is None else _open_unit(eps, "eps")
+    return float(np.finfo(np.float64).eps) if eps is None else as_fraction(eps, "eps")
 
 
 def spectral_radius(f, y, fy, v, iters: int = 8, eps=None, tol=None):
@@ -82,7 +76,7 @@ def spectral_radius(f, y, fy, v, iters: int = 8, eps=None, tol=None):
     steps by δ = √eps · max(‖y‖, 1), so an f computed in float32 needs ``eps`` of float32 (a
     float64 step would vanish when y is rounded to float32, and the difference would be noise).
     ``tol``: stop before ``iters`` once two successive estimates agree to that relative tolerance."""
-    tol = None if tol is None else _open_unit(tol, "tol")
+    tol = None if tol is None else as_fraction(tol, "tol")
     delta = np.sqrt(_precision(eps)) * max(float(np.linalg.norm(y)), 1.0)
     v = v / np.linalg.norm(v)
     rho = 0.0
