@@ -104,6 +104,8 @@ def _add_audit(sub) -> None:
     p.add_argument("--cache-dir", type=Path, default=None, help="where the encoded text is kept for later audits "
                    "(default: $IMBALANCE_CACHE_DIR, else ~/.cache/imbalance/tokens)")
     p.add_argument("--no-cache", action="store_true", help="tokenise the text while streaming, keep nothing")
+    p.add_argument("--workers", type=int, default=None, help="batches scored at once by their own threads "
+                   "(default: on CPU torch's thread count, at most 4; on a GPU 1)")
     p.add_argument("--out", type=Path, default=Path("lm-audit"))
     p.set_defaults(lm_handler=_audit)
 
@@ -206,7 +208,7 @@ def _audit(args) -> int:
 
     res = audit(args.model, args.text, freq_text=args.freq_text, context=args.context, batch_size=args.batch_size,
                 batch_tokens=args.batch_tokens, max_tokens=args.max_tokens, device=args.device,
-                cache_dir=None if args.no_cache else (args.cache_dir or "default"))
+                cache_dir=None if args.no_cache else (args.cache_dir or "default"), workers=args.workers)
     report = write_audit_report(res, args.out)
     s = res.summary
     print(f"aggregate {s['aggregate']:.4f}  token-balanced {s['token_balanced']:.4f}  logit-offset slope "

@@ -1,5 +1,7 @@
 """The audit on a tiny randomly initialised GPT-2 saved to disk with its tokenizer."""
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -55,6 +57,40 @@ def test_audit_matches_the_models_own_loss(model_dir, corpus_file, tokenizer, tm
     assert "token-balanced" in report.read_text() and (tmp_path / "audit" / "audit.png").stat().st_size > 0
 
 
+@pytest.mark.parametrize("workers", [1, 3])
+def test_audit_workers(model_dir, corpus_file, workers):
+    """Batches scored by several threads at once give the one-thread audit's counts exactly and its
+    sums to float32 rounding (each batch's arithmetic is the same, the accumulation in stream
+    order), and torch's thread count is restored afterwards — also when a batch fails."""
+    threads = torch.get_num_threads()
+    kw = dict(context=CONTEXT, batch_size=2, max_tokens=2 * 33 * 9, device="cpu", progress=False, cache_dir=None)
+    ref = audit(model_dir, corpus_file, workers=1, **kw)
+    res = audit(model_dir, corpus_file, workers=workers, **kw)
+    assert torch.get_num_threads() == threads
+    np.testing.assert_array_equal(res.counts, ref.counts)
+    np.testing.assert_allclose(res.sums, ref.sums, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(res.mean_logit, ref.mean_logit, rtol=1e-6, atol=1e-7)
+    assert res.n_tokens == ref.n_tokens == 9 * 2 * CONTEXT
+
+    audit_mod = sys.modules["imbalance.lm.audit"]
+    calls = []
+
+    def failing(self, x, y):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("batch 3 failed")
+        return original(self, x, y)
+
+    original = audit_mod._Scorer.__call__
+    audit_mod._Scorer.__call__ = failing
+    try:
+        with pytest.raises(RuntimeError, match="batch 3 failed"):
+            audit(model_dir, corpus_file, workers=workers, **kw)
+    finally:
+        audit_mod._Scorer.__call__ = original
+    assert torch.get_num_threads() == threads
+
+
 def test_audit_bad_input(model_dir, corpus_file, tmp_path):
     bare = tmp_path / "bare"
     bare.mkdir()
@@ -67,6 +103,9 @@ def test_audit_bad_input(model_dir, corpus_file, tmp_path):
         audit(model_dir, tmp_path / "missing.txt", device="cpu", progress=False)
     with pytest.raises(ValueError, match="exceeds the model's 32 positions"):
         audit(model_dir, corpus_file, context=64, device="cpu", progress=False)
+    for name, value in (("workers", 0), ("batch_size", 0), ("max_tokens", -5), ("context", 0), ("batch_tokens", 1.5)):
+        with pytest.raises(ValueError, match=name):
+            audit(model_dir, corpus_file, device="cpu", progress=False, **{name: value})
 
 
 def test_windows_across_chunks(corpus_file, tokenizer):
@@ -121,7 +160,10 @@ def test_scorer_against_the_models_logits(split, capped):
     with torch.no_grad():
         for b in w.split(3):
             y = b[:, 1:].reshape(-1)
-            ce.append(score(b[:, :-1], y))
+            score.prepare(b[:1, :-1])
+            c, part = score(b[:, :-1], y)
+            score.add(part, y.numel())
+            ce.append(c)
             ref_ce.append(torch.nn.functional.cross_entropy(lm(input_ids=b[:, :-1]).logits.double().reshape(
                 y.numel(), -1), y, reduction="none"))
         logits = lm(input_ids=w[:, :-1]).logits.double()  # (9, T, V)
