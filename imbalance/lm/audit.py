@@ -364,7 +364,7 @@ def audit(model, text, *, freq_text=None, context: int | None = None, batch_size
                                  f"vocabulary of {V}")
             stream_counts += torch.bincount(w.view(-1), minlength=V)  # (V,)
             w = w.to(device, non_blocking=True)  # (b, T+1)
-            score.prepare(w[:1, :-1])
+            score.prepare(w[:1, :-1])  # the whole model once, here: any lazy set-up runs before the workers do
             y = w[:, 1:].reshape(-1)  # (bT,)
             pending.append((y, pool.submit(score, w[:, :-1], y) if pool is not None else _done(score(w[:, :-1], y))))
             drain(2 * workers - 1)
