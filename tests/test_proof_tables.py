@@ -28,7 +28,8 @@ def test_real_text_generators_run_and_their_blocks_exist(name):
     test_expensive_generators_run_and_their_blocks_exist(name)
 
 
-@pytest.mark.parametrize("name", ["t10_real_text", "t10_ufm", "t10_ufm_diagnosis", "t10_batch_size", "t10_eps"])
+@pytest.mark.parametrize("name", ["t10_real_text", "t10_ufm", "t10_ufm_diagnosis", "t10_ufm_selection",
+                                  "t10_batch_size", "t10_eps"])
 def test_t10_training_tables_are_in_place(name):
     """The other T10 generators train long runs (their fast variants still train, like
     ``t10_tied`` above, which runs): here only their generated blocks are checked to be in place."""

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..sim import BigramTask
+from .. import metrics
+from ..sim import BigramTask, FactoredBigram
 from ..theory.adamw_shared import ufm_counts
 from ..zipf import zipf_pmf
-from .adamw_shared import batch_gap_rows, eps_rows, text_task, validation_rows
+from .adamw_shared import _sim, adamw_predictions, batch_gap_rows, eps_rows, text_task, validation_rows
 
-__all__ = ["t10_real_text", "t10_ufm", "t10_ufm_diagnosis", "t10_batch_size", "t10_tied", "t10_eps"]
+__all__ = ["t10_real_text", "t10_ufm", "t10_ufm_diagnosis", "t10_ufm_selection", "t10_batch_size", "t10_tied",
+           "t10_eps"]
 
 
 def _md(header, rows):
@@ -77,6 +79,57 @@ def t10_ufm_diagnosis(fast=False):
                                   lrs=(1e-2,), seeds=(0, 1), slow=(5e-3, 40))
     return diagnosis_markdown(ufm_task(), 2.0, batch_size=64, lr=2.5e-3, steps=80_000, restart_steps=40_000,
                               lrs=(5e-3, 2.5e-3, 1.25e-3, 6.25e-4, 3.125e-4), slow=(6.25e-4, 320_000))
+
+
+def _selection_rows(K, width, B, lr, steps, seeds, ablation):
+    """Rows (label, per-bucket cells) for one UFM case: the runs, the flow-selected T10 root and the
+    roots selected by the mean-field AdamW recursion (the runs' β, and the ``ablation`` β's)."""
+    task = BigramTask(ufm_counts(zipf_pmf(K, 1.1)))
+    model = FactoredBigram(width=width, init_scale=0.1)
+    pi = task.token_probs
+    runs = _sim(task, model, (2.0,), "adamw", steps=steps, batch_size=B, lr=lr, seeds=seeds,
+                betas=(0.9, 0.999))[0]  # (S, V)
+    sim = metrics.bucket_loss(runs, pi)[1]  # (S, n_b)
+    m, h = metrics.mean_ci(sim, axis=0)
+    case = f"K = {K}, d = {width}, B = {B}, lr {lr:g}, {steps:,} steps"
+    rows = [[case, "AdamW runs (± 95 % CI)"] + [f"{a:.4f} ± {b:.4f}" for a, b in zip(m, h)]]
+
+    def row(label, **solver):
+        pred, res = adamw_predictions(task, model, (2.0,), seeds, B, **solver)  # (1, S, V), (1, S)
+        bp = metrics.bucket_loss(pred[0], pi)[1].mean(0)  # (n_b,)
+        worst = max(abs(bp / m - 1))
+        single = np.abs(pred[0] / runs - 1).max()  # the worst class of any one seed against its own run
+        rows.append(["", f"{label} (max abs F {res.max():.0e})"]
+                    + [f"{a:.4f} ({_err(a, b)})" for a, b in zip(bp, m)] + [f"{100 * worst:.1f} %",
+                                                                          f"{100 * single:.0f} %"])
+
+    row("T10, flow-selected")
+    for betas in ((0.9, 0.999),) + tuple(ablation):
+        row(f"T10, AdamW recursion β = {betas}", select="adamw", lr=lr, steps=steps, betas=betas)
+    rows[0] += ["", ""]
+    return rows
+
+
+def t10_ufm_selection(fast=False):
+    """Which root training selects: the ``t10_ufm`` UFM (16 Zipf(1.1) classes, width 8, λ = 2) at
+    B ∈ {8, 64}, lr 2.5e-3, 80,000 steps, and B = 64 at lr 6.25e-4, 320,000 steps; a 6-class UFM of
+    width 4 (B = 64, lr 2.5e-3, 16,000 steps, 4 seeds). Per bucket: the runs (iterate average over the
+    last quarter, seed mean), the T10 root the mean-field flow selects from each seed's init, and the
+    root the mean-field AdamW recursion (the runs' lr, steps, B, β) selects, with β ablations at B = 64;
+    and the 6-class UFM at B = 1,024, lr 1e-2, 4,000 steps, 3 seeds. Beside the seed-mean bucket
+    errors, the worst per-class error of a single seed's prediction against that seed's run."""
+    if fast:
+        cases = [(5, 2, 16, 1e-2, 200, (0, 1), ((0.0, 0.999),))]
+    else:
+        abl = ((0.0, 0.999), (0.9, 0.0), (0.0, 0.0))
+        cases = [(16, 8, 8, 2.5e-3, 80_000, (0, 1, 2), ()), (16, 8, 64, 2.5e-3, 80_000, (0, 1, 2), abl),
+                 (16, 8, 64, 6.25e-4, 320_000, (0, 1, 2), ()), (6, 4, 64, 2.5e-3, 16_000, (0, 1, 2, 3), ()),
+                 (6, 4, 1024, 1e-2, 4_000, (0, 1, 2), ())]
+    rows = [r for c in cases for r in _selection_rows(*c)]
+    n_b = max(len(r) for r in rows) - 4
+    rows = [r[:-2] + [""] * (n_b - len(r) + 4) + r[-2:] for r in rows]
+    return _md(["case", "selection"] + [f"bucket {b}" for b in range(n_b)]
+               + ["worst bucket", "worst class of one seed"], rows)
 
 
 def t10_tied(fast=False):

@@ -312,7 +312,8 @@ def _t10(name):
 
 
 TABLES.update({name: ("T10_adamw_shared.md", _t10(name))
-               for name in ("t10_real_text", "t10_ufm", "t10_ufm_diagnosis", "t10_tied", "t10_batch_size", "t10_eps")})
+               for name in ("t10_real_text", "t10_ufm", "t10_ufm_diagnosis", "t10_ufm_selection", "t10_tied",
+                            "t10_batch_size", "t10_eps")})
 
 
 def render(name: str, fast: bool = False) -> str:

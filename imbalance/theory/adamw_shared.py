@@ -43,6 +43,7 @@ from .._validate import as_count_matrix, as_distribution, as_lams, as_nonnegativ
 from ._pseudo_transient import pseudo_transient
 
 __all__ = ["SharedAdamWEquilibrium", "UncertifiedWarning", "BigramLaw", "bigram_law", "sample_moments", "stationarity",
+           "mean_field_adamw_path",
            "tied_sample_moments", "tied_stationarity",
            "factored_bigram_adamw_equilibrium", "ufm_adamw_equilibrium", "ufm_counts"]
 
@@ -141,6 +142,37 @@ def tied_sample_moments(E, law: BigramLaw, r: float = 1.0):
     cross[seen] = 2.0 * r * r * law.P[seen, None] * Es * (p_own[:, None] * (Ep - law.Q @ E)
                                                           - q_own[:, None] * (Ep - Es))
     return mW + mE, sW + sE + cross
+
+
+def mean_field_adamw_path(E, W, law: BigramLaw, *, r, B, lr, lams, betas, eps, log_at):
+    """[(E, W)] at ``log_at[1:]`` along the mean-field AdamW recursion from (E, W) (copied).
+
+    ``BatchedAdamW``'s recursion with the minibatch gradient replaced by its moments
+    (:func:`sample_moments`): m and v are the bias-corrected exponential averages of E[g] and
+    E[g²] = E[G²]/B + (1 − 1/B) E[G]² (``B`` None: full batch, E[g²] = E[g]²), the decay decoupled,
+    θ ← (1 − ηλ)θ − η m̂/(√v̂ + ε), ``lams`` = (λ_E, λ_W)."""
+    (b1, b2), (lam_E, lam_W) = betas, lams
+    theta = {"E": E.copy(), "W": W.copy()}
+    m = {k: np.zeros_like(v) for k, v in theta.items()}
+    v = {k: np.zeros_like(x) for k, x in theta.items()}
+    shrink = {"E": 1.0 - lr * lam_E, "W": 1.0 - lr * lam_W}
+    inv_B = 0.0 if B is None else 1.0 / B
+    out, k = [], 1
+    for t in range(1, int(log_at[-1]) + 1):
+        mean_W, sq_W, mean_E, sq_E = sample_moments(theta["W"], theta["E"], law, r)
+        for name, g, g2 in (("E", mean_E, sq_E), ("W", mean_W, sq_W)):
+            m[name] *= b1
+            m[name] += (1.0 - b1) * g
+            v[name] *= b2
+            v[name] += (1.0 - b2) * (g2 * inv_B + (1.0 - inv_B) * g * g)  # E[g²] of a mean over B pairs
+            den = np.sqrt(v[name] / (1.0 - b2 ** t)) + eps
+            step = np.divide(m[name] / (1.0 - b1 ** t), den, out=np.zeros_like(den), where=den > 0)
+            theta[name] *= shrink[name]
+            theta[name] -= lr * step
+        if k < log_at.size and t == log_at[k]:
+            out.append((theta["E"].copy(), theta["W"].copy()))
+            k += 1
+    return out
 
 
 def _normalised(mean, sq, batch_size, eps, presence=1.0, shared=False):
@@ -261,14 +293,22 @@ def _one(law, lam, lam_e, W0, E0, B, eps, r, solver, rows=None):
         fW, fE = stationarity(*split(theta), law, lam, lam_e=lam_e, batch_size=B, eps=eps, r=r, **rows)
         return np.concatenate([fW.ravel(), fE.ravel()])
 
+    t_sel = 0.0
+    if solver["select"] is not None:  # the training's own mean-field recursion chooses the basin
+        lr, steps, betas = solver["select"]
+        E0, W0 = mean_field_adamw_path(E0, W0, law, r=r, B=B, lr=lr, lams=(lam_e, lam), betas=betas, eps=eps,
+                                       log_at=np.array([0, steps]))[-1]
+        t_sel = lr * steps
+        solver = dict(solver, t_select=0.0)
     theta0 = E0.ravel().copy() if W0 is None else np.concatenate([W0.ravel(), E0.ravel()])
     if solver["method"] == "continuation":
         theta, res, t = _continuation(theta0, F, solver)
+        t += t_sel
         if res < FALLBACK_RESIDUAL or theta.size > FALLBACK_SIZE or not solver["fallback"]:
             return split(theta), res, t
     slow = _slowest_decays(lam, lam_e, rows.get("row_decay"))
     theta, res, t = _flow_and_polish(theta0, F, *slow, solver)  # the reference, or the fallback
-    return split(theta), res, t
+    return split(theta), res, t + t_sel
 
 
 def _slowest_decays(lam, lam_e, row_decay):
@@ -350,6 +390,23 @@ def _solver_options(method, h, t_max, polish, t_select, dt0, tol, max_steps, pat
                 patience=as_positive_int(patience, "patience"), fallback=_as_flag(fallback, "fallback"))
 
 
+def _as_select(select, lr, steps, betas, tied, row_decay, moment_presence, shared):
+    """None for select="flow"; (lr, steps, (β₁, β₂)) for select="adamw"."""
+    if select not in ("flow", "adamw"):
+        raise ValueError(f"select must be 'flow' or 'adamw', got select={select!r}")
+    if select == "flow":
+        if lr is not None or steps is not None:
+            raise ValueError(f"lr and steps are the training's, for select='adamw' only; got lr={lr!r}, "
+                             f"steps={steps!r} with select='flow'")
+        return None
+    if lr is None or steps is None:
+        raise ValueError(f"select='adamw' needs the training's lr and steps, got lr={lr!r}, steps={steps!r}")
+    if tied is True or row_decay is not None or moment_presence is not None or shared is True:
+        raise ValueError("select='adamw' is implemented for the untied model without FairAdamW row options")
+    b2 = _beta2(betas)  # validates both
+    return as_positive(lr, "lr"), as_positive_int(steps, "steps"), (float(betas[0]), b2)
+
+
 def _as_flag(value, name):
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be True or False, got {name}={value!r}")
@@ -361,7 +418,7 @@ def factored_bigram_adamw_equilibrium(counts, lam, *, init=None, lam_e=None, bat
                                       t_select=1.0, dt0=0.1, tol=1e-10, max_steps=500, t_max=None,
                                       polish="auto", row_decay=None, moment_presence=None,
                                       shared_second_moment=False, patience=60, tied=False,
-                                      fallback=True) -> SharedAdamWEquilibrium:
+                                      fallback=True, select="flow", lr=None, steps=None) -> SharedAdamWEquilibrium:
     """AdamW equilibrium of the factored bigram LM z_x = r W e_x, selected from ``init``.
 
     ``tied=True``: W = E, one matrix (square counts) with the one decay ``lam`` (``lam_e`` must be
@@ -388,6 +445,15 @@ def factored_bigram_adamw_equilibrium(counts, lam, *, init=None, lam_e=None, bat
     for up to ``t_max`` (default 60/λ) and a root polish (``polish``: "auto", "hybr", "krylov"
     or "none"), the slow reference.
 
+    ``select``: what chooses among the equilibria (★ has many stable roots when tokens share a
+    representation). "flow" (default): the mean-field flow from ``init`` (for ``t_select``, or
+    the whole ``method="flow"``). "adamw": the mean-field AdamW recursion itself
+    (:func:`mean_field_adamw_path`) from ``init`` for the training's ``steps`` at its ``lr``, with
+    ``betas``, ``batch_size`` and ``eps``, then the solver from where it ends (no escape flow);
+    costs ``steps`` moment evaluations per λ. β₂'s lag during the escape from a small
+    initialisation can select another root than the flow, and the one training reaches
+    (proofs/T10_adamw_shared.md, "Which root training selects"). Untied, without row options.
+
     Row options of ``FairAdamW`` (:func:`stationarity`; the variants are mapped onto them by
     :func:`imbalance.theory.fair_factored.factored_fair_adamw_equilibrium`): ``row_decay`` and
     ``moment_presence`` pairs (W rows (V,), E rows (C,)) of finite values ≥ 0, ``shared_second_moment``.
@@ -401,6 +467,7 @@ def factored_bigram_adamw_equilibrium(counts, lam, *, init=None, lam_e=None, bat
     r = as_positive(r, "r")
     b2 = _beta2(betas)
     solver = _solver_options(method, h, t_max, polish, t_select, dt0, tol, max_steps, patience, fallback)
+    solver["select"] = _as_select(select, lr, steps, betas, tied, row_decay, moment_presence, shared_second_moment)
     if _as_flag(tied, "tied") and (C != V or lam_e is not None):
         raise ValueError(f"tied=True needs square counts and no lam_e (one matrix, one decay), got "
                          f"counts.shape={(C, V)}, lam_e={lam_e!r}")

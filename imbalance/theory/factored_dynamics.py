@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._validate import _short, as_choice, as_count_matrix, as_nonnegative, as_positive, as_positive_int
-from .adamw_shared import bigram_law, sample_moments
+from .adamw_shared import bigram_law, mean_field_adamw_path
 from .chebyshev import rkc_integrate
 from .dynamics import eval_steps
 
@@ -234,7 +234,7 @@ def factored_adamw_trajectory(counts, E0, W0, *, lam, steps, lr, batch_size, r=1
     log_at = eval_steps(steps, eval_every)
     out = [obj.loss_per_token(E, W)]
     for s in range(E.shape[0]):
-        path = _adamw_path(E[s], W[s], law, r=r, B=B, lr=lr, lams=(lam_E, lam_W), betas=(b1, b2), eps=eps,
+        path = mean_field_adamw_path(E[s], W[s], law, r=r, B=B, lr=lr, lams=(lam_E, lam_W), betas=(b1, b2), eps=eps,
                            log_at=log_at)
         out.append(np.stack([obj.loss_per_token(e[None], w[None])[0] for e, w in path]))
     loss = np.concatenate([out[0][:, None], np.stack(out[1:])], 1)  # (S, n_eval, V)
@@ -243,28 +243,3 @@ def factored_adamw_trajectory(counts, E0, W0, *, lam, steps, lr, batch_size, r=1
     agg = (loss[..., seen] * pi[seen]).sum(-1)
     return FactoredTrajectory(lam_E=lam_E, lam_W=lam_W, lr=lr, steps=log_at, token_probs=pi, loss_per_token=loss,
                               aggregate_loss=agg, integrator="adamw-mean-field", gradient_evaluations=steps)
-
-
-def _adamw_path(E, W, law, *, r, B, lr, lams, betas, eps, log_at):
-    """[(E, W)] at log_at[1:] along the mean-field AdamW recursion from (E, W) (copied)."""
-    (b1, b2), (lam_E, lam_W) = betas, lams
-    theta = {"E": E.copy(), "W": W.copy()}
-    m = {k: np.zeros_like(v) for k, v in theta.items()}
-    v = {k: np.zeros_like(x) for k, x in theta.items()}
-    shrink = {"E": 1.0 - lr * lam_E, "W": 1.0 - lr * lam_W}
-    out, k = [], 1
-    for t in range(1, int(log_at[-1]) + 1):
-        mean_W, sq_W, mean_E, sq_E = sample_moments(theta["W"], theta["E"], law, r)
-        for name, g, g2 in (("E", mean_E, sq_E), ("W", mean_W, sq_W)):
-            m[name] *= b1
-            m[name] += (1.0 - b1) * g
-            v[name] *= b2
-            v[name] += (1.0 - b2) * (g2 / B + (1.0 - 1.0 / B) * g * g)  # E[g²] of a mean over B pairs
-            den = np.sqrt(v[name] / (1.0 - b2 ** t)) + eps
-            step = np.divide(m[name] / (1.0 - b1 ** t), den, out=np.zeros_like(den), where=den > 0)
-            theta[name] *= shrink[name]
-            theta[name] -= lr * step
-        if k < log_at.size and t == log_at[k]:
-            out.append((theta["E"].copy(), theta["W"].copy()))
-            k += 1
-    return out
