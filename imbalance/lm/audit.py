@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from .._progress import progress_bar
-from .._validate import as_positive_int
+from .._validate import as_choice, as_positive_int
 from ..sim.devices import resolve_device
 from .losses import logits_of, loss_summary
 from .tokenizer import check_text_file
@@ -197,6 +197,8 @@ class _Scorer:
     summed directly."""
 
     def __init__(self, lm, V, device, autocast):
+        """``autocast``: a callable returning a fresh autocast context (a context object keeps the
+        state it restores on itself, so threads must not share one)."""
         self.lm, self.autocast = lm, autocast
         self.head = lm.get_output_embeddings()
         base = getattr(lm, getattr(lm, "base_model_prefix", ""), None)
@@ -213,10 +215,11 @@ class _Scorer:
         self.rows = max(512, (1 << 22) // V)
         self.h_sum = None
         self.n_fast = 0
+        self.prepared = False
         self.direct = torch.zeros(V, dtype=torch.float64, device=device)  # (V,)
 
     def _full(self, x, y):
-        with self.autocast:
+        with self.autocast():
             logits = logits_of(self.lm, x)  # (b, T, V)
         flat = logits.float().reshape(y.numel(), -1)  # (bT, V)
         return F.cross_entropy(flat, y, reduction="none"), flat.sum(0, dtype=torch.float64)
@@ -227,20 +230,28 @@ class _Scorer:
         caught = []
         handle = self.base.register_forward_hook(lambda m, i, out: caught.append(out[0]))
         try:
-            with self.autocast:
+            with self.autocast():
                 logits = logits_of(self.lm, x)[0].float()  # (T, V)
         finally:
             handle.remove()
         self.fast = False
         if caught and caught[-1].shape[:-1] == x.shape:
-            with self.autocast:
+            with self.autocast():
                 z = self.head(caught[-1][0]).float()  # (T, V)
             self.fast = bool((z - logits).abs().max() <= 1e-5 * logits.abs().max())
 
     def prepare(self, x):
-        """Choose the path on the first window ``x`` (1, T); call once, before any batch is scored."""
+        """Run the whole model once on the first window ``x`` (1, T), in the calling thread, before
+        any batch is scored (any lazy set-up of the model happens here, not in several threads at
+        once), and choose the path on it. Later calls do nothing."""
+        if self.prepared:
+            return
         if self.fast is None:
             self._decide(x)
+        else:
+            with torch.inference_mode(), self.autocast():
+                logits_of(self.lm, x)
+        self.prepared = True
 
     def __call__(self, x, y):
         """``x`` (b, T) inputs, ``y`` (bT,) targets → ((bT,) cross-entropy, float32; the batch's part
@@ -249,13 +260,13 @@ class _Scorer:
         with torch.inference_mode():
             if not self.fast:
                 return self._full(x, y)
-            with self.autocast:
+            with self.autocast():
                 h = self.base(input_ids=x, **self.base_kw)[0].reshape(y.numel(), -1)  # (bT, d)
             n = y.numel()
             ce = torch.empty(n, dtype=torch.float32, device=y.device)  # (bT,)
             step = -(-n // -(-n // self.rows))  # equal chunks of at most self.rows (no small remainder)
             for i in range(0, n, step):
-                with self.autocast:
+                with self.autocast():
                     z = self.head(h[i:i + step])  # (step, V)
                 ce[i:i + step] = F.cross_entropy(z.float(), y[i:i + step], reduction="none")
             return ce, h.sum(0, dtype=torch.float64)  # (bT,), (d,)
@@ -320,6 +331,7 @@ def audit(model, text, *, freq_text=None, context: int | None = None, batch_size
     if workers is None:
         workers = min(torch.get_num_threads(), 4) if device.type == "cpu" else 1
     workers = as_positive_int(workers, "workers")
+    scheme = as_choice(scheme, "scheme", {"log3", "equal_mass"})
     batch_size = as_positive_int(batch_size, "batch_size")
     batch_tokens = as_positive_int(batch_tokens, "batch_tokens")
     max_tokens = None if max_tokens is None else as_positive_int(max_tokens, "max_tokens")
@@ -335,7 +347,7 @@ def audit(model, text, *, freq_text=None, context: int | None = None, batch_size
     sums = torch.zeros(V, dtype=torch.float64, device=device)  # (V,)
     counts = torch.zeros(V, dtype=torch.int64, device=device)  # (V,)
     bf16 = device.type == "cuda"
-    score = _Scorer(lm, V, device, torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16))
+    score = _Scorer(lm, V, device, lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16))
     ids, encode_s = _cached_ids(text, tok, cache, max_tokens, progress)
     batches = _windows(text, tok, T, batch_size, max_tokens) if ids is None else _id_windows(ids, T, batch_size,
                                                                                            max_tokens)
@@ -356,7 +368,7 @@ def audit(model, text, *, freq_text=None, context: int | None = None, batch_size
     threads = torch.get_num_threads()
     pool = ThreadPoolExecutor(workers) if workers > 1 else None
     try:
-        if pool is not None:
+        if pool is not None:  # process-wide: other threads running torch meanwhile get the reduced count too
             torch.set_num_threads(max(1, threads // workers))
         for w in batches:
             if int(w.max()) >= V:
@@ -364,18 +376,22 @@ def audit(model, text, *, freq_text=None, context: int | None = None, batch_size
                                  f"vocabulary of {V}")
             stream_counts += torch.bincount(w.view(-1), minlength=V)  # (V,)
             w = w.to(device, non_blocking=True)  # (b, T+1)
-            score.prepare(w[:1, :-1])  # the whole model once, here: any lazy set-up runs before the workers do
+            score.prepare(w[:1, :-1])
             y = w[:, 1:].reshape(-1)  # (bT,)
             pending.append((y, pool.submit(score, w[:, :-1], y) if pool is not None else _done(score(w[:, :-1], y))))
             drain(2 * workers - 1)
         drain(0)
     finally:
-        if pool is not None:
-            for _, fut in pending:
-                fut.cancel()
-            pool.shutdown(wait=True)
+        try:
+            if pool is not None:
+                for _, fut in pending:
+                    fut.cancel()
+                pool.shutdown(wait=True)
+            if hasattr(batches, "close"):
+                batches.close()  # the streaming reader's own thread and file, also when a batch failed
+            bar.close()
+        finally:
             torch.set_num_threads(threads)
-    bar.close()
     elapsed = time.perf_counter() - t0
     n = int(counts.sum())
     if n == 0:

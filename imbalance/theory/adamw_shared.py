@@ -150,8 +150,17 @@ def mean_field_adamw_path(E, W, law: BigramLaw, *, r, B, lr, lams, betas, eps, l
     ``BatchedAdamW``'s recursion with the minibatch gradient replaced by its moments
     (:func:`sample_moments`): m and v are the bias-corrected exponential averages of E[g] and
     E[g²] = E[G²]/B + (1 − 1/B) E[G]² (``B`` None: full batch, E[g²] = E[g]²), the decay decoupled,
-    θ ← (1 − ηλ)θ − η m̂/(√v̂ + ε), ``lams`` = (λ_E, λ_W)."""
-    (b1, b2), (lam_E, lam_W) = betas, lams
+    θ ← (1 − ηλ)θ − η m̂/(√v̂ + ε), ``lams`` = (λ_E, λ_W); E (C, d), W (V, d)."""
+    B = None if B is None else as_positive_int(B, "B")
+    lr = as_positive(lr, "lr")
+    lam_E, lam_W = (as_nonnegative(a, n) for a, n in zip(lams, ("lams[0]", "lams[1]")))
+    if lr * max(lam_E, lam_W) >= 1.0:
+        raise ValueError(f"lr·λ must be below 1 (the decay factor 1 − lr·λ would not be positive), got lr={lr!r}, "
+                         f"lams={tuple(lams)!r}")
+    _beta2(betas)
+    b1, b2 = (float(b) for b in betas)
+    eps = as_nonnegative(eps, "eps")
+    log_at = np.asarray(log_at, dtype=np.int64)
     theta = {"E": E.copy(), "W": W.copy()}
     m = {k: np.zeros_like(v) for k, v in theta.items()}
     v = {k: np.zeros_like(x) for k, x in theta.items()}
@@ -401,7 +410,7 @@ def _as_select(select, lr, steps, betas, tied, row_decay, moment_presence, share
         return None
     if lr is None or steps is None:
         raise ValueError(f"select='adamw' needs the training's lr and steps, got lr={lr!r}, steps={steps!r}")
-    if tied is True or row_decay is not None or moment_presence is not None or shared is True:
+    if bool(tied) or row_decay is not None or moment_presence is not None or bool(shared):
         raise ValueError("select='adamw' is implemented for the untied model without FairAdamW row options")
     b2 = _beta2(betas)  # validates both
     return as_positive(lr, "lr"), as_positive_int(steps, "steps"), (float(betas[0]), b2)
@@ -471,6 +480,9 @@ def factored_bigram_adamw_equilibrium(counts, lam, *, init=None, lam_e=None, bat
     if _as_flag(tied, "tied") and (C != V or lam_e is not None):
         raise ValueError(f"tied=True needs square counts and no lam_e (one matrix, one decay), got "
                          f"counts.shape={(C, V)}, lam_e={lam_e!r}")
+    if solver["select"] is not None and solver["select"][0] * max(lams.max(), lams_e.max()) >= 1.0:
+        raise ValueError(f"select='adamw': lr·λ must be below 1 (AdamW's decay factor 1 − lr·λ), got "
+                         f"lr={lr!r} with λ up to {max(lams.max(), lams_e.max()):g}")
     W0, E0 = _as_tied_init(init, V) if tied else _as_init(init, V, C)
     opts = _row_options(row_decay, moment_presence, shared_second_moment, V, C)
     if tied and opts is not None:

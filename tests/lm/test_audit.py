@@ -57,38 +57,47 @@ def test_audit_matches_the_models_own_loss(model_dir, corpus_file, tokenizer, tm
     assert "token-balanced" in report.read_text() and (tmp_path / "audit" / "audit.png").stat().st_size > 0
 
 
-@pytest.mark.parametrize("workers", [1, 3])
+@pytest.mark.parametrize("workers", [2, 3])
 def test_audit_workers(model_dir, corpus_file, workers):
     """Batches scored by several threads at once give the one-thread audit's counts exactly and its
     sums to float32 rounding (each batch's arithmetic is the same, the accumulation in stream
-    order), and torch's thread count is restored afterwards — also when a batch fails."""
-    threads = torch.get_num_threads()
-    kw = dict(context=CONTEXT, batch_size=2, max_tokens=2 * 33 * 9, device="cpu", progress=False, cache_dir=None)
-    ref = audit(model_dir, corpus_file, workers=1, **kw)
-    res = audit(model_dir, corpus_file, workers=workers, **kw)
-    assert torch.get_num_threads() == threads
-    np.testing.assert_array_equal(res.counts, ref.counts)
-    np.testing.assert_allclose(res.sums, ref.sums, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(res.mean_logit, ref.mean_logit, rtol=1e-6, atol=1e-7)
-    assert res.n_tokens == ref.n_tokens == 9 * 2 * CONTEXT
+    order), and torch's thread count is restored afterwards — also when a batch fails, with the
+    streaming reader's thread gone."""
+    import threading
 
-    audit_mod = sys.modules["imbalance.lm.audit"]
-    calls = []
-
-    def failing(self, x, y):
-        calls.append(1)
-        if len(calls) == 3:
-            raise RuntimeError("batch 3 failed")
-        return original(self, x, y)
-
-    original = audit_mod._Scorer.__call__
-    audit_mod._Scorer.__call__ = failing
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)  # so that sharing the threads out changes the count
     try:
-        with pytest.raises(RuntimeError, match="batch 3 failed"):
-            audit(model_dir, corpus_file, workers=workers, **kw)
+        kw = dict(context=CONTEXT, batch_size=2, max_tokens=2 * 33 * 9, device="cpu", progress=False, cache_dir=None)
+        ref = audit(model_dir, corpus_file, workers=1, **kw)
+        res = audit(model_dir, corpus_file, workers=workers, **kw)
+        assert torch.get_num_threads() == 4
+        np.testing.assert_array_equal(res.counts, ref.counts)
+        np.testing.assert_allclose(res.sums, ref.sums, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(res.mean_logit, ref.mean_logit, rtol=1e-6, atol=1e-7)
+        assert res.n_tokens == ref.n_tokens == 9 * 2 * CONTEXT
+
+        audit_mod = sys.modules["imbalance.lm.audit"]
+        calls = []
+        original = audit_mod._Scorer.__call__
+
+        def failing(self, x, y):
+            calls.append(1)
+            if len(calls) == 3:
+                raise RuntimeError("batch 3 failed")
+            return original(self, x, y)
+
+        threads_before = set(threading.enumerate())
+        audit_mod._Scorer.__call__ = failing
+        try:
+            with pytest.raises(RuntimeError, match="batch 3 failed"):
+                audit(model_dir, corpus_file, workers=workers, **kw)
+        finally:
+            audit_mod._Scorer.__call__ = original
+        assert torch.get_num_threads() == 4
+        assert not [t for t in set(threading.enumerate()) - threads_before if t.is_alive()]
     finally:
-        audit_mod._Scorer.__call__ = original
-    assert torch.get_num_threads() == threads
+        torch.set_num_threads(before)
 
 
 def test_audit_bad_input(model_dir, corpus_file, tmp_path):
@@ -103,7 +112,8 @@ def test_audit_bad_input(model_dir, corpus_file, tmp_path):
         audit(model_dir, tmp_path / "missing.txt", device="cpu", progress=False)
     with pytest.raises(ValueError, match="exceeds the model's 32 positions"):
         audit(model_dir, corpus_file, context=64, device="cpu", progress=False)
-    for name, value in (("workers", 0), ("batch_size", 0), ("max_tokens", -5), ("context", 0), ("batch_tokens", 1.5)):
+    for name, value in (("workers", 0), ("batch_size", 0), ("max_tokens", -5), ("context", 0), ("batch_tokens", 1.5),
+                        ("scheme", "deciles")):
         with pytest.raises(ValueError, match=name):
             audit(model_dir, corpus_file, device="cpu", progress=False, **{name: value})
 
@@ -153,7 +163,7 @@ def test_scorer_against_the_models_logits(split, capped):
 
     cfg = GPTConfig(512, layers=2, width=64, heads=4, context=CONTEXT, tied=not capped)
     lm = (_soft_capped_gpt(cfg, 3) if capped else build_gpt(cfg, 3)).eval()
-    score = _Scorer(lm, 512, torch.device("cpu"), contextlib.nullcontext())
+    score = _Scorer(lm, 512, torch.device("cpu"), contextlib.nullcontext)
     score.rows = 20  # equal chunks of at most 20 (20, 20, 20, 20, 16): they do not divide the 96 positions
     w = split.windows("heldout")[:9]  # (9, T+1)
     ce, ref_ce = [], []

@@ -196,7 +196,10 @@ def test_bad_input_names_the_parameter(kw, name):
                                       ({"select": "adamw", "lr": -1.0, "steps": 10}, "lr"),
                                       ({"select": "adamw", "lr": 1e-2, "steps": 10, "betas": (0.9, 1.0)}, "betas"),
                                       ({"select": "adamw", "lr": 1e-2, "steps": 10,
-                                        "row_decay": (np.ones(4), np.ones(4))}, "select")])
+                                        "row_decay": (np.ones(4), np.ones(4))}, "select"),
+                                      ({"select": "adamw", "lr": 1e-2, "steps": 10,
+                                        "shared_second_moment": np.True_}, "select"),
+                                      ({"select": "adamw", "lr": 2.0, "steps": 10}, "lr")])
 def test_bad_selection_names_the_parameter(kw, name):
     with pytest.raises(ValueError, match=name):
         factored_bigram_adamw_equilibrium(COUNTS, 0.5, init=_init(0), batch_size=8, **kw)
@@ -204,8 +207,8 @@ def test_bad_selection_names_the_parameter(kw, name):
 
 def test_adamw_selection_is_the_recursions_limit():
     """``select="adamw"``: the root the mean-field AdamW recursion leads to. With W and E decayed
-    differently (a swapped λ would show), ``factored_adamw_trajectory`` (the recursion, run on its
-    own) approaches the returned root: its per-token loss over the last logs moves monotonically
+    differently, ``factored_adamw_trajectory`` (the recursion, run on its own) approaches the
+    returned root: its per-token loss over the last logs moves monotonically
     toward the root's and ends within 2e-4 (relative; a settled recursion sits exactly on a root of
     F — its fixed point has m̂ = E[g], v̂ = E[g²], λθ = −m̂/(√v̂ + ε) — but the slowest modes settle
     slowly: 4e-3 after 6,000 steps, 5e-5 after 20,000). And the certificate holds for the raw,
@@ -226,6 +229,28 @@ def test_adamw_selection_is_the_recursions_limit():
     assert np.abs(F).max() < 1e-8
 
 
+@pytest.mark.parametrize("B", [16, None])
+def test_mean_field_adamw_step_against_enumerated_samples(B):
+    """Three steps of the mean-field recursion with β = (0, 0) and ε = 0 are
+    θ ← (1 − ηλ)θ − η E[g]/√E[g²] with W and E decayed by their own λ; E[g] and E[g²] recomputed
+    from per-sample gradients enumerated pair by pair (``_raw_stationarity`` with λ = 0), B = None
+    the full batch (E[g²] = E[g]²)."""
+    from imbalance.theory.adamw_shared import bigram_law, mean_field_adamw_path
+
+    W, E = _init(3)
+    lr, lam_W, lam_E = 0.05, 0.7, 0.2
+    path = mean_field_adamw_path(E, W, bigram_law(COUNTS), r=1.0, B=B, lr=lr, lams=(lam_E, lam_W), betas=(0.0, 0.0),
+                                 eps=0.0, log_at=[0, 1, 2, 3])
+    theta = np.concatenate([W.ravel(), E.ravel()])
+    lam = np.concatenate([np.full(W.size, lam_W), np.full(E.size, lam_E)])
+    for E_t, W_t in path:
+        theta = (1 - lr * lam) * theta - lr * _raw_stationarity(theta, COUNTS, 0.0, B, 0.0, 4, 2)
+        np.testing.assert_allclose(np.concatenate([W_t.ravel(), E_t.ravel()]), theta, rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="lr"):
+        mean_field_adamw_path(E, W, bigram_law(COUNTS), r=1.0, B=B, lr=3.0, lams=(lam_E, lam_W), betas=(0.0, 0.0),
+                              eps=0.0, log_at=[0, 1])
+
+
 def test_adamw_selection_without_moments_is_the_flows():
     """With β = (0, 0) the recursion is the explicit Euler scheme of the mean-field flow at step lr,
     so on a problem whose basin is not in doubt both selections give the same root (two
@@ -237,6 +262,7 @@ def test_adamw_selection_without_moments_is_the_flows():
     b = factored_bigram_adamw_equilibrium(counts, 0.3, init=init, batch_size=8, select="adamw", lr=2e-3,
                                           steps=2000, betas=(0.0, 0.0))
     assert a.residual < 1e-9 and b.residual < 1e-9
+    assert b.flow_time >= 2e-3 * 2000 and not np.array_equal(a.W, b.W)  # b took the recursion's path
     np.testing.assert_allclose(a.loss_per_token, b.loss_per_token, rtol=1e-7)
 
 
