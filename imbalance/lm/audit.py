@@ -295,6 +295,56 @@ def _done(value) -> Future:
     return fut
 
 
+def _score_stream(batches, score, V, device, workers, model_name, progress):
+    """Score every batch of ``batches`` with ``score``, ``workers`` at once (each by its own thread,
+    torch's intra-op threads shared out among them and restored afterwards, also on error), and
+    accumulate in stream order: (Σ CE per target id (V,) float64, counts per target id (V,), counts of
+    every token of the windows (V,), on the CPU)."""
+    sums = torch.zeros(V, dtype=torch.float64, device=device)  # (V,)
+    counts = torch.zeros(V, dtype=torch.int64, device=device)  # (V,)
+    stream_counts = torch.zeros(V, dtype=torch.int64)  # (V,)
+    bar = progress_bar(desc="audit", unit="tok", unit_scale=True, enabled=progress)
+    pending = deque()  # (targets, future) of batches in flight, in stream order
+
+    def drain(keep):
+        while len(pending) > keep:
+            y, fut = pending.popleft()
+            ce, part = fut.result()
+            sums.index_add_(0, y, ce.double())
+            counts.index_add_(0, y, torch.ones_like(y))
+            score.add(part, y.numel())
+            bar.update(y.numel())
+
+    threads = torch.get_num_threads()
+    pool = ThreadPoolExecutor(workers) if workers > 1 else None
+    try:
+        if pool is not None:  # process-wide: other threads running torch meanwhile get the reduced count too
+            torch.set_num_threads(max(1, threads // workers))
+        for w in batches:
+            if int(w.max()) >= V:
+                raise ValueError(f"the tokenizer of {model_name!r} produced id {int(w.max())}, beyond the model's "
+                                 f"vocabulary of {V}")
+            stream_counts += torch.bincount(w.view(-1), minlength=V)  # (V,)
+            w = w.to(device, non_blocking=True)  # (b, T+1)
+            score.prepare(w[:1, :-1])
+            y = w[:, 1:].reshape(-1)  # (bT,)
+            pending.append((y, pool.submit(score, w[:, :-1], y) if pool is not None else _done(score(w[:, :-1], y))))
+            drain(2 * workers - 1)
+        drain(0)
+    finally:
+        try:
+            if pool is not None:
+                for _, fut in pending:
+                    fut.cancel()
+                pool.shutdown(wait=True)
+            if hasattr(batches, "close"):
+                batches.close()  # the streaming reader's own thread and file, also when a batch failed
+            bar.close()
+        finally:
+            torch.set_num_threads(threads)
+    return sums, counts, stream_counts
+
+
 def _count_tokens(text_path, tok, V, cache_dir=None, progress=False):
     """(counts (V,) of the token ids of the whole text, ids ≥ V dropped; seconds spent encoding into the cache)."""
     counts = np.zeros(V, dtype=np.int64)
@@ -344,54 +394,13 @@ def audit(model, text, *, freq_text=None, context: int | None = None, batch_size
     emb = lm.get_input_embeddings().weight
     out_emb = lm.get_output_embeddings()
     V = emb.shape[0] if out_emb is None else out_emb.weight.shape[0]
-    sums = torch.zeros(V, dtype=torch.float64, device=device)  # (V,)
-    counts = torch.zeros(V, dtype=torch.int64, device=device)  # (V,)
     bf16 = device.type == "cuda"
     score = _Scorer(lm, V, device, lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16))
     ids, encode_s = _cached_ids(text, tok, cache, max_tokens, progress)
     batches = _windows(text, tok, T, batch_size, max_tokens) if ids is None else _id_windows(ids, T, batch_size,
                                                                                            max_tokens)
-    bar = progress_bar(desc="audit", unit="tok", unit_scale=True, enabled=progress)
     t0 = time.perf_counter()
-    stream_counts = torch.zeros(V, dtype=torch.int64)  # (V,) every token of the evaluated windows
-    pending = deque()  # (targets, future) of batches in flight, in stream order
-
-    def drain(keep):
-        while len(pending) > keep:
-            y, fut = pending.popleft()
-            ce, part = fut.result()
-            sums.index_add_(0, y, ce.double())
-            counts.index_add_(0, y, torch.ones_like(y))
-            score.add(part, y.numel())
-            bar.update(y.numel())
-
-    threads = torch.get_num_threads()
-    pool = ThreadPoolExecutor(workers) if workers > 1 else None
-    try:
-        if pool is not None:  # process-wide: other threads running torch meanwhile get the reduced count too
-            torch.set_num_threads(max(1, threads // workers))
-        for w in batches:
-            if int(w.max()) >= V:
-                raise ValueError(f"the tokenizer of {str(model)!r} produced id {int(w.max())}, beyond the model's "
-                                 f"vocabulary of {V}")
-            stream_counts += torch.bincount(w.view(-1), minlength=V)  # (V,)
-            w = w.to(device, non_blocking=True)  # (b, T+1)
-            score.prepare(w[:1, :-1])
-            y = w[:, 1:].reshape(-1)  # (bT,)
-            pending.append((y, pool.submit(score, w[:, :-1], y) if pool is not None else _done(score(w[:, :-1], y))))
-            drain(2 * workers - 1)
-        drain(0)
-    finally:
-        try:
-            if pool is not None:
-                for _, fut in pending:
-                    fut.cancel()
-                pool.shutdown(wait=True)
-            if hasattr(batches, "close"):
-                batches.close()  # the streaming reader's own thread and file, also when a batch failed
-            bar.close()
-        finally:
-            torch.set_num_threads(threads)
+    sums, counts, stream_counts = _score_stream(batches, score, V, device, workers, str(model), progress)
     elapsed = time.perf_counter() - t0
     n = int(counts.sum())
     if n == 0:

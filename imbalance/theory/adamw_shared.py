@@ -399,8 +399,8 @@ def _solver_options(method, h, t_max, polish, t_select, dt0, tol, max_steps, pat
                 patience=as_positive_int(patience, "patience"), fallback=_as_flag(fallback, "fallback"))
 
 
-def _as_select(select, lr, steps, betas, tied, row_decay, moment_presence, shared):
-    """None for select="flow"; (lr, steps, (β₁, β₂)) for select="adamw"."""
+def _as_select(select, lr, steps, betas, tied, row_decay, moment_presence, shared, lam_max):
+    """None for select="flow"; (lr, steps, (β₁, β₂)) for select="adamw" (lr·``lam_max`` < 1)."""
     if select not in ("flow", "adamw"):
         raise ValueError(f"select must be 'flow' or 'adamw', got select={select!r}")
     if select == "flow":
@@ -413,7 +413,11 @@ def _as_select(select, lr, steps, betas, tied, row_decay, moment_presence, share
     if bool(tied) or row_decay is not None or moment_presence is not None or bool(shared):
         raise ValueError("select='adamw' is implemented for the untied model without FairAdamW row options")
     b2 = _beta2(betas)  # validates both
-    return as_positive(lr, "lr"), as_positive_int(steps, "steps"), (float(betas[0]), b2)
+    lr = as_positive(lr, "lr")
+    if lr * lam_max >= 1.0:
+        raise ValueError(f"select='adamw': lr·λ must be below 1 (AdamW's decay factor 1 − lr·λ), got lr={lr!r} "
+                         f"with λ up to {lam_max:g}")
+    return lr, as_positive_int(steps, "steps"), (float(betas[0]), b2)
 
 
 def _as_flag(value, name):
@@ -476,13 +480,11 @@ def factored_bigram_adamw_equilibrium(counts, lam, *, init=None, lam_e=None, bat
     r = as_positive(r, "r")
     b2 = _beta2(betas)
     solver = _solver_options(method, h, t_max, polish, t_select, dt0, tol, max_steps, patience, fallback)
-    solver["select"] = _as_select(select, lr, steps, betas, tied, row_decay, moment_presence, shared_second_moment)
+    solver["select"] = _as_select(select, lr, steps, betas, tied, row_decay, moment_presence, shared_second_moment,
+                                  max(lams.max(), lams_e.max()))
     if _as_flag(tied, "tied") and (C != V or lam_e is not None):
         raise ValueError(f"tied=True needs square counts and no lam_e (one matrix, one decay), got "
                          f"counts.shape={(C, V)}, lam_e={lam_e!r}")
-    if solver["select"] is not None and solver["select"][0] * max(lams.max(), lams_e.max()) >= 1.0:
-        raise ValueError(f"select='adamw': lr·λ must be below 1 (AdamW's decay factor 1 − lr·λ), got "
-                         f"lr={lr!r} with λ up to {max(lams.max(), lams_e.max()):g}")
     W0, E0 = _as_tied_init(init, V) if tied else _as_init(init, V, C)
     opts = _row_options(row_decay, moment_presence, shared_second_moment, V, C)
     if tied and opts is not None:
