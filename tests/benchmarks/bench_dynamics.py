@@ -61,7 +61,7 @@ def test_factored_flow_against_training_at_V_2000(steps, batch_size):
     the square root of the step); one full gradient costs about n_ctx/B minibatch steps in
     arithmetic. Printed: the ratio and the largest per-bucket gap to the (single-seed) run after the
     second log. Measured on a 2-core CPU (float32 gradients, the default): 1,000 steps — B = 64
-    ratio 0.63–0.68 (130 gradients), gap 7.9 % (SGD noise at B = 64, which the flow omits); B = 1024
+    ratio 0.63–0.68 (130 gradients), gap 7.9 % (the flow has no gradient noise; the gap shrinks with B); B = 1024
     ratio 0.115–0.13, gap 2.7 %; 10,000 steps (412 gradients) — B = 64 ratio 0.40–0.43, gap 4.8 %;
     B = 1024 ratio 0.046–0.047, gap 1.2 %. The 0.1 target therefore holds for the run to
     equilibrium at B = 1024 and at neither length at B = 64. Asserted: the gap below 3 % at
