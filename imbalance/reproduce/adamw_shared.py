@@ -23,6 +23,7 @@ from ..sim import BigramTask, FactoredBigram, sweep
 from ..theory import factored_bigram_equilibrium
 from ..theory.adamw_shared import (
     UncertifiedWarning,
+    batch_second_moment,
     bigram_law,
     factored_bigram_adamw_equilibrium,
     sample_moments,
@@ -365,7 +366,7 @@ def eps_rows(task, eps_values, *, lam=0.2, batch_size=64, width=8, seeds=(0, 1, 
 def _grad_over_eps(eq, law, batch_size, eps, r):
     """(V,) per token: median over its unembedding row of √E[g²]/ε at the equilibrium ``eq``."""
     mW, sW, _, _ = sample_moments(eq.W, eq.E.T, law, r)
-    return np.median(np.sqrt(sW / batch_size + (1 - 1 / batch_size) * mW * mW), axis=1) / eps
+    return np.median(np.sqrt(batch_second_moment(mW, sW, batch_size)), axis=1) / eps
 
 
 def worst_error(rows, key="adamw", min_window=0.0):

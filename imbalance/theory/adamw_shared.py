@@ -43,7 +43,7 @@ from .._validate import as_count_matrix, as_distribution, as_lams, as_nonnegativ
 from ._pseudo_transient import pseudo_transient
 
 __all__ = ["SharedAdamWEquilibrium", "UncertifiedWarning", "BigramLaw", "bigram_law", "sample_moments", "stationarity",
-           "mean_field_adamw_path",
+           "batch_second_moment", "mean_field_adamw_path",
            "tied_sample_moments", "tied_stationarity",
            "factored_bigram_adamw_equilibrium", "ufm_adamw_equilibrium", "ufm_counts"]
 
@@ -144,6 +144,14 @@ def tied_sample_moments(E, law: BigramLaw, r: float = 1.0):
     return mW + mE, sW + sE + cross
 
 
+def batch_second_moment(mean, sq, batch_size):
+    """E[g²] of the mean g of ``batch_size`` i.i.d. sample gradients G with E[G] = ``mean`` and
+    E[G²] = ``sq``: E[G²]/B + (1 − 1/B) E[G]² (B = None: full batch, E[G]²)."""
+    if batch_size is None:
+        return mean * mean
+    return sq / batch_size + (1.0 - 1.0 / batch_size) * mean * mean
+
+
 def mean_field_adamw_path(E, W, law: BigramLaw, *, r, B, lr, lams, betas, eps, log_at):
     """[(E, W)] at ``log_at[1:]`` along the mean-field AdamW recursion from (E, W) (copied).
 
@@ -165,7 +173,6 @@ def mean_field_adamw_path(E, W, law: BigramLaw, *, r, B, lr, lams, betas, eps, l
     m = {k: np.zeros_like(v) for k, v in theta.items()}
     v = {k: np.zeros_like(x) for k, x in theta.items()}
     shrink = {"E": 1.0 - lr * lam_E, "W": 1.0 - lr * lam_W}
-    inv_B = 0.0 if B is None else 1.0 / B
     out, k = [], 1
     for t in range(1, int(log_at[-1]) + 1):
         mean_W, sq_W, mean_E, sq_E = sample_moments(theta["W"], theta["E"], law, r)
@@ -173,7 +180,7 @@ def mean_field_adamw_path(E, W, law: BigramLaw, *, r, B, lr, lams, betas, eps, l
             m[name] *= b1
             m[name] += (1.0 - b1) * g
             v[name] *= b2
-            v[name] += (1.0 - b2) * (g2 * inv_B + (1.0 - inv_B) * g * g)  # E[g²] of a mean over B pairs
+            v[name] += (1.0 - b2) * batch_second_moment(g, g2, B)
             den = np.sqrt(v[name] / (1.0 - b2 ** t)) + eps
             step = np.divide(m[name] / (1.0 - b1 ** t), den, out=np.zeros_like(den), where=den > 0)
             theta[name] *= shrink[name]
@@ -187,7 +194,7 @@ def mean_field_adamw_path(E, W, law: BigramLaw, *, r, B, lr, lams, betas, eps, l
 def _normalised(mean, sq, batch_size, eps, presence=1.0, shared=False):
     """E[g]/(√(v/α) + ε) with v = E[g²] = E[G²]/B + (1 − 1/B)E[G]² (B = None: full batch, E[g]²),
     α the per-row ``presence`` of lazy moments (1: dense); ``shared``: v replaced by its mean over rows."""
-    v = mean * mean if batch_size is None else sq / batch_size + (1.0 - 1.0 / batch_size) * mean * mean
+    v = batch_second_moment(mean, sq, batch_size)
     if shared:
         v = np.broadcast_to(v.mean(axis=0, keepdims=True), v.shape)  # (1, d): one second moment per column
     if not np.isscalar(presence):

@@ -234,8 +234,8 @@ def factored_adamw_trajectory(counts, E0, W0, *, lam, steps, lr, batch_size, r=1
     log_at = eval_steps(steps, eval_every)
     out = [obj.loss_per_token(E, W)]
     for s in range(E.shape[0]):
-        path = mean_field_adamw_path(E[s], W[s], law, r=r, B=B, lr=lr, lams=(lam_E, lam_W), betas=(b1, b2), eps=eps,
-                           log_at=log_at)
+        path = mean_field_adamw_path(E[s], W[s], law, r=r, B=B, lr=lr, lams=(lam_E, lam_W), betas=(b1, b2),
+                                     eps=eps, log_at=log_at)
         out.append(np.stack([obj.loss_per_token(e[None], w[None])[0] for e, w in path]))
     loss = np.concatenate([out[0][:, None], np.stack(out[1:])], 1)  # (S, n_eval, V)
     pi = obj.pi
